@@ -1,0 +1,54 @@
+# smart-estate: every target sets up what it needs first (idempotent, quick when done).
+#   make demo   set up, then run the stack on the demo county (Ctrl-C stops everything)
+#   make test   set up, then lint, type-check and run every test
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help setup system venv demo test check lint typecheck format bench clean stop
+
+help:
+	@echo "make demo   - set everything up and run the demo stack (Ctrl-C stops it)"
+	@echo "make test   - set everything up, run ruff, mypy --strict and the tests"
+	@echo "make check  - ruff and mypy --strict only"
+	@echo "make bench  - the benchmarks in bench/ (figures in the README)"
+	@echo "make stop   - stop this checkout's private servers"
+	@echo "make clean  - stop them and delete var/ (all local data)"
+
+setup: system venv
+
+system:
+	@scripts/setup-system.sh
+
+venv:
+	@scripts/setup-venv.sh
+
+demo: setup
+	$(BIN)/estate demo
+
+check: venv lint typecheck
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m bench.telemetry_layout
+
+stop: venv
+	$(BIN)/estate services stop
+
+clean: stop
+	rm -rf var

@@ -1,0 +1,1 @@
+"""Warn, judge, dispatch, supervise, notify: from readings to closed work orders."""

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI), authentication and scopes, the console and inspector views."""

@@ -1,0 +1,1 @@
+"""smart-estate's shared core: settings, private services, database, registry, command line."""

@@ -1,0 +1,69 @@
+"""Mosquitto credential files: password hashes and ACLs, written without mosquitto_passwd.
+
+Mosquitto 2.0 reads ``user:$7$<iterations>$<salt b64>$<PBKDF2-HMAC-SHA512 b64>`` lines;
+computing them here lets the registry write thousands of device credentials in one pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+_ITERATIONS = 101  # mosquitto_passwd's own default for $7$ hashes
+SERVICE_ACCOUNT = "estate-service"
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """Return a Mosquitto 2.0 ``$7$`` password hash for ``password``."""
+    salt = secrets.token_bytes(12) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _ITERATIONS)
+    b64 = base64.b64encode
+    return f"$7${_ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+@dataclass(frozen=True)
+class AclEntry:
+    """One ``user`` block of an ACL file: topics the user may read, write or both."""
+
+    user: str
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    readwrite: tuple[str, ...] = ()
+
+
+def service_acl() -> AclEntry:
+    """The service account reads every estate topic and publishes alerts and notifications."""
+    return AclEntry(user=SERVICE_ACCOUNT, readwrite=("estate/#",), read=("$SYS/#",))
+
+
+def render_acl(entries: Iterable[AclEntry]) -> str:
+    """ACL file text; anything not listed is denied (Mosquitto's default with an ACL file)."""
+    out: list[str] = []
+    for e in entries:
+        out.append(f"user {e.user}")
+        out.extend(f"topic read {t}" for t in e.read)
+        out.extend(f"topic write {t}" for t in e.write)
+        out.extend(f"topic readwrite {t}" for t in e.readwrite)
+        out.append("")
+    return "\n".join(out)
+
+
+def write_private(path: Path, text: str, *, owner: tuple[int, int] | None = None) -> None:
+    """Write ``text`` atomically with mode 0600 (optionally chowned to ``owner``)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    if owner is not None:
+        os.chown(tmp, *owner)
+    os.replace(tmp, path)
+
+
+def render_passwords(users: dict[str, str]) -> str:
+    """Password file text for ``{user: clear-text password}``."""
+    return "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(users.items()))

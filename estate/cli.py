@@ -1,0 +1,246 @@
+"""The ``estate`` command line.
+
+Exit codes: 0 success; 1 a service or the database failed (the message says what to do);
+2 bad usage, configuration or input file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit
+
+from estate import db, registry
+from estate.generate import ProgressBar, generate, write_yaml
+from estate.services import Endpoints, PrivateServices, ServiceError, mask_url
+from estate.settings import Settings, SettingsError, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+# --------------------------------------------------------------------------- services
+
+
+def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
+    svc = PrivateServices(settings)
+    if not svc.managed():
+        _out("DATABASE_URL and MQTT_URL are both set: no private services to manage")
+        return 0
+    if args.action == "start":
+        started = svc.start()
+        svc.disown()
+        for st in svc.status():
+            verb = "started" if st.name in started else "already running"
+            _out(f"{st.name}: {verb} on {st.address} (pid {st.pid})")
+    elif args.action == "stop":
+        svc.stop()
+        _out("private services stopped")
+    else:
+        statuses = svc.status()
+        for st in statuses:
+            pid = f" (pid {st.pid})" if st.pid else ""
+            _out(f"{st.name}: {st.detail} on {st.address}{pid}")
+        return 0 if all(st.running for st in statuses) else 3
+    return 0
+
+
+def cmd_env(args: argparse.Namespace, settings: Settings) -> int:
+    ep = PrivateServices(settings).endpoints()
+    show: Callable[[str], str] = (lambda u: u) if args.show_secrets else mask_url
+    mqtt = urlsplit(ep.mqtt_url)
+    _out(f"export DATABASE_URL={shlex.quote(show(ep.database_url))}")
+    _out(f"export MQTT_URL={shlex.quote(show(ep.mqtt_url))}")
+    _out(f"export MQTT_HOST={mqtt.hostname} MQTT_PORT={mqtt.port}")
+    if not args.show_secrets:
+        _out('# passwords masked; `eval "$(estate env --show-secrets)"` exports them, then:')
+    _out('#   psql "$DATABASE_URL"')
+    _out('#   mosquitto_sub -L "$MQTT_URL/estate/v1/#" -v')
+    return 0
+
+
+def cmd_psql(args: argparse.Namespace, settings: Settings) -> int:
+    url = PrivateServices(settings).endpoints().database_url
+    os.execvp("psql", ["psql", url, *args.psql_args])  # noqa: S606  (replaces this process)
+
+
+# --------------------------------------------------------------------------- database
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    with PrivateServices(settings).running() as ep:
+        if args.action == "upgrade":
+            applied = db.upgrade(ep.database_url)
+            for m in applied:
+                _out(f"applied {m.version:04d}_{m.name}")
+            _out(
+                f"schema at version {db.current_version(ep.database_url)}"
+                + ("" if applied else " (nothing to do)")
+            )
+        else:
+            have = db.current_version(ep.database_url)
+            latest = db.migrations()[-1].version
+            _out(f"schema at version {have}, latest {latest}")
+            return 0 if have == latest else 3
+    return 0
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "generate":
+        bar = ProgressBar("generating")
+        doc = generate(args.estates, seed=args.seed, progress=bar)
+        if args.output == "-":
+            write_yaml(doc, sys.stdout)
+        else:
+            with Path(args.output).open("w", encoding="utf-8") as f:
+                write_yaml(doc, f, progress=ProgressBar("writing   "))
+            _err(f"wrote {args.output}")
+        return 0
+    path = registry.demo_path() if args.file == "demo" else Path(args.file)
+    reg = registry.read(path)
+    n_dev = sum(1 for _ in reg.devices())
+    _out(f"{path}: valid ({len(reg.estates)} estates, {n_dev} devices)")
+    if args.action == "check":
+        return 0
+    with PrivateServices(settings).running() as ep:
+        db.upgrade(ep.database_url)
+        with db.connect(ep.database_url) as conn:
+            report = registry.load(conn, reg)
+    _out(f"loaded: {report}")
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _wait_for_stop() -> None:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _banner(ep: Endpoints, settings: Settings) -> None:
+    _out("smart-estate demo is up")
+    _out(f"  database  {mask_url(ep.database_url)}")
+    _out(f"  broker    {mask_url(ep.mqtt_url)}")
+    _out(f"  data in   {settings.var_dir}")
+    _out("  in another terminal: `.venv/bin/estate env` prints the URLs; `.venv/bin/estate psql`")
+    _out("Ctrl-C stops the demo and the private servers it started.")
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    with PrivateServices(settings).running() as ep:
+        applied = db.upgrade(ep.database_url)
+        _out(
+            f"schema at version {db.current_version(ep.database_url)} "
+            f"({len(applied)} migration(s) applied now)"
+        )
+        reg = registry.read(registry.demo_path())
+        with db.connect(ep.database_url) as conn:
+            _out(f"demo registry loaded: {registry.load(conn, reg)}")
+        _banner(ep, settings)
+        sys.stdout.flush()
+        if not args.once:
+            _wait_for_stop()
+        _out("stopping")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="estate",
+        description="smart-estate: monitoring, warning, dispatch and fund-backed repair "
+        "for residential estates. Configuration comes from ESTATE_* variables (see README).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser(
+        "services", help="start, stop or inspect the private TimescaleDB and Mosquitto"
+    )
+    s.add_argument("action", choices=["start", "stop", "status"])
+    s.set_defaults(func=cmd_services)
+
+    s = sub.add_parser("env", help="print the database and broker URLs in use")
+    s.add_argument("--show-secrets", action="store_true", help="print passwords instead of ***")
+    s.set_defaults(func=cmd_env)
+
+    s = sub.add_parser("psql", help="open psql on the database in use")
+    s.add_argument("psql_args", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_psql)
+
+    s = sub.add_parser("db", help="schema migrations")
+    s.add_argument("action", choices=["upgrade", "status"])
+    s.set_defaults(func=cmd_db)
+
+    s = sub.add_parser("registry", help="load, check or generate a registry YAML file")
+    rsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (
+        ("load", "validate FILE and load it into the database"),
+        ("check", "validate FILE only"),
+    ):
+        r = rsub.add_parser(name, help=text)
+        r.add_argument("file", help="registry YAML file, or 'demo' for the shipped demo county")
+        r.set_defaults(func=cmd_registry)
+    r = rsub.add_parser("generate", help="write a synthetic city of N estates")
+    r.add_argument("--estates", type=int, required=True, metavar="N")
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    r.set_defaults(func=cmd_registry)
+
+    s = sub.add_parser("demo", help="bring the stack up with the demo county; Ctrl-C stops it")
+    s.add_argument("--once", action="store_true", help="set up, print the banner and stop")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        func: Handler = args.func
+        return func(args, settings)
+    except (SettingsError, registry.RegistryError) as err:
+        _err(f"estate: {err}")
+        return 2
+    except (ServiceError, db.DatabaseError) as err:
+        _err(f"estate: {err}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`estate registry generate ... | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""One typed settings object, read from the environment.
+
+Every variable has the prefix ``ESTATE_``; the two connection URLs also accept their
+conventional unprefixed names ``DATABASE_URL`` and ``MQTT_URL``. With neither URL set, the
+command line runs private PostgreSQL/TimescaleDB and Mosquitto instances under ``var/``.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "ESTATE_"
+
+
+def _default_var_dir() -> Path:
+    # In a checkout (editable install) var/ sits beside pyproject.toml whatever the cwd is.
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file():
+        return root / "var"
+    return Path.cwd() / "var"
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """The whole configuration; see the README's Configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ESTATE_DATABASE_URL", "DATABASE_URL")
+    )
+    mqtt_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ESTATE_MQTT_URL", "MQTT_URL")
+    )
+    var_dir: Path = Field(default_factory=_default_var_dir)
+    pg_bindir: Path = Path("/usr/lib/postgresql/15/bin")
+    pg_port: Port = 55432
+    mqtt_port: Port = 11883
+    mosquitto_bin: Path = Path("/usr/sbin/mosquitto")
+    service_user: str = "smartestate"
+    service_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable and what to do."""
+
+
+def load_settings() -> Settings:
+    """Read settings from the process environment.
+
+    Raises SettingsError naming each bad variable, its value and the rule it broke.
+    """
+    try:
+        return Settings()
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            names = _env_names(e["loc"])
+            raw = next((os.environ[n] for n in names if n in os.environ), None)
+            lines.append(f"{' or '.join(names)}={raw!r}: {e['msg']}")
+        raise SettingsError("bad configuration:\n  " + "\n  ".join(lines)) from err
+
+
+def _env_names(loc: tuple[int | str, ...]) -> list[str]:
+    field = str(loc[0]) if loc else "?"
+    names = [f"{PREFIX}{field.upper()}"]
+    if field in {"database_url", "mqtt_url"}:
+        names.append(field.upper())
+    return names

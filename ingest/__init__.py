@@ -1,0 +1,1 @@
+"""MQTT to TimescaleDB: the device contract, the subscriber, batching, the writer, dead letters."""

@@ -1,0 +1,90 @@
+"""Test fixtures: one private TimescaleDB and Mosquitto per test session.
+
+The session's servers live in a temporary var/ on free ports, so tests never touch the
+developer's own var/ (or a running `make demo`). Each test that needs a database gets its
+own, copied from a migrated template; each test that needs MQTT gets a unique estate code
+so its topics cannot meet another test's.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from estate import db
+from estate.services import PrivateServices
+from estate.settings import Environment, Settings
+
+TEMPLATE = "estate_template"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_settings(var_dir: Path) -> Settings:
+    """Settings for a private stack in ``var_dir`` on fresh ports, ignoring any external URLs."""
+    return Settings(
+        environment=Environment.TEST,
+        database_url=None,
+        mqtt_url=None,
+        var_dir=var_dir,
+        pg_port=free_port(),
+        mqtt_port=free_port(),
+    )
+
+
+@dataclass(frozen=True)
+class Stack:
+    settings: Settings
+    services: PrivateServices
+    database_url: str  # the stack's main database ("estate")
+    mqtt_url: str
+
+    def url_for(self, dbname: str) -> str:
+        return self.database_url.rsplit("/", 1)[0] + "/" + dbname
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = make_settings(tmp_path_factory.mktemp("var"))
+    services = PrivateServices(settings)
+    with services.running() as ep:
+        st = Stack(settings, services, ep.database_url, ep.mqtt_url)
+        with psycopg.connect(st.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        db.upgrade(st.url_for(TEMPLATE))
+        yield st
+
+
+@pytest.fixture
+def database_url(stack: Stack) -> Iterator[str]:
+    """A fresh, fully migrated database for this test only."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(stack.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    try:
+        yield stack.url_for(name)
+    finally:
+        with psycopg.connect(stack.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    with psycopg.connect(database_url, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def estate_code() -> str:
+    """A unique estate code: topics under estate/v1/<code>/ belong to this test alone."""
+    return f"T{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+from estate.broker import AclEntry, hash_password, render_acl
+
+
+def test_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
+    """Our $7$ hash equals mosquitto_passwd's for the same password and salt."""
+    pwfile = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pwfile), "alice", "s3cret"], check=True)
+    _, theirs = pwfile.read_text().strip().split(":", 1)
+    salt = base64.b64decode(theirs.split("$")[3])
+    assert hash_password("s3cret", salt=salt) == theirs
+    assert hash_password("other", salt=salt) != theirs
+
+
+def test_acl_lists_each_users_topics() -> None:
+    text = render_acl([AclEntry(user="dev1", write=("estate/v1/E/elevator/dev1/#",), read=("a",))])
+    assert text == "user dev1\ntopic read a\ntopic write estate/v1/E/elevator/dev1/#\n"

@@ -1,0 +1,135 @@
+"""The command line as a person uses it: exit codes, messages, `estate demo` and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from estate.services import PrivateServices, _pid_cmdline, port_in_use
+from tests.conftest import Stack, make_settings
+
+ESTATE = [sys.executable, "-m", "estate.cli"]
+
+
+def _env(var_dir: Path, pg_port: int, mqtt_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "MQTT_URL"}}
+    env.update(
+        ESTATE_VAR_DIR=str(var_dir), ESTATE_PG_PORT=str(pg_port), ESTATE_MQTT_PORT=str(mqtt_port)
+    )
+    return env
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ESTATE, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    env = _env(tmp_path, 1, 2) | {"ESTATE_PG_PORT": "not-a-port"}
+    done = _run(["env"], env)
+    assert done.returncode == 2
+    assert "ESTATE_PG_PORT='not-a-port'" in done.stderr
+
+
+def test_registry_check_reports_problems_with_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nestates:\n  - {code: E1, name: e, area: nowhere}\n")
+    done = _run(["registry", "check", str(bad)], _env(tmp_path, 1, 2))
+    assert done.returncode == 2
+    assert "estates[0].area (line 3): unknown area 'nowhere'" in done.stderr
+
+
+@pytest.mark.integration
+def test_env_masks_passwords_unless_asked(stack: Stack) -> None:
+    s = stack.settings
+    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
+    masked = _run(["env"], env).stdout
+    assert "estate:***@" in masked
+    assert "estate-service:***@" in masked
+    shown = _run(["env", "--show-secrets"], env).stdout
+    exports = dict(
+        shlex.split(line)[1].split("=", 1)
+        for line in shown.splitlines()
+        if line.startswith("export") and "MQTT_HOST" not in line
+    )
+    assert exports == {"DATABASE_URL": stack.database_url, "MQTT_URL": stack.mqtt_url}
+
+
+@pytest.mark.integration
+def test_services_status_start_stop(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "var")
+    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
+    assert _run(["services", "status"], env).returncode == 3
+    try:
+        started = _run(["services", "start"], env)
+        assert started.returncode == 0, started.stderr
+        assert "postgres: started" in started.stdout
+        status = _run(["services", "status"], env)
+        assert status.returncode == 0
+        assert "mosquitto: running" in status.stdout
+        # A one-shot command reuses running services and leaves them running.
+        assert _run(["db", "upgrade"], env).returncode == 0
+        assert _run(["services", "status"], env).returncode == 0
+    finally:
+        assert _run(["services", "stop"], env).returncode == 0
+    assert _run(["services", "status"], env).returncode == 3
+
+
+def _start_demo(env: dict[str, str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*ESTATE, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C stops" in line or time.monotonic() > deadline:
+            break
+    assert any("Ctrl-C stops" in ln for ln in lines), "".join(lines)
+    return proc
+
+
+@pytest.mark.integration
+def test_demo_stops_on_ctrl_c_leaving_no_process(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "var")
+    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
+    proc = _start_demo(env)
+    pids = [st.pid for st in PrivateServices(s).status()]
+    assert all(pids)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    assert proc.stdout is not None
+    assert "stopping" in proc.stdout.read()
+    proc.stdout.close()
+    for pid in pids:
+        assert pid is not None
+        assert _pid_cmdline(pid) is None
+    assert not port_in_use(s.pg_port)
+    assert not port_in_use(s.mqtt_port)
+
+
+@pytest.mark.integration
+def test_a_killed_demo_does_not_break_the_next_one(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "var")
+    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
+    proc = _start_demo(env)
+    proc.kill()  # no chance to clean up: the servers are orphaned
+    proc.wait(timeout=10)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert all(st.running for st in PrivateServices(s).status())
+    again = _run(["demo", "--once"], env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "demo registry loaded" in again.stdout
+    # The second run adopted the orphans and stopped them on its way out.
+    assert not any(st.running for st in PrivateServices(s).status())
+    assert not port_in_use(s.pg_port)
