@@ -9,6 +9,7 @@ so its topics cannot meet another test's.
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +63,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         with psycopg.connect(st.url_for("postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {TEMPLATE}")
         db.upgrade(st.url_for(TEMPLATE))
+        with psycopg.connect(st.url_for("postgres"), autocommit=True) as conn:
+            # TimescaleDB's scheduler keeps a background connection to every database with
+            # the extension, and CREATE DATABASE ... TEMPLATE needs the template idle. With
+            # connections disallowed the launcher leaves the template alone.
+            conn.execute(f"ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false")
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (TEMPLATE,),
+            )
         yield st
 
 
@@ -70,7 +80,15 @@ def database_url(stack: Stack) -> Iterator[str]:
     """A fresh, fully migrated database for this test only."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(stack.url_for("postgres"), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        for attempt in range(50):
+            try:
+                conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+                break
+            except psycopg.errors.ObjectInUse:
+                # a terminated background session may take a moment to go away
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
     try:
         yield stack.url_for(name)
     finally:
