@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Iterable
@@ -67,3 +68,50 @@ def write_private(path: Path, text: str, *, owner: tuple[int, int] | None = None
 def render_passwords(users: dict[str, str]) -> str:
     """Password file text for ``{user: clear-text password}``."""
     return "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(users.items()))
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def device_username(estate: str, device: str) -> str:
+    """A device's MQTT user name. Codes never contain '.', so the pair stays unambiguous."""
+    return f"{estate}.{device}"
+
+
+def device_password(secret: str, estate: str, device: str) -> str:
+    """A device's password, derived from the deployment secret (HMAC-SHA256).
+
+    Deriving instead of storing lets the broker files and the simulators agree on
+    100,000 devices without a password table; rotating the secret rotates them all.
+    """
+    mac = hmac.new(secret.encode(), device_username(estate, device).encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+
+
+def device_acl(estate: str, kind: str, device: str) -> AclEntry:
+    """A device may publish only under its own topics (and read nothing)."""
+    return AclEntry(
+        user=device_username(estate, device), write=(f"estate/v1/{estate}/{kind}/{device}/#",)
+    )
+
+
+def write_broker_files(
+    directory: Path,
+    *,
+    service_password: str,
+    secret: str,
+    devices: Iterable[tuple[str, str, str]],
+    owner: tuple[int, int] | None = None,
+) -> int:
+    """Write ``passwd`` and ``acl`` for the service account and every (estate, kind, device).
+
+    Returns the number of devices written. The broker picks the files up on SIGHUP.
+    """
+    users = {SERVICE_ACCOUNT: service_password}
+    acl = [service_acl()]
+    for estate, kind, device in devices:
+        users[device_username(estate, device)] = device_password(secret, estate, device)
+        acl.append(device_acl(estate, kind, device))
+    write_private(directory / "passwd", render_passwords(users), owner=owner)
+    write_private(directory / "acl", render_acl(acl), owner=owner)
+    return len(users) - 1

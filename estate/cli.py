@@ -7,7 +7,10 @@ Exit codes: 0 success; 1 a service or the database failed (the message says what
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
+import random
 import shlex
 import signal
 import sys
@@ -15,12 +18,25 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from estate import db, registry
 from estate.generate import ProgressBar, generate, write_yaml
-from estate.services import Endpoints, PrivateServices, ServiceError, mask_url
+from estate.services import (
+    Endpoints,
+    PrivateMosquitto,
+    PrivateServices,
+    ServiceError,
+    load_secrets,
+    mask_url,
+)
 from estate.settings import Settings, SettingsError, load_settings
+from ingest.contract import Channel
+from simulators import scenarios
+from simulators.devices import DeviceSim
+from simulators.faults import FAULTS
+from simulators.runner import MqttPublisher, build_fleet
+from simulators.runner import run as run_simulation
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -172,6 +188,120 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- simulate
+
+
+def _simulation_publisher(
+    args: argparse.Namespace, settings: Settings, mqtt_url: str, reg: registry.Registry
+) -> MqttPublisher:
+    """A publisher for the broker in use; in device mode with the private broker, the
+    registry's device credentials are written to it first."""
+    mqtt = urlsplit(mqtt_url)
+    secret = settings.device_secret
+    if args.mode == "device" and settings.mqtt_url is None:
+        mosq = next(s for s in PrivateServices(settings).managed() if s.name == "mosquitto")
+        assert isinstance(mosq, PrivateMosquitto)
+        secret = load_secrets(settings.var_dir)["device_secret"]
+        mosq.sync_devices((e.code, d.kind, d.code) for e, _, d in reg.devices())
+    if args.mode == "device" and secret is None:
+        raise SettingsError("device mode with an external broker needs ESTATE_DEVICE_SECRET")
+    return MqttPublisher(
+        host=mqtt.hostname or "127.0.0.1",
+        port=mqtt.port or 1883,
+        mode=args.mode,
+        device_secret=secret,
+        username=unquote(mqtt.username or ""),
+        password=unquote(mqtt.password or ""),
+        connections=args.connections,
+    )
+
+
+def _inject_faults(names: list[str], sim: DeviceSim, mqtt_url: str, seed: int) -> dict[str, int]:
+    """Publish each named fault once (as the service account); count by expected outcome."""
+    mqtt = urlsplit(mqtt_url)
+    pub = MqttPublisher(
+        host=mqtt.hostname or "127.0.0.1",
+        port=mqtt.port or 1883,
+        mode="shared",
+        username=unquote(mqtt.username or ""),
+        password=unquote(mqtt.password or ""),
+        connections=1,
+    )
+    rng = random.Random(seed)  # noqa: S311  (simulation)
+    injected: dict[str, int] = {}
+    pub.connect([], dt.datetime.now(dt.UTC))
+    try:
+        for name in names:
+            for msg in FAULTS[name](sim, dt.datetime.now(dt.UTC), rng):
+                pub.publish(sim, msg.topic, msg.payload, retain=False)
+                injected[msg.outcome] = injected.get(msg.outcome, 0) + 1
+    finally:
+        pub.close()
+    return injected
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    all_scenarios = scenarios.load()
+    fault_names = [f for f in (args.faults or "").split(",") if f]
+    unknown = sorted(set(fault_names) - set(FAULTS))
+    if unknown:
+        raise SettingsError(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}")
+    if args.list_scenarios:
+        for sc in all_scenarios.values():
+            _out(f"{sc.name:26} {sc.duration_s:6.0f} s  {sc.title}")
+        return 0
+    if args.scenario and args.scenario not in all_scenarios:
+        raise SettingsError(
+            f"no scenario {args.scenario!r}; see `estate simulate --list-scenarios`"
+        )
+    scenario = all_scenarios[args.scenario] if args.scenario else None
+    reg = registry.read(registry.demo_path() if args.registry == "demo" else Path(args.registry))
+    fleet = build_fleet(
+        reg,
+        seed=args.seed,
+        estates=[scenario.estate] if scenario else (args.estate or None),
+        devices=scenario.devices if scenario else None,
+        skew_s=args.skew,
+        jitter_s=args.jitter,
+    )
+    if not fleet:
+        raise SettingsError("no devices match; check --estate against the registry")
+    tick = args.tick or (scenario.tick_s if scenario else 1.0)
+    if args.rate:
+        for sim in fleet:
+            sim.interval_s = len(fleet) / args.rate
+        tick = min(tick, len(fleet) / args.rate)
+    duration = args.duration or (scenario.duration_s if scenario else 60.0)
+    with PrivateServices(settings).running() as ep:
+        pub = _simulation_publisher(args, settings, ep.mqtt_url, reg)
+        report = run_simulation(
+            fleet,
+            pub,
+            start=dt.datetime.now(dt.UTC),
+            duration_s=duration,
+            tick_s=tick,
+            speed=args.speed,
+            scenario=scenario,
+        )
+        injected = _inject_faults(fault_names, fleet[0], ep.mqtt_url, args.seed)
+    if args.report:
+        summary = report.as_dict() | {"faults_injected": injected}
+        Path(args.report).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    _out(
+        f"sent {report.total} messages from {len(fleet)} devices over {duration:.0f} s "
+        f"simulated (telemetry {report.count(Channel.TELEMETRY)}, "
+        f"events {report.count(Channel.EVENT)})"
+        + (f"; faults injected {injected}" if injected else "")
+    )
+    if not args.report:
+        for dev, per in sorted(report.devices.items()):
+            cols = ", ".join(
+                f"{ch} {c.count} (seq {c.first_seq}..{c.last_seq})" for ch, c in per.items()
+            )
+            _out(f"  {dev}: {cols}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -215,6 +345,35 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     r.set_defaults(func=cmd_registry)
+
+    s = sub.add_parser("simulate", help="run simulated devices against the broker")
+    s.add_argument("--registry", default="demo", help="registry YAML, or 'demo' (default)")
+    s.add_argument("--estate", action="append", help="only this estate (repeatable)")
+    s.add_argument("--scenario", help="run a scripted scenario (see --list-scenarios)")
+    s.add_argument("--list-scenarios", action="store_true")
+    s.add_argument("--duration", type=float, help="simulated seconds (default: scenario's or 60)")
+    s.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated seconds per real second; 0 = as fast as possible",
+    )
+    s.add_argument("--tick", type=float, help="simulation step in seconds (default 1)")
+    s.add_argument("--rate", type=float, help="target telemetry messages/s over the whole fleet")
+    s.add_argument(
+        "--mode",
+        choices=["device", "shared"],
+        default="device",
+        help="device: a connection per device with its own credentials and Last "
+        "Will; shared: a few service connections (cities, benchmarks)",
+    )
+    s.add_argument("--connections", type=int, default=4, help="connections in shared mode")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--skew", type=float, default=0.0, help="device clock skew, seconds")
+    s.add_argument("--jitter", type=float, default=0.0, help="publication jitter, seconds")
+    s.add_argument("--faults", help="comma-separated faults to inject after the run")
+    s.add_argument("--report", help="write the per-device report (JSON) to this file")
+    s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("demo", help="bring the stack up with the demo county; Ctrl-C stops it")
     s.add_argument("--once", action="store_true", help="set up, print the banner and stop")

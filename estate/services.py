@@ -23,12 +23,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from estate.broker import SERVICE_ACCOUNT, render_acl, render_passwords, service_acl, write_private
+from estate.broker import SERVICE_ACCOUNT, write_broker_files, write_private
 from estate.settings import Settings
 
 DB_NAME = "estate"
@@ -147,15 +147,21 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
+_SECRET_KEYS = ("db_password", "mqtt_password", "device_secret")
+
+
 def load_secrets(var_dir: Path) -> dict[str, str]:
-    """Passwords of the private instances, made once and kept in ``var/secrets.json`` (0600)."""
+    """Secrets of the private instances, made once and kept in ``var/secrets.json`` (0600).
+
+    ``device_secret`` derives every device's MQTT password (see estate.broker).
+    """
     path = var_dir / "secrets.json"
-    if path.exists():
-        data: dict[str, str] = json.loads(path.read_text())
-        return data
-    var_dir.mkdir(parents=True, exist_ok=True)
-    data = {"db_password": secrets.token_urlsafe(18), "mqtt_password": secrets.token_urlsafe(18)}
-    write_private(path, json.dumps(data, indent=2))
+    data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [k for k in _SECRET_KEYS if k not in data]
+    if missing:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        data.update({k: secrets.token_urlsafe(18) for k in missing})
+        write_private(path, json.dumps(data, indent=2))
     return data
 
 
@@ -367,12 +373,8 @@ class PrivateMosquitto:
         owner = (self.runner.uid, self.runner.gid)
         self.runner.owned_dir(self.root)
         self.runner.owned_dir(self.store)
-        if not self.passwd.exists():
-            write_private(
-                self.passwd, render_passwords({SERVICE_ACCOUNT: self.password}), owner=owner
-            )
-        if not self.acl.exists():
-            write_private(self.acl, render_acl([service_acl()]), owner=owner)
+        if not self.passwd.exists() or not self.acl.exists():
+            self.sync_devices([])
         # Inflight and queue limits are sized for acknowledge-after-commit: the ingest worker
         # holds a whole batch unacknowledged until its COPY commits, so the broker must let
         # that many QoS 1 messages be in flight, and must queue a worker's backlog while it
@@ -429,6 +431,20 @@ persistent_client_expiration 7d
         raise ServiceError(
             f"mosquitto did not open port {self.port}; last lines of {self.log}:\n{_tail(self.log)}"
         )
+
+    def sync_devices(self, devices: Iterable[tuple[str, str, str]]) -> int:
+        """Credentials for the service account and these (estate, kind, device); applied
+        to a running broker without a restart. Returns the number of devices."""
+        secret = load_secrets(self.settings.var_dir)["device_secret"]
+        n = write_broker_files(
+            self.root,
+            service_password=self.password,
+            secret=secret,
+            devices=devices,
+            owner=(self.runner.uid, self.runner.gid),
+        )
+        self.reload()
+        return n
 
     def reload(self) -> None:
         """Re-read password and ACL files without dropping connections (SIGHUP)."""

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     mqtt_port: Port = 11883
     mosquitto_bin: Path = Path("/usr/sbin/mosquitto")
     service_user: str = "smartestate"
+    # Derives every device's MQTT password (estate.broker.device_password). Unset with the
+    # private broker: generated into var/secrets.json. Required with an external broker.
+    device_secret: str | None = None
     service_timeout_s: float = Field(default=60.0, gt=0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -133,3 +134,44 @@ def test_a_killed_demo_does_not_break_the_next_one(tmp_path: Path) -> None:
     # The second run adopted the orphans and stopped them on its way out.
     assert not any(st.running for st in PrivateServices(s).status())
     assert not port_in_use(s.pg_port)
+
+
+def test_simulate_lists_scenarios_and_refuses_unknown_faults(tmp_path: Path) -> None:
+    env = _env(tmp_path, 1, 2)
+    listed = _run(["simulate", "--list-scenarios"], env)
+    assert listed.returncode == 0
+    assert "trapped_without_event" in listed.stdout
+    bad = _run(["simulate", "--faults", "gremlins"], env)
+    assert bad.returncode == 2
+    assert "unknown fault(s) ['gremlins']" in bad.stderr
+
+
+@pytest.mark.integration
+def test_simulate_reports_counts_and_seq_ranges(stack: Stack, tmp_path: Path) -> None:
+    s = stack.settings
+    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
+    out = tmp_path / "report.json"
+    done = _run(
+        [
+            "simulate",
+            "--scenario",
+            "overspeed",
+            "--speed",
+            "0",
+            "--faults",
+            "duplicate,wrong_types",
+            "--report",
+            str(out),
+        ],
+        env,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    dev = report["devices"]["HXY/B2-L1"]
+    assert dev["event"] == {
+        "count": 1,
+        "first_seq": dev["event"]["first_seq"],
+        "last_seq": dev["event"]["first_seq"],
+    }
+    assert dev["telemetry"]["count"] == report["total"] - 1
+    assert report["faults_injected"] == {"store_once": 2, "reject": 8}

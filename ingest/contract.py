@@ -1,0 +1,483 @@
+"""The device contract (MQTT), version 1: the one definition ingest and simulators share.
+
+Topics::
+
+    estate/v1/{estate}/{kind}/{device}/telemetry   measurements
+    estate/v1/{estate}/{kind}/{device}/event       discrete signals from a controller or panel
+    estate/v1/{estate}/{kind}/{device}/status      {"online": true|false}, retained; the Last Will
+
+Payloads are UTF-8 JSON: one object, or an array of objects (a gateway's batch). ``ts`` is
+RFC 3339 with an offset, or integer epoch milliseconds; ``seq`` is the device's counter,
+0..2^32-1, wrapping. The vocabularies (metrics with units, event codes) per kind are the
+tables below; the README renders them for device makers.
+
+``decode`` validates one message and returns typed records or a ``Rejection`` whose reason a
+person can act on. It never raises on bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+)
+
+VERSION = "v1"
+ROOT = f"estate/{VERSION}"
+SEQ_MAX = 2**32 - 1
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_BATCH = 1000
+_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class Channel(StrEnum):
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    STATUS = "status"
+
+
+# --------------------------------------------------------------------------- vocabularies
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A telemetry value: its name on the wire, unit, type and meaning."""
+
+    name: str
+    unit: str
+    type: Literal["number", "boolean"]
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class EventCode:
+    code: str
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """One device kind: its metrics, its events, and which metrics each subtype sends."""
+
+    kind: str
+    metrics: dict[str, Metric]
+    events: dict[str, EventCode]
+    subtype_metrics: dict[str, tuple[str, ...]]
+    subtype_events: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _metrics(*items: Metric) -> dict[str, Metric]:
+    return {m.name: m for m in items}
+
+
+def _events(*items: EventCode) -> dict[str, EventCode]:
+    return {e.code: e for e in items}
+
+
+N: Literal["number"] = "number"
+B: Literal["boolean"] = "boolean"
+
+ELEVATOR = KindSpec(
+    kind="elevator",
+    metrics=_metrics(
+        Metric("floor", "floor", N, "所在楼层", "current floor (negative below ground)"),
+        Metric("speed_mps", "m/s", N, "运行速度", "car speed"),
+        Metric("direction", "-1/0/1", N, "运行方向", "down -1, stopped 0, up 1"),
+        Metric("door_open", "", B, "门开", "car door open"),
+        Metric("in_door_zone", "", B, "平层区", "car within a landing's door zone"),
+        Metric("occupied", "", B, "有人", "someone in the car"),
+        Metric("load_pct", "%", N, "载重", "load as a share of rated load"),
+        Metric("mode", "0-3", N, "运行模式", "0 normal, 1 inspection, 2 fire, 3 out of service"),
+        Metric("running", "", B, "运行中", "car moving or commanded to move"),
+    ),
+    events=_events(
+        EventCode("trapped", "困人", "passengers trapped"),
+        EventCode("overspeed", "超速", "overspeed"),
+        EventCode("overtravel_top", "冲顶", "overtravel at the top"),
+        EventCode("overtravel_bottom", "蹲底", "overtravel at the bottom"),
+        EventCode("door_open_running", "开门走梯", "door open while running"),
+        EventCode("stopped_outside_door_zone", "非平层停梯", "stopped outside a door zone"),
+        EventCode("safety_circuit_open", "安全回路断路", "safety circuit open"),
+        EventCode("door_lock_fault", "门锁回路故障", "door lock circuit fault"),
+        EventCode("ebike_detected", "电动车入梯", "e-bike in the car"),
+        EventCode("power_loss", "停电", "mains power lost"),
+        EventCode("power_restored", "来电", "mains power restored"),
+    ),
+    subtype_metrics={
+        s: (
+            "floor",
+            "speed_mps",
+            "direction",
+            "door_open",
+            "in_door_zone",
+            "occupied",
+            "load_pct",
+            "mode",
+            "running",
+        )
+        for s in ("passenger", "freight", "escalator")
+    },
+)
+
+FIRE = KindSpec(
+    kind="fire",
+    metrics=_metrics(
+        Metric("pressure_mpa", "MPa", N, "压力", "water pressure"),
+        Metric("level_m", "m", N, "液位", "water level"),
+        Metric("running", "", B, "运行", "pump running"),
+        Metric("fault", "", B, "故障", "device reports a fault"),
+        Metric("open", "", B, "开启", "fire door open"),
+        Metric("residual_current_ma", "mA", N, "剩余电流", "residual current"),
+        Metric("cable_temp_c", "°C", N, "线缆温度", "cable temperature"),
+    ),
+    events=_events(
+        EventCode("fire_alarm", "火警", "fire alarm"),
+        EventCode("fault", "故障", "fault"),
+        EventCode("fault_cleared", "故障恢复", "fault cleared"),
+        EventCode("supervisory", "监管", "supervisory signal"),
+        EventCode("disabled", "屏蔽", "point disabled"),
+        EventCode("enabled", "屏蔽解除", "point enabled again"),
+        EventCode("feedback", "反馈", "equipment feedback (e.g. flow switch, damper)"),
+        EventCode("start", "启动", "equipment started (e.g. pump start)"),
+        EventCode("reset", "复位", "panel reset"),
+    ),
+    subtype_metrics={
+        "fire_panel": (),
+        "smoke_detector": (),
+        "manual_call_point": (),
+        "hydrant_pressure": ("pressure_mpa",),
+        "sprinkler_pressure": ("pressure_mpa",),
+        "water_tank": ("level_m",),
+        "fire_pump": ("running", "fault"),
+        "fire_door": ("open",),
+        "electrical": ("residual_current_ma", "cable_temp_c"),
+    },
+)
+
+DRAINAGE = KindSpec(
+    kind="drainage",
+    metrics=_metrics(
+        Metric("level_m", "m", N, "液位", "water level above the pit or manhole floor"),
+        Metric("pump_running", "", B, "水泵运行", "pump running"),
+        Metric("pump_fault", "", B, "水泵故障", "pump fault"),
+        Metric("water_detected", "", B, "水浸", "water on the floor"),
+        Metric("closed", "", B, "关闭", "backflow valve closed"),
+    ),
+    events=_events(
+        EventCode("high_level", "高液位", "high-level float switch"),
+        EventCode("pump_fault", "水泵故障", "pump fault"),
+        EventCode("power_loss", "停电", "mains power lost"),
+    ),
+    subtype_metrics={
+        "sump_pit": ("level_m", "pump_running", "pump_fault"),
+        "manhole": ("level_m",),
+        "immersion": ("water_detected",),
+        "backflow_valve": ("closed",),
+    },
+)
+
+KINDS: dict[str, KindSpec] = {k.kind: k for k in (ELEVATOR, FIRE, DRAINAGE)}
+
+
+# --------------------------------------------------------------------------- topics
+
+
+class ContractError(ValueError):
+    """A topic or payload breaks the contract; the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A validated device topic."""
+
+    estate: str
+    kind: str
+    device: str
+    channel: Channel
+
+    def __str__(self) -> str:
+        return f"{ROOT}/{self.estate}/{self.kind}/{self.device}/{self.channel}"
+
+    @classmethod
+    def parse(cls, topic: str) -> Topic:
+        parts = topic.split("/")
+        if len(parts) != 6 or parts[0] != "estate":
+            raise ContractError(
+                f"topic {topic!r} is not estate/v1/{{estate}}/{{kind}}/{{device}}/{{channel}}"
+            )
+        _, version, estate, kind, device, channel = parts
+        if version != VERSION:
+            raise ContractError(f"topic {topic!r}: contract version {version!r} is not {VERSION}")
+        for what, code in (("estate", estate), ("device", device)):
+            if not _CODE.match(code):
+                raise ContractError(
+                    f"topic {topic!r}: {what} code {code!r} must be 1-64 of A-Z a-z 0-9 _ -"
+                )
+        if kind not in KINDS:
+            raise ContractError(f"topic {topic!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        try:
+            ch = Channel(channel)
+        except ValueError:
+            raise ContractError(
+                f"topic {topic!r}: channel {channel!r} is not telemetry, event or status"
+            ) from None
+        return cls(estate, kind, device, ch)
+
+
+def subscription(estate: str = "+", channel: str = "+") -> str:
+    """The MQTT filter for one estate's (or every estate's) device messages."""
+    return f"{ROOT}/{estate}/+/+/{channel}"
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def _value(v: object) -> float | bool:
+    # JSON booleans stay booleans; numbers become floats; anything else is refused. A plain
+    # validator keeps the message short (a union would list one failure per member).
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float):
+        f = float(v)
+        if not math.isfinite(f):
+            raise ValueError("must be a finite number")
+        return f
+    raise ValueError(f"must be a number or true/false, not {type(v).__name__}")
+
+
+def _ts(v: object) -> dt.datetime:
+    if isinstance(v, bool):
+        raise ValueError("must be RFC 3339 text or integer epoch milliseconds, not a boolean")
+    if isinstance(v, int):
+        try:
+            return dt.datetime.fromtimestamp(v / 1000, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"epoch milliseconds {v} are out of range") from None
+    if isinstance(v, str):
+        try:
+            parsed = dt.datetime.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an RFC 3339 timestamp") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{v!r} has no UTC offset (add Z or +08:00)")
+        return parsed.astimezone(dt.UTC)
+    raise ValueError("must be RFC 3339 text or integer epoch milliseconds")
+
+
+Value = Annotated[float | bool, PlainValidator(_value)]
+Timestamp = Annotated[dt.datetime, PlainValidator(_ts)]
+Seq = Annotated[StrictInt, Field(ge=0, le=SEQ_MAX)]
+MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ts: Timestamp
+    seq: Seq
+
+
+class TelemetryMessage(_Message):
+    values: Annotated[dict[MetricName, Value], Field(min_length=1, max_length=64)]
+
+
+def _event_code(code: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", code):
+        raise ValueError("must be a lower-case event code such as 'trapped'")
+    return code
+
+
+class EventMessage(_Message):
+    code: Annotated[str, AfterValidator(_event_code)]
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatusMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    online: StrictBool
+    ts: Timestamp | None = None
+
+
+_MODELS: dict[Channel, type[BaseModel]] = {
+    Channel.TELEMETRY: TelemetryMessage,
+    Channel.EVENT: EventMessage,
+    Channel.STATUS: StatusMessage,
+}
+# One adapter per shape: picking the branch by the first byte keeps error messages about the
+# shape the device actually sent (a union would also report why the other shape failed).
+_OBJECT: dict[Channel, TypeAdapter[Any]] = {c: TypeAdapter(m) for c, m in _MODELS.items()}
+_ARRAY: dict[Channel, TypeAdapter[Any]] = {
+    Channel.TELEMETRY: TypeAdapter(
+        Annotated[list[TelemetryMessage], Field(min_length=1, max_length=MAX_BATCH)]
+    ),
+    Channel.EVENT: TypeAdapter(
+        Annotated[list[EventMessage], Field(min_length=1, max_length=MAX_BATCH)]
+    ),
+}
+
+
+class Reason(StrEnum):
+    """Why a message was rejected (the dead-letter categories)."""
+
+    BAD_TOPIC = "bad_topic"
+    UNKNOWN_DEVICE = "unknown_device"
+    KIND_MISMATCH = "kind_mismatch"
+    NOT_JSON = "not_json"
+    SCHEMA = "schema"
+    UNKNOWN_EVENT = "unknown_event"
+    TS_OUT_OF_BOUNDS = "ts_out_of_bounds"
+    OVERSIZED = "oversized"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: Reason
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """Accepted timestamps relative to the time of receipt (configurable per deployment)."""
+
+    past: dt.timedelta = dt.timedelta(days=7)
+    future: dt.timedelta = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A valid message: its records, and metric names the kind does not define (kept)."""
+
+    topic: Topic
+    records: tuple[TelemetryMessage, ...] | tuple[EventMessage, ...] | tuple[StatusMessage, ...]
+    unknown_metrics: tuple[str, ...] = ()
+
+
+def _schema_detail(err: ValidationError, channel: Channel) -> str:
+    errors = err.errors(include_url=False)
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e["loc"]) or "payload"
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return f"{channel} payload: " + "; ".join(parts) + more
+
+
+def decode(
+    topic: Topic, payload: bytes, *, received_at: dt.datetime, bounds: Bounds = Bounds()
+) -> Decoded | Rejection:
+    """Validate one message published on ``topic``; never raises on bad input."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return Rejection(
+            Reason.OVERSIZED, f"{len(payload)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
+        )
+    is_array = payload.lstrip()[:1] == b"["
+    adapter = _ARRAY.get(topic.channel) if is_array else _OBJECT[topic.channel]
+    if adapter is None:
+        return Rejection(
+            Reason.SCHEMA, f"{topic.channel} payload: must be one object, not an array"
+        )
+    try:
+        parsed = adapter.validate_json(payload)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            return Rejection(Reason.NOT_JSON, f"not UTF-8 JSON: {first['msg']}")
+        return Rejection(Reason.SCHEMA, _schema_detail(err, topic.channel))
+    records = tuple(parsed) if isinstance(parsed, list) else (parsed,)
+    spec = KINDS[topic.kind]
+    rejection = _check_records(records, spec, received_at=received_at, bounds=bounds)
+    if rejection is not None:
+        return rejection
+    unknown = {
+        k
+        for r in records
+        if isinstance(r, TelemetryMessage)
+        for k in r.values
+        if k not in spec.metrics
+    }
+    return Decoded(topic, records, tuple(sorted(unknown)))
+
+
+def _check_records(
+    records: tuple[Any, ...], spec: KindSpec, *, received_at: dt.datetime, bounds: Bounds
+) -> Rejection | None:
+    """Rules that need the time of receipt or the kind's vocabulary."""
+    lo, hi = received_at - bounds.past, received_at + bounds.future
+    for r in records:
+        ts = r.ts
+        if ts is not None and not lo <= ts <= hi:
+            return Rejection(
+                Reason.TS_OUT_OF_BOUNDS,
+                f"ts {ts.isoformat()} is outside [{lo.isoformat()}, {hi.isoformat()}] "
+                "(check the device clock)",
+            )
+        if isinstance(r, EventMessage) and r.code not in spec.events:
+            return Rejection(
+                Reason.UNKNOWN_EVENT,
+                f"event code {r.code!r} is not in the {spec.kind} vocabulary "
+                f"({', '.join(spec.events)})",
+            )
+    return None
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def format_ts(ts: dt.datetime, *, style: Literal["rfc3339", "epoch_ms"] = "rfc3339") -> str | int:
+    """A timestamp as devices send it."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    if style == "epoch_ms":
+        return round(ts.timestamp() * 1000)
+    return ts.isoformat(timespec="milliseconds")
+
+
+def telemetry(
+    ts: dt.datetime,
+    seq: int,
+    values: dict[str, float | bool],
+    *,
+    ts_style: Literal["rfc3339", "epoch_ms"] = "rfc3339",
+) -> dict[str, Any]:
+    return {"ts": format_ts(ts, style=ts_style), "seq": seq, "values": values}
+
+
+def event(
+    ts: dt.datetime,
+    seq: int,
+    code: str,
+    detail: dict[str, Any] | None = None,
+    *,
+    ts_style: Literal["rfc3339", "epoch_ms"] = "rfc3339",
+) -> dict[str, Any]:
+    return {"ts": format_ts(ts, style=ts_style), "seq": seq, "code": code, "detail": detail or {}}
+
+
+def status(online: bool, ts: dt.datetime | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"online": online}
+    if ts is not None:
+        out["ts"] = format_ts(ts)
+    return out
+
+
+def dumps(payload: object) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,359 @@
+"""Run simulated devices: build a fleet from the registry, step it through time, publish.
+
+Time is a parameter: ``run`` steps simulated time from ``start`` in ``tick_s`` increments and,
+with ``speed`` > 0, sleeps so that one simulated second takes ``1/speed`` real seconds
+(``speed=0``: as fast as possible). What was sent is counted per device and channel with
+its seq range, so a test downstream can prove nothing was lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from estate import registry
+from estate.broker import device_password, device_username
+from ingest import contract
+from ingest.contract import Channel
+from simulators.devices import DeviceSim, Outgoing, make_sim
+from simulators.scenarios import Scenario
+
+# --------------------------------------------------------------------------- fleet
+
+
+def build_fleet(
+    reg: registry.Registry,
+    *,
+    seed: int,
+    estates: Iterable[str] | None = None,
+    devices: Iterable[str] | None = None,
+    interval_s: float | None = None,
+    skew_s: float = 0.0,
+    jitter_s: float = 0.0,
+    ts_style: Literal["rfc3339", "epoch_ms"] = "rfc3339",
+) -> list[DeviceSim]:
+    """Simulators for the registry's devices (optionally only some estates or devices).
+
+    Each device gets its own random stream derived from ``seed`` and its identity, so
+    adding a device does not change how the others behave.
+    """
+    wanted_estates = set(estates) if estates is not None else None
+    wanted_devices = set(devices) if devices is not None else None
+    fleet = []
+    for e, _, d in reg.devices():
+        if wanted_estates is not None and e.code not in wanted_estates:
+            continue
+        if wanted_devices is not None and d.code not in wanted_devices:
+            continue
+        rng = random.Random(f"{seed}/{e.code}/{d.code}")  # noqa: S311  (simulation)
+        fleet.append(
+            make_sim(
+                estate=e.code,
+                code=d.code,
+                kind=d.kind,
+                subtype=d.subtype,
+                rng=rng,
+                params=d.params,
+                interval_s=interval_s,
+                skew_s=skew_s,
+                jitter_s=jitter_s,
+                ts_style=ts_style,
+            )
+        )
+    return fleet
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class ChannelCount:
+    count: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+@dataclass
+class Report:
+    """What was published, per device (``estate/device``) and channel."""
+
+    devices: dict[str, dict[str, ChannelCount]] = field(default_factory=dict)
+    started: dt.datetime | None = None
+    ended: dt.datetime | None = None
+
+    def record(self, sim: DeviceSim, out: Outgoing) -> None:
+        per = self.devices.setdefault(f"{sim.estate}/{sim.code}", {})
+        c = per.setdefault(str(out.channel), ChannelCount())
+        c.count += 1
+        seq = out.payload.get("seq")
+        if isinstance(seq, int):
+            if c.first_seq is None:
+                c.first_seq = seq
+            c.last_seq = seq
+
+    @property
+    def total(self) -> int:
+        return sum(c.count for per in self.devices.values() for c in per.values())
+
+    def count(self, channel: Channel) -> int:
+        return sum(per[channel].count for per in self.devices.values() if channel in per)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started": self.started.isoformat() if self.started else None,
+            "ended": self.ended.isoformat() if self.ended else None,
+            "total": self.total,
+            "devices": {
+                dev: {
+                    ch: {"count": c.count, "first_seq": c.first_seq, "last_seq": c.last_seq}
+                    for ch, c in per.items()
+                }
+                for dev, per in sorted(self.devices.items())
+            },
+        }
+
+
+# --------------------------------------------------------------------------- publishers
+
+
+class Publisher(Protocol):
+    """Where simulated devices' messages go."""
+
+    def connect(self, sims: list[DeviceSim], now: dt.datetime) -> None: ...
+    def publish(self, sim: DeviceSim, topic: str, payload: bytes, *, retain: bool) -> None: ...
+    def drop(self, sim: DeviceSim) -> None: ...
+    def reconnect(self, sim: DeviceSim, now: dt.datetime) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class RecordingPublisher:
+    """Keeps every publication in memory (for tests of behaviour without a broker)."""
+
+    sent: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def connect(self, sims: list[DeviceSim], now: dt.datetime) -> None:
+        for sim in sims:
+            self.publish(
+                sim,
+                sim.topic(Channel.STATUS),
+                contract.dumps(sim.status(True, now).payload),
+                retain=True,
+            )
+
+    def publish(self, sim: DeviceSim, topic: str, payload: bytes, *, retain: bool) -> None:
+        self.sent.append((topic, payload, retain))
+
+    def drop(self, sim: DeviceSim) -> None:
+        # What the broker does with the Last Will of a device that vanished.
+        self.dropped.append(sim.code)
+        self.sent.append((sim.topic(Channel.STATUS), contract.dumps({"online": False}), True))
+
+    def reconnect(self, sim: DeviceSim, now: dt.datetime) -> None:
+        self.publish(
+            sim,
+            sim.topic(Channel.STATUS),
+            contract.dumps(sim.status(True, now).payload),
+            retain=True,
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class MqttError(RuntimeError):
+    """The broker refused or dropped a simulator connection; the message says which."""
+
+
+def _connected(client: mqtt.Client, host: str, port: int, who: str, timeout: float) -> None:
+    done = threading.Event()
+    result: list[Any] = []
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        result.append(rc)
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    if not done.wait(timeout) or result[0].is_failure:
+        client.loop_stop()
+        client.disconnect()
+        if not result:
+            raise MqttError(f"{who}: no answer from the broker at {host}:{port}")
+        raise MqttError(
+            f"{who}: broker refused the connection ({result[0]}); check its "
+            "credentials (`estate simulate` syncs them for the private broker)"
+        )
+
+
+class MqttPublisher:
+    """Publishes at QoS 1 to a real broker.
+
+    ``mode="device"``: one connection per device, with the device's own credentials and a
+    retained Last Will ``{"online": false}`` on its status topic, as real devices do.
+    ``mode="shared"``: a few connections with one account (a gateway, or the benchmark),
+    for a whole city where one connection per device is not practical.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        mode: Literal["device", "shared"] = "device",
+        device_secret: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        connections: int = 4,
+        timeout: float = 10.0,
+        max_inflight: int = 1000,
+    ) -> None:
+        if mode == "device" and device_secret is None:
+            raise ValueError("device mode needs the device secret to derive passwords")
+        self.host, self.port, self.mode = host, port, mode
+        self.secret, self.username, self.password = device_secret, username, password
+        self.n_shared = max(1, connections)
+        self.timeout, self.max_inflight = timeout, max_inflight
+        self.clients: dict[str, mqtt.Client] = {}
+        self.shared: list[mqtt.Client] = []
+        self._pending: list[mqtt.MQTTMessageInfo] = []
+
+    def _device_client(self, sim: DeviceSim, now: dt.datetime) -> mqtt.Client:
+        assert self.secret is not None
+        user = device_username(sim.estate, sim.code)
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"sim-{user}",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        c.username_pw_set(user, device_password(self.secret, sim.estate, sim.code))
+        c.will_set(sim.topic(Channel.STATUS), contract.dumps({"online": False}), qos=1, retain=True)
+        c.max_inflight_messages_set(self.max_inflight)
+        _connected(c, self.host, self.port, f"device {sim.estate}/{sim.code}", self.timeout)
+        status = sim.status(True, now)
+        c.publish(sim.topic(Channel.STATUS), contract.dumps(status.payload), qos=1, retain=True)
+        return c
+
+    def connect(self, sims: list[DeviceSim], now: dt.datetime) -> None:
+        if self.mode == "device":
+            for sim in sims:
+                self.clients[sim.topic_base] = self._device_client(sim, now)
+            return
+        for i in range(self.n_shared):
+            c = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=f"sim-shared-{i}-{id(self)}",
+                protocol=mqtt.MQTTv311,
+            )
+            if self.username is not None:
+                c.username_pw_set(self.username, self.password)
+            c.max_inflight_messages_set(self.max_inflight)
+            _connected(c, self.host, self.port, f"shared connection {i}", self.timeout)
+            self.shared.append(c)
+
+    def _client_for(self, sim: DeviceSim) -> mqtt.Client:
+        if self.mode == "device":
+            return self.clients[sim.topic_base]
+        return self.shared[hash(sim.topic_base) % len(self.shared)]
+
+    def publish(self, sim: DeviceSim, topic: str, payload: bytes, *, retain: bool) -> None:
+        info = self._client_for(sim).publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise MqttError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        self._pending.append(info)
+        if len(self._pending) >= 10_000:
+            self.flush()
+
+    def flush(self) -> None:
+        """Wait until every QoS 1 publication so far is acknowledged by the broker."""
+        for info in self._pending:
+            info.wait_for_publish(self.timeout)
+            if not info.is_published():
+                raise MqttError("the broker did not acknowledge a publication in time")
+        self._pending.clear()
+
+    def drop(self, sim: DeviceSim) -> None:
+        """Vanish without DISCONNECT, so the broker publishes the device's Last Will."""
+        if self.mode != "device":
+            return
+        self.flush()
+        c = self.clients.pop(sim.topic_base)
+        c.loop_stop()
+        sock = c.socket()
+        if sock is not None:
+            sock.close()
+
+    def reconnect(self, sim: DeviceSim, now: dt.datetime) -> None:
+        if self.mode == "device":
+            self.clients[sim.topic_base] = self._device_client(sim, now)
+
+    def close(self) -> None:
+        self.flush()
+        for c in [*self.clients.values(), *self.shared]:
+            c.disconnect()
+            c.loop_stop()
+        self.clients.clear()
+        self.shared.clear()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def run(
+    fleet: list[DeviceSim],
+    publisher: Publisher,
+    *,
+    start: dt.datetime,
+    duration_s: float,
+    tick_s: float = 1.0,
+    speed: float = 0.0,
+    scenario: Scenario | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    on_tick: Callable[[dt.datetime], None] | None = None,
+) -> Report:
+    """Step ``fleet`` from ``start`` for ``duration_s`` simulated seconds and publish."""
+    by_code = {sim.code: sim for sim in fleet}
+    steps = sorted(scenario.steps if scenario else [], key=lambda s: s.at_s)
+    report = Report(started=start)
+    publisher.connect(fleet, start)
+    t0 = time.monotonic()
+    elapsed = 0.0
+    try:
+        while elapsed <= duration_s:
+            now = start + dt.timedelta(seconds=elapsed)
+            while steps and steps[0].at_s <= elapsed:
+                step = steps.pop(0)
+                sim = by_code[step.device]
+                getattr(sim, step.action)(now, **step.args)
+                if step.action == "go_offline":
+                    publisher.drop(sim)
+                elif step.action == "come_online":
+                    publisher.reconnect(sim, now)
+            for sim in fleet:
+                for out in sim.step(now, tick_s):
+                    publisher.publish(
+                        sim, sim.topic(out.channel), contract.dumps(out.payload), retain=out.retain
+                    )
+                    report.record(sim, out)
+            if on_tick is not None:
+                on_tick(now)
+            elapsed += tick_s
+            if speed > 0:
+                ahead = elapsed / speed - (time.monotonic() - t0)
+                if ahead > 0:
+                    sleep(ahead)
+    finally:
+        publisher.close()
+    report.ended = start + dt.timedelta(seconds=min(elapsed, duration_s))
+    return report
