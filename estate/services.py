@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from estate.broker import SERVICE_ACCOUNT, write_broker_files, write_private
 from estate.settings import Settings
@@ -490,17 +490,22 @@ class PrivateServices:
         return self._runner
 
     def managed(self) -> list[PrivatePostgres | PrivateMosquitto]:
+        # A URL naming the private instance's own address counts as unset: after
+        # `eval "$(estate env --show-secrets)"` the shell exports exactly those URLs, and
+        # `estate services stop` must still stop the private servers.
+        s = self.settings
         out: list[PrivatePostgres | PrivateMosquitto] = []
-        if self.settings.database_url is None:
-            out.append(PrivatePostgres(self.settings, self.runner))
-        if self.settings.mqtt_url is None:
-            out.append(PrivateMosquitto(self.settings, self.runner))
+        if s.database_url is None or _is_private(s.database_url, s.pg_port):
+            out.append(PrivatePostgres(s, self.runner))
+        if s.mqtt_url is None or _is_private(s.mqtt_url, s.mqtt_port):
+            out.append(PrivateMosquitto(s, self.runner))
         return out
 
     def endpoints(self) -> Endpoints:
         s = self.settings
-        db = s.database_url or PrivatePostgres(s, self.runner).url
-        mqtt = s.mqtt_url or PrivateMosquitto(s, self.runner).url
+        private = {svc.name: svc.url for svc in self.managed()}
+        db = private.get("postgres") or s.database_url or ""
+        mqtt = private.get("mosquitto") or s.mqtt_url or ""
         return Endpoints(database_url=db, mqtt_url=mqtt)
 
     def start(self) -> list[str]:
@@ -566,6 +571,11 @@ class PrivateServices:
             finally:
                 for name in ours:
                     self._owner_file(name).unlink(missing_ok=True)
+
+
+def _is_private(url: str, port: int) -> bool:
+    parts = urlsplit(url)
+    return parts.hostname in {"127.0.0.1", "localhost"} and parts.port == port
 
 
 def mask_url(url: str) -> str:

@@ -481,3 +481,37 @@ def status(online: bool, ts: dt.datetime | None = None) -> dict[str, Any]:
 
 def dumps(payload: object) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def markdown() -> str:
+    """The vocabularies as Markdown tables (the README embeds this; a test keeps it equal)."""
+    out: list[str] = []
+    for spec in KINDS.values():
+        out.append(f"**{spec.kind}** metrics\n")
+        out.append("| metric | unit | type | meaning |")
+        out.append("|---|---|---|---|")
+        out += [
+            f"| `{m.name}` | {m.unit or '—'} | {m.type} | {m.zh} {m.en} |"
+            for m in spec.metrics.values()
+        ]
+        out.append("")
+        out.append("| subtype | sends |")
+        out.append("|---|---|")
+        out += [
+            f"| `{sub}` | {', '.join(f'`{m}`' for m in ms) or 'events and status only'} |"
+            for sub, ms in spec.subtype_metrics.items()
+        ]
+        out.append("")
+        out.append(
+            f"**{spec.kind}** events: "
+            + ", ".join(f"`{e.code}` ({e.zh})" for e in spec.events.values())
+        )
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -290,3 +290,11 @@ def test_decode_never_raises(payload: bytes, channel: Channel) -> None:
     topic = Topic("E", "fire", "D", channel)
     result = contract.decode(topic, payload, received_at=NOW)
     assert isinstance(result, Decoded | Rejection)
+
+
+def test_readme_vocabulary_tables_match_the_code() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- contract:begin -->\n", 1)[1].split("<!-- contract:end -->", 1)[0]
+    assert block == contract.markdown(), "run `python -m ingest.contract` and paste into README"

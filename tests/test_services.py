@@ -100,3 +100,15 @@ def test_external_urls_mean_nothing_is_managed(tmp_path: Path) -> None:
     assert svc.start() == []
     assert svc.endpoints().database_url == "postgresql://x@h/db"
     assert not (tmp_path / "var").exists()
+
+
+def test_urls_of_the_private_instances_still_count_as_private(tmp_path: Path) -> None:
+    """After `eval "$(estate env --show-secrets)"` the shell exports the private URLs."""
+    base = make_settings(tmp_path / "var")
+    private = PrivateServices(base).endpoints()
+    exported = base.model_copy(
+        update={"database_url": private.database_url, "mqtt_url": private.mqtt_url}
+    )
+    assert [s.name for s in PrivateServices(exported).managed()] == ["postgres", "mosquitto"]
+    other = base.model_copy(update={"database_url": "postgresql://u@127.0.0.1:5432/x"})
+    assert [s.name for s in PrivateServices(other).managed()] == ["mosquitto"]
