@@ -25,21 +25,12 @@ from psycopg import sql
 
 from estate.services import PrivateServices
 from estate.settings import load_settings
+from ingest import contract
 
-ELEVATOR = (
-    "floor",
-    "speed_mps",
-    "direction",
-    "door_open",
-    "in_door_zone",
-    "occupied",
-    "load_pct",
-    "mode",
-    "running",
-)
-FIRE = ("pressure_mpa",)
-DRAINAGE = ("level_m", "pump_running", "pump_fault")
-BOOLS = {"door_open", "in_door_zone", "occupied", "running", "pump_running", "pump_fault"}
+ELEVATOR = contract.ELEVATOR.subtype_metrics["passenger"]
+FIRE = contract.FIRE.subtype_metrics["hydrant_pressure"]
+DRAINAGE = contract.DRAINAGE.subtype_metrics["sump_pit"]
+BOOLS = {m.name for k in contract.KINDS.values() for m in k.metrics.values() if m.type == "boolean"}
 METRICS = tuple(dict.fromkeys(ELEVATOR + FIRE + DRAINAGE))
 METRIC_ID = {m: i for i, m in enumerate(METRICS)}
 
