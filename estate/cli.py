@@ -293,6 +293,12 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         f"events {report.count(Channel.EVENT)})"
         + (f"; faults injected {injected}" if injected else "")
     )
+    if report.behind_s > 1:
+        _err(
+            f"estate: the simulator fell {report.behind_s:.1f} s behind the requested pace "
+            "(too many devices or too high a rate for this machine); figures above are what "
+            "was sent, not the requested rate"
+        )
     if not args.report:
         for dev, per in sorted(report.devices.items()):
             cols = ", ".join(

@@ -88,6 +88,7 @@ class Report:
     devices: dict[str, dict[str, ChannelCount]] = field(default_factory=dict)
     started: dt.datetime | None = None
     ended: dt.datetime | None = None
+    behind_s: float = 0.0  # how far real time fell behind the requested speed, at worst
 
     def record(self, sim: DeviceSim, out: Outgoing) -> None:
         per = self.devices.setdefault(f"{sim.estate}/{sim.code}", {})
@@ -111,6 +112,7 @@ class Report:
             "started": self.started.isoformat() if self.started else None,
             "ended": self.ended.isoformat() if self.ended else None,
             "total": self.total,
+            "behind_s": round(self.behind_s, 3),
             "devices": {
                 dev: {
                     ch: {"count": c.count, "first_seq": c.first_seq, "last_seq": c.last_seq}
@@ -353,6 +355,8 @@ def run(
                 ahead = elapsed / speed - (time.monotonic() - t0)
                 if ahead > 0:
                     sleep(ahead)
+                else:
+                    report.behind_s = max(report.behind_s, -ahead)
     finally:
         publisher.close()
     report.ended = start + dt.timedelta(seconds=min(elapsed, duration_s))
