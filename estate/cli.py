@@ -7,17 +7,20 @@ Exit codes: 0 success; 1 a service or the database failed (the message says what
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import random
 import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from estate import db, registry
@@ -31,7 +34,9 @@ from estate.services import (
     mask_url,
 )
 from estate.settings import Settings, SettingsError, load_settings
-from ingest.contract import Channel
+from ingest import deadletters
+from ingest.contract import Bounds, Channel
+from ingest.worker import IngestConfig, Shard, Worker
 from simulators import scenarios
 from simulators.devices import DeviceSim
 from simulators.faults import FAULTS
@@ -146,16 +151,16 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
 # --------------------------------------------------------------------------- demo
 
 
-def _wait_for_stop() -> None:
-    stop = threading.Event()
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGINT or SIGTERM (Ctrl-C, `kill`, systemd) for the block's duration."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5):
-            pass
+        yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -167,11 +172,30 @@ def _banner(ep: Endpoints, settings: Settings) -> None:
     _out(f"  broker    {mask_url(ep.mqtt_url)}")
     _out(f"  data in   {settings.var_dir}")
     _out("  in another terminal: `.venv/bin/estate env` prints the URLs; `.venv/bin/estate psql`")
+    _out("  ingest is running; the demo county's 108 simulated devices publish in real time")
+    _out("  (`.venv/bin/estate simulate --scenario NAME --speed 0` in another terminal adds one)")
     _out("Ctrl-C stops the demo and the private servers it started.")
 
 
+def _demo_status(database_url: str) -> str:
+    with db.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM events),"
+            " (SELECT count(*) FROM dead_letters),"
+            " (SELECT count(*) FILTER (WHERE online) FROM device_state),"
+            " (SELECT count(*) FROM device_state)"
+        ).fetchone()
+    assert row is not None
+    tel, evt, dead, online, known = row
+    return (
+        f"stored {tel} readings, {evt} events; {dead} dead letters; {online}/{known} devices online"
+    )
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    with PrivateServices(settings).running() as ep:
+    stop = threading.Event()
+    # Signals first: a Ctrl-C right after the banner must still stop everything cleanly.
+    with _stop_on_signals(stop), PrivateServices(settings).running() as ep:
         applied = db.upgrade(ep.database_url)
         _out(
             f"schema at version {db.current_version(ep.database_url)} "
@@ -180,11 +204,106 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         reg = registry.read(registry.demo_path())
         with db.connect(ep.database_url) as conn:
             _out(f"demo registry loaded: {registry.load(conn, reg)}")
+        worker = Worker(
+            database_url=ep.database_url,
+            mqtt_url=ep.mqtt_url,
+            config=_ingest_config(settings, settings.metrics_port),
+        )
+        threads = [threading.Thread(target=worker.run, args=(stop,), name="ingest")]
+        if not args.once:
+            args.mode, args.connections = "device", 1
+            pub = _simulation_publisher(args, settings, ep.mqtt_url, reg)
+            fleet = build_fleet(reg, seed=1)
+            threads.append(
+                threading.Thread(
+                    target=run_simulation,
+                    args=(fleet, pub),
+                    name="simulator",
+                    kwargs={
+                        "start": dt.datetime.now(dt.UTC),
+                        "duration_s": 10 * 365 * 86400.0,
+                        "speed": 1.0,
+                        "stop": stop,
+                    },
+                )
+            )
+        for t in threads:
+            t.start()
         _banner(ep, settings)
         sys.stdout.flush()
-        if not args.once:
-            _wait_for_stop()
+        if args.once:
+            stop.set()
+        while not stop.wait(10):
+            _out(f"{dt.datetime.now():%H:%M:%S} {_demo_status(ep.database_url)}")
+            sys.stdout.flush()
+        stop.set()
         _out("stopping")
+        for t in threads:
+            t.join(60)
+    return 0
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def _ingest_config(settings: Settings, metrics_port: int | None) -> IngestConfig:
+    return IngestConfig(
+        batch_size=settings.ingest_batch_size,
+        batch_age_s=settings.ingest_batch_age_ms / 1000,
+        bounds=Bounds(
+            past=dt.timedelta(seconds=settings.ts_max_past_s),
+            future=dt.timedelta(seconds=settings.ts_max_future_s),
+        ),
+        silence_s=settings.silence_s,
+        metrics_port=metrics_port,
+        client_prefix=settings.ingest_client_prefix,
+        catch_all=settings.ingest_catch_all,
+    )
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        shard = Shard.parse(args.shard)
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
+    port = settings.metrics_port
+    if port is not None:
+        port += shard.index  # one port per worker
+    with PrivateServices(settings).running() as ep:
+        db.upgrade(ep.database_url)
+        worker = Worker(
+            database_url=ep.database_url,
+            mqtt_url=ep.mqtt_url,
+            shard=shard,
+            config=_ingest_config(settings, port),
+        )
+        stop = threading.Event()
+        with _stop_on_signals(stop):
+            worker.run(stop)
+    return 0
+
+
+def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
+    with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
+        if args.action == "replay":
+            result = deadletters.replay(
+                conn, now=dt.datetime.now(dt.UTC), reason=args.reason, ids=args.id or None
+            )
+            _out(f"replayed: {result.stored} stored, {result.still_failing} still failing")
+            return 0
+        for reason, n in deadletters.summary(conn):
+            _out(f"{n:8d}  {reason}")
+        for d in deadletters.list_dead(
+            conn, reason=args.reason, limit=args.limit, include_replayed=args.all
+        ):
+            payload = d.payload[:120].decode(errors="replace")
+            state = f" [replayed {d.replayed_at:%Y-%m-%d %H:%M}]" if d.replayed_at else ""
+            _out(
+                f"#{d.id} {d.received_at:%Y-%m-%d %H:%M:%S} {d.reason}{state}\n"
+                f"    topic   {d.topic}\n    why     {d.detail}\n    payload {payload}"
+            )
+            if d.replay_detail and not d.replayed_at:
+                _out(f"    replay  {d.replay_detail}")
     return 0
 
 
@@ -337,6 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["upgrade", "status"])
     s.set_defaults(func=cmd_db)
 
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    return p
+
+
+SubParsers = Any  # argparse's _SubParsersAction is private
+
+
+def _add_data_commands(sub: SubParsers) -> None:
     s = sub.add_parser("registry", help="load, check or generate a registry YAML file")
     rsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, text in (
@@ -351,6 +479,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     r.set_defaults(func=cmd_registry)
+
+
+def _add_run_commands(sub: SubParsers) -> None:
+    s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
+    s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("deadletters", help="list or replay rejected messages")
+    s.add_argument("action", choices=["list", "replay"])
+    s.add_argument("--reason", help="only this reason (e.g. unknown_device)")
+    s.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
+    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--all", action="store_true", help="list replayed ones too")
+    s.set_defaults(func=cmd_deadletters)
 
     s = sub.add_parser("simulate", help="run simulated devices against the broker")
     s.add_argument("--registry", default="demo", help="registry YAML, or 'demo' (default)")
@@ -384,11 +526,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="bring the stack up with the demo county; Ctrl-C stops it")
     s.add_argument("--once", action="store_true", help="set up, print the banner and stop")
     s.set_defaults(func=cmd_demo)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["psql"]:
+        # psql's own options (-c, -f, …) pass through untouched
+        args = argparse.Namespace(func=cmd_psql, psql_args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         settings = load_settings()
         func: Handler = args.func

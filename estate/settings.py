@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     # private broker: generated into var/secrets.json. Required with an external broker.
     device_secret: str | None = None
     service_timeout_s: float = Field(default=60.0, gt=0)
+    # ingest
+    ingest_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    ingest_batch_age_ms: float = Field(default=50.0, gt=0)
+    ts_max_past_s: float = Field(default=7 * 86400, gt=0)  # older device timestamps: dead letter
+    ts_max_future_s: float = Field(default=300, gt=0)  # device clock this far ahead: dead letter
+    silence_s: float = Field(default=300, gt=0)  # quiet this long: offline ('silence')
+    metrics_port: Port | None = None  # Prometheus /metrics of `estate ingest` (127.0.0.1)
+    ingest_client_prefix: str = "estate-ingest"  # + "-{k}of{N}": the persistent session's id
+    ingest_catch_all: str = "estate/#"  # what a single worker (or shard 0) subscribes to
 
 
 class SettingsError(ValueError):

@@ -12,7 +12,7 @@ import datetime as dt
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -24,7 +24,7 @@ from estate.broker import device_password, device_username
 from ingest import contract
 from ingest.contract import Channel
 from simulators.devices import DeviceSim, Outgoing, make_sim
-from simulators.scenarios import Scenario
+from simulators.scenarios import Scenario, Step
 
 # --------------------------------------------------------------------------- fleet
 
@@ -312,6 +312,14 @@ class MqttPublisher:
 # --------------------------------------------------------------------------- the loop
 
 
+def _act(step: Step, sim: DeviceSim, publisher: Publisher, now: dt.datetime) -> None:
+    getattr(sim, step.action)(now, **step.args)
+    if step.action == "go_offline":
+        publisher.drop(sim)
+    elif step.action == "come_online":
+        publisher.reconnect(sim, now)
+
+
 def run(
     fleet: list[DeviceSim],
     publisher: Publisher,
@@ -321,10 +329,11 @@ def run(
     tick_s: float = 1.0,
     speed: float = 0.0,
     scenario: Scenario | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    on_tick: Callable[[dt.datetime], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Report:
-    """Step ``fleet`` from ``start`` for ``duration_s`` simulated seconds and publish."""
+    """Step ``fleet`` from ``start`` for ``duration_s`` simulated seconds (or until ``stop``)
+    and publish."""
+    stop = stop or threading.Event()
     by_code = {sim.code: sim for sim in fleet}
     steps = sorted(scenario.steps if scenario else [], key=lambda s: s.at_s)
     report = Report(started=start)
@@ -332,29 +341,21 @@ def run(
     t0 = time.monotonic()
     elapsed = 0.0
     try:
-        while elapsed <= duration_s:
+        while elapsed <= duration_s and not stop.is_set():
             now = start + dt.timedelta(seconds=elapsed)
             while steps and steps[0].at_s <= elapsed:
                 step = steps.pop(0)
-                sim = by_code[step.device]
-                getattr(sim, step.action)(now, **step.args)
-                if step.action == "go_offline":
-                    publisher.drop(sim)
-                elif step.action == "come_online":
-                    publisher.reconnect(sim, now)
+                _act(step, by_code[step.device], publisher, now)
             for sim in fleet:
                 for out in sim.step(now, tick_s):
-                    publisher.publish(
-                        sim, sim.topic(out.channel), contract.dumps(out.payload), retain=out.retain
-                    )
+                    payload = contract.dumps(out.payload)
+                    publisher.publish(sim, sim.topic(out.channel), payload, retain=out.retain)
                     report.record(sim, out)
-            if on_tick is not None:
-                on_tick(now)
             elapsed += tick_s
             if speed > 0:
                 ahead = elapsed / speed - (time.monotonic() - t0)
                 if ahead > 0:
-                    sleep(ahead)
+                    stop.wait(ahead)
                 else:
                     report.behind_s = max(report.behind_s, -ahead)
     finally:

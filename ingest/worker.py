@@ -1,0 +1,417 @@
+"""The ingest worker: MQTT in, TimescaleDB out, acknowledged only after commit.
+
+One worker owns shard k of N: the estates whose CRC-32 modulo N is k. It subscribes to those
+estates only, with a persistent session (fixed client id, clean_session false) and manual
+acknowledgement. paho's callbacks run on paho's thread and only put messages on a queue;
+the worker thread takes batches (by size and age), decodes them, writes them in one
+transaction and then acknowledges them, so a crash at any point loses nothing: what was not
+acknowledged is redelivered by the broker, and the write is idempotent.
+
+An acknowledgement goes back only on the connection the message arrived on: after a
+reconnect the broker redelivers whatever was unacknowledged, message ids may be reused, so
+acknowledging an old id on the new connection could acknowledge the wrong message.
+
+Shard 0 also subscribes to everything under ``estate/`` so that messages for estates not in
+the registry, or with malformed topics, still become dead letters rather than vanishing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from ingest.batch import DeviceRef, Incoming, Rows, decode_batch, shard_of
+from ingest.contract import Bounds
+from ingest.writer import Writer
+
+log = logging.getLogger("estate.ingest")
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"k/N"`` → Shard(k, N); raises ValueError with what is expected."""
+        try:
+            k, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise ValueError(f"shard {text!r} must be k/N, e.g. 0/2") from None
+        if not (n >= 1 and 0 <= k < n):
+            raise ValueError(f"shard {text!r}: need N >= 1 and 0 <= k < N")
+        return cls(k, n)
+
+    def owns(self, estate: str) -> bool:
+        return shard_of(estate, self.count) == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    batch_size: int = 5000
+    batch_age_s: float = 0.05
+    bounds: Bounds = field(default_factory=Bounds)
+    silence_s: float = 300.0  # a device quiet this long is marked offline ('silence')
+    refresh_s: float = 30.0  # registry re-read (new devices, new estates)
+    metrics_port: int | None = None
+    client_prefix: str = "estate-ingest"
+    catch_all: str = "estate/#"
+
+
+class Metrics:
+    """Prometheus metrics of one worker (own registry: several workers may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("estate_ingest_messages", "MQTT messages received", registry=r)
+        self.rows = Counter(
+            "estate_ingest_rows_written",
+            "rows inserted (duplicates excluded)",
+            ["table"],
+            registry=r,
+        )
+        self.dead = Counter(
+            "estate_ingest_dead_letters", "messages dead-lettered", ["reason"], registry=r
+        )
+        self.batch = Histogram(
+            "estate_ingest_batch_seconds",
+            "decode+write+ack per batch",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.lag = Gauge(
+            "estate_ingest_lag_seconds",
+            "receipt to commit of the oldest message in the last batch",
+            registry=r,
+        )
+        self.queued = Gauge(
+            "estate_ingest_queued", "messages received, not yet committed", registry=r
+        )
+        self.db_errors = Counter("estate_ingest_db_errors", "failed batch writes", registry=r)
+
+
+class Directory:
+    """The registry's devices by (estate, code), re-read periodically."""
+
+    def __init__(self) -> None:
+        self.devices: dict[tuple[str, str], DeviceRef] = {}
+        self.estates: set[str] = set()
+
+    def load(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        rows = conn.execute("SELECT id, estate_code, code, kind FROM devices WHERE active")
+        self.devices = {(e, c): DeviceRef(int(i), e, c, k) for i, e, c, k in rows}
+        self.estates = {str(e) for (e,) in conn.execute("SELECT code FROM estates")}
+
+    def lookup(self, estate: str, code: str) -> DeviceRef | None:
+        return self.devices.get((estate, code))
+
+
+class Subscriber:
+    """A paho client that only hands messages over; see the module docstring."""
+
+    def __init__(
+        self, url: str, *, client_id: str, out: queue.SimpleQueue[Incoming], clock: Clock
+    ) -> None:
+        u = urlsplit(url)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 1883
+        self.out, self.clock = out, clock
+        self.filters: set[str] = set()
+        self.generation = 0
+        self.connected = threading.Event()  # connected and its subscriptions acknowledged
+        self.paused = False
+        self._subscribe_mid: int | None = None
+        self._lock = threading.Lock()
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if u.username:
+            c.username_pw_set(unquote(u.username), unquote(u.password or ""))
+        c.reconnect_delay_set(min_delay=1, max_delay=5)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        self.client = c
+
+    def _on_connect(self, c: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("broker %s:%s refused the ingest connection: %s", self.host, self.port, rc)
+            return
+        with self._lock:
+            self.generation += 1
+            filters = sorted(self.filters)
+        log.info(
+            "connected to %s:%s (session present: %s), %d subscriptions",
+            self.host,
+            self.port,
+            flags.session_present,
+            len(filters),
+        )
+        if not filters:
+            self.connected.set()
+            return
+        # Ready only once the broker confirms the subscriptions: before that, a new
+        # session would not be sent what devices publish.
+        _, self._subscribe_mid = c.subscribe([(f, 1) for f in filters])
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+        if mid == self._subscribe_mid:
+            failed = [rc for rc in codes if rc.is_failure]
+            if failed:
+                log.error(
+                    "broker refused ingest subscriptions: %s (check the service account's ACL)",
+                    failed,
+                )
+            self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self.connected.clear()
+        if rc.is_failure:
+            log.warning(
+                "lost the broker (%s); reconnecting, unacknowledged messages will be redelivered",
+                rc,
+            )
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+        if self.paused:
+            return  # never acknowledged: the broker redelivers it to the session's next run
+        self.out.put(
+            Incoming(m.topic, bytes(m.payload), m.mid, m.qos, self.generation, self.clock())
+        )
+
+    def subscribe(self, filters: set[str]) -> None:
+        new = filters - self.filters
+        with self._lock:
+            self.filters |= new
+        if new and self.connected.is_set():
+            self.client.subscribe([(f, 1) for f in sorted(new)])
+
+    def start(self, timeout: float = 30) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(timeout):
+            raise ConnectionError(
+                f"no connection to the broker at {self.host}:{self.port} "
+                f"after {timeout:.0f} s; check MQTT_URL and the broker"
+            )
+
+    def ack(self, messages: list[Incoming]) -> int:
+        """Acknowledge what arrived on the current connection; return how many."""
+        gen = self.generation
+        n = 0
+        for m in messages:
+            if m.qos > 0 and m.generation == gen:
+                self.client.ack(m.mid, m.qos)
+                n += 1
+        return n
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Worker:
+    """One ingest worker; ``run`` returns when ``stop`` is set and the queue is flushed."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        mqtt_url: str,
+        shard: Shard = Shard(),
+        config: IngestConfig = IngestConfig(),
+        clock: Clock = utcnow,
+    ) -> None:
+        self.database_url, self.shard, self.config, self.clock = database_url, shard, config, clock
+        self.queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
+        self.metrics = Metrics()
+        self.directory = Directory()
+        self.subscriber = Subscriber(
+            mqtt_url,
+            client_id=f"{config.client_prefix}-{shard.index}of{shard.count}",
+            out=self.queue,
+            clock=clock,
+        )
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._writer: Writer | None = None
+        self._last_refresh = 0.0
+        self._last_sweep = 0.0
+        self.batches = 0
+
+    # -- database ----------------------------------------------------------------
+    def _db(self) -> Writer:
+        if self._writer is None or self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+            self._writer = Writer(self._conn)
+        return self._writer
+
+    def _drop_db(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = self._writer = None
+
+    def _filters(self) -> set[str]:
+        catch_all = self.config.catch_all
+        if self.shard.count == 1:
+            return {catch_all}
+        owned = {f"estate/v1/{e}/#" for e in self.directory.estates if self.shard.owns(e)}
+        return owned | ({catch_all} if self.shard.index == 0 else set())
+
+    def _refresh(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_refresh < self.config.refresh_s:
+            return
+        writer = self._db()
+        self.directory.load(writer.conn)
+        self._last_refresh = time.monotonic()
+        self.subscriber.subscribe(self._filters())
+
+    def _sweep_silence(self) -> None:
+        if time.monotonic() - self._last_sweep < min(30.0, self.config.silence_s / 4):
+            return
+        now = self.clock()
+        self._db().conn.execute(
+            "UPDATE device_state SET online = false, offline_cause = 'silence', status_at = %s"
+            " WHERE online AND last_seen < %s",
+            (now, now - dt.timedelta(seconds=self.config.silence_s)),
+        )
+        self._last_sweep = time.monotonic()
+
+    # -- the loop ----------------------------------------------------------------
+    def _take(self, stop: threading.Event) -> list[Incoming]:
+        batch: list[Incoming] = []
+        try:
+            batch.append(self.queue.get(timeout=0.2))
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self.config.batch_age_s
+        while len(batch) < self.config.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _mine(self, messages: list[Incoming]) -> tuple[list[Incoming], list[Incoming]]:
+        """Split off messages of known estates another shard owns (shard 0's catch-all)."""
+        if self.shard.count == 1:
+            return messages, []
+        mine, others = [], []
+        for m in messages:
+            parts = m.topic.split("/", 3)
+            estate = parts[2] if len(parts) > 2 else ""
+            if estate in self.directory.estates and not self.shard.owns(estate):
+                others.append(m)
+            else:
+                mine.append(m)
+        return mine, others
+
+    def process(self, messages: list[Incoming], stop: threading.Event) -> bool:
+        """Decode, write, acknowledge. False when stopping before the batch could commit."""
+        t0 = time.monotonic()
+        mine, _others = self._mine(messages)  # others: acknowledged below, not stored
+        # The service's own output (alerts, notifications) shares the tree: not device data.
+        mine = [m for m in mine if "/alerts/" not in m.topic]
+        rows: Rows = decode_batch(mine, self.directory.lookup, bounds=self.config.bounds)
+        delay = 0.2
+        while True:
+            try:
+                written = self._db().write(rows)
+                break
+            except psycopg.OperationalError as err:
+                self.metrics.db_errors.inc()
+                self._drop_db()
+                log.warning(
+                    "database unavailable (%s); holding %d messages unacknowledged, "
+                    "retrying in %.1f s",
+                    str(err).strip().splitlines()[0],
+                    len(messages),
+                    delay,
+                )
+                if stop.wait(delay):
+                    log.warning(
+                        "stopping with %d messages uncommitted: the broker redelivers "
+                        "them to the next worker",
+                        len(messages),
+                    )
+                    return False
+                delay = min(delay * 2, 5.0)
+        self.subscriber.ack(messages)
+        m = self.metrics
+        m.messages.inc(len(messages))
+        m.rows.labels("telemetry").inc(written.telemetry)
+        m.rows.labels("events").inc(written.events)
+        for reason, n in rows.dead_reasons.items():
+            m.dead.labels(reason).inc(n)
+        m.lag.set((self.clock() - messages[0].received_at).total_seconds())
+        m.batch.observe(time.monotonic() - t0)
+        self.batches += 1
+        return True
+
+    def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
+        if self.config.metrics_port is not None:
+            start_http_server(
+                self.config.metrics_port, addr="127.0.0.1", registry=self.metrics.registry
+            )
+        self._refresh(force=True)
+        self.subscriber.start()
+        log.info(
+            "ingest shard %s: %d estates, %d devices",
+            self.shard,
+            sum(self.shard.owns(e) for e in self.directory.estates),
+            len(self.directory.devices),
+        )
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                batch = self._take(stop)
+                self.metrics.queued.set(self.queue.qsize())
+                if batch and not self.process(batch, stop):
+                    return
+                try:
+                    self._refresh()
+                    self._sweep_silence()
+                except psycopg.OperationalError:
+                    self._drop_db()  # the next batch write reports and retries
+            # Take no more, flush what already arrived (its acks still go out on this
+            # connection); anything the broker sends now is redelivered after a restart.
+            self.subscriber.paused = True
+            while not self.queue.empty():
+                batch = self._take(stop)
+                if batch and not self.process(batch, stop):
+                    return
+        finally:
+            self.subscriber.stop()
+            self._drop_db()
+            log.info("ingest shard %s stopped after %d batches", self.shard, self.batches)

@@ -1,0 +1,533 @@
+"""Ingest against the real broker and TimescaleDB: nothing lost, nothing stored twice.
+
+Each resilience test publishes N numbered messages, breaks something in the middle
+(broker restart, database restart, SIGTERM, SIGKILL of the worker), recovers, and then
+finds exactly N distinct rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from estate import registry
+from estate.services import PrivateMosquitto, PrivatePostgres
+from ingest import deadletters
+from ingest.batch import METRIC_COLUMNS, shard_of
+from ingest.worker import IngestConfig, Shard, Worker
+from tests.conftest import Stack, free_port
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = """
+version: 1
+areas: [{{code: C, name: c, level: city}}]
+organisations:
+  - {{code: EM, name: em, roles: [elevator_maintenance]}}
+estates:
+{estates}
+"""
+ESTATE = """
+  - code: {code}
+    name: e
+    area: C
+    buildings:
+      - code: B1
+        name: b
+        floors: 10
+        devices:
+          - {{code: L1, kind: elevator, subtype: passenger, maintenance: EM}}
+          - {{code: HP, kind: fire, subtype: hydrant_pressure}}
+    devices:
+      - {{code: SUMP, kind: drainage, subtype: sump_pit}}
+"""
+
+
+def load_registry(url: str, *codes: str, extra_device: str = "") -> None:
+    text = REGISTRY.format(estates="".join(ESTATE.format(code=c) for c in codes))
+    if extra_device:
+        text += f"      - {{code: {extra_device}, kind: drainage, subtype: manhole}}\n"
+    with psycopg.connect(url) as conn:
+        registry.load(conn, registry.parse(text))
+
+
+def count(url: str, sql: str, *params: object) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql, params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Feeder:
+    """Publishes numbered messages as the service account and makes sure each is accepted
+    (a publication not acknowledged in time is sent again: ingest must dedupe it)."""
+
+    def __init__(self, stack: Stack) -> None:
+        u = urlsplit(stack.mqtt_url)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv311,
+            client_id=f"feeder-{uuid.uuid4().hex[:8]}",
+        )
+        self.client.username_pw_set(u.username, unquote(u.password or ""))
+        self.client.reconnect_delay_set(1, 2)
+        self.client.connect("127.0.0.1", u.port or 1883)
+        self.client.loop_start()
+        self.resent = 0
+
+    def send(self, topic: str, payload: bytes) -> None:
+        for _ in range(120):
+            info = self.client.publish(topic, payload, qos=1)
+            try:
+                info.wait_for_publish(timeout=1.0)
+                if info.is_published():
+                    return
+            except (RuntimeError, ValueError):
+                pass  # not connected (the broker is restarting): send it again
+            self.resent += 1
+            time.sleep(0.25)
+        raise AssertionError(f"could not publish to {topic}")
+
+    def numbered(
+        self,
+        estate: str,
+        n: int,
+        *,
+        start: dt.datetime,
+        pace_s: float = 0.0,
+        on: Callable[[int], None] | None = None,
+    ) -> None:
+        topic = f"estate/v1/{estate}/elevator/L1/telemetry"
+        for i in range(n):
+            ts = start + dt.timedelta(milliseconds=10 * i)
+            body = {"ts": ts.isoformat(), "seq": i, "values": {"floor": i % 10 + 1}}
+            self.send(topic, json.dumps(body).encode())
+            if on is not None:
+                on(i)
+            if pace_s:
+                time.sleep(pace_s)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass
+class Site:
+    stack: Stack
+    url: str
+    estate: str
+    prefix: str
+
+    def worker(self, **config: Any) -> Worker:
+        cfg = IngestConfig(
+            client_prefix=self.prefix, catch_all=f"estate/v1/{self.estate}/#", **config
+        )
+        return Worker(database_url=self.url, mqtt_url=self.stack.mqtt_url, config=cfg)
+
+    def rows(self) -> int:
+        return count(
+            self.url,
+            "SELECT count(*) FROM telemetry t JOIN devices d ON d.id ="
+            " t.device_id WHERE d.code = 'L1'",
+        )
+
+    def distinct_seqs(self) -> int:
+        return count(self.url, "SELECT count(DISTINCT seq) FROM telemetry")
+
+
+def _forget_session(stack: Stack, client_id: str) -> None:
+    """Delete a persistent session so it stops queueing messages for a finished test."""
+    u = urlsplit(stack.mqtt_url)
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311
+    )
+    c.username_pw_set(u.username, unquote(u.password or ""))
+    try:
+        c.connect("127.0.0.1", u.port or 1883)
+        c.loop_start()
+        time.sleep(0.2)
+        c.disconnect()
+        c.loop_stop()
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def site(stack: Stack, database_url: str, estate_code: str) -> Iterator[Site]:
+    load_registry(database_url, estate_code)
+    s = Site(stack, database_url, estate_code, f"test-{estate_code}")
+    yield s
+    for k in range(2):
+        for n in (1, 2):
+            _forget_session(stack, f"{s.prefix}-{k}of{n}")
+
+
+@pytest.fixture
+def feeder(stack: Stack) -> Iterator[Feeder]:
+    f = Feeder(stack)
+    yield f
+    f.close()
+
+
+class Running:
+    """A worker on a thread, stopped (and its errors surfaced) at the end."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(30), "worker did not start"
+
+    def _run(self, ready: threading.Event) -> None:
+        try:
+            self.worker.run(self.stop, ready)
+        except BaseException as err:
+            self.error = err
+            ready.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[Worker], Running]]:
+    made: list[Running] = []
+
+    def start(w: Worker) -> Running:
+        r = Running(w)
+        made.append(r)
+        return r
+
+    yield start
+    for r in made:
+        if r.thread.is_alive():
+            r.close()
+
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def test_telemetry_columns_match_the_table(site: Site) -> None:
+    with psycopg.connect(site.url) as conn:
+        cols = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'telemetry'"
+                " ORDER BY ordinal_position"
+            )
+        ]
+    assert cols == ["ts", "device_id", "seq", *METRIC_COLUMNS, "extra"]
+
+
+def test_everything_ends_up_stored_or_dead_lettered(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    run = running(site.worker())
+    base = f"estate/v1/{site.estate}"
+    ts = NOW.isoformat()
+    sent = [
+        (
+            f"{base}/elevator/L1/telemetry",
+            {"ts": ts, "seq": 1, "values": {"floor": 3, "humidity": 40}},
+        ),
+        (
+            f"{base}/elevator/L1/event",
+            {"ts": ts, "seq": 2, "code": "trapped", "detail": {"floor": 3}},
+        ),
+        (
+            f"{base}/drainage/SUMP/telemetry",
+            [{"ts": ts, "seq": i, "values": {"level_m": i / 10}} for i in range(5)],
+        ),
+        (f"{base}/fire/HP/status", {"online": False}),
+        (f"{base}/elevator/L1/telemetry", b"{not json"),
+        (f"{base}/elevator/NOPE/telemetry", {"ts": ts, "seq": 1, "values": {"floor": 1}}),
+        (f"{base}/fire/L1/telemetry", {"ts": ts, "seq": 9, "values": {"pressure_mpa": 0.3}}),
+        (
+            f"{base}/elevator/L1/telemetry",
+            {"ts": "2020-01-01T00:00:00Z", "seq": 3, "values": {"floor": 1}},
+        ),
+    ]
+    for topic, body in sent:
+        feeder.send(topic, body if isinstance(body, bytes) else json.dumps(body).encode())
+    wait_for(lambda: count(site.url, "SELECT count(*) FROM dead_letters") == 4, what="dead letters")
+    wait_for(lambda: count(site.url, "SELECT count(*) FROM telemetry") == 6, what="telemetry")
+    assert count(site.url, "SELECT count(*) FROM events WHERE code = 'trapped'") == 1
+    with psycopg.connect(site.url) as conn:
+        reasons: dict[str, int] = dict(
+            conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1")
+        )
+        extra = conn.execute("SELECT extra FROM telemetry WHERE extra IS NOT NULL").fetchall()
+        state = {
+            str(r[0]): r[1:]
+            for r in conn.execute(
+                "SELECT d.code, s.online, s.offline_cause, s.latest FROM device_state s"
+                " JOIN devices d ON d.id = s.device_id"
+            )
+        }
+    assert reasons == {
+        "not_json": 1,
+        "unknown_device": 1,
+        "kind_mismatch": 1,
+        "ts_out_of_bounds": 1,
+    }
+    assert extra == [({"humidity": 40.0},)]
+    assert state["HP"][:2] == (False, "status")
+    assert state["SUMP"][2] == {"level_m": 0.4}
+    assert state["L1"][0] is True
+    run.close()
+    assert run.worker.metrics.messages._value.get() == len(sent)
+
+
+def test_a_redelivered_message_is_stored_once(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker())
+    body = json.dumps({"ts": NOW.isoformat(), "seq": 7, "values": {"floor": 2}}).encode()
+    for _ in range(3):
+        feeder.send(f"estate/v1/{site.estate}/elevator/L1/telemetry", body)
+    feeder.numbered(site.estate, 1, start=NOW + dt.timedelta(seconds=5))
+    wait_for(lambda: site.rows() == 2, what="2 rows")
+    time.sleep(0.5)
+    assert site.rows() == 2
+
+
+def test_dead_letters_replay_after_the_registry_is_fixed(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker())
+    body = json.dumps({"ts": NOW.isoformat(), "seq": 1, "values": {"level_m": 0.7}}).encode()
+    feeder.send(f"estate/v1/{site.estate}/drainage/MH9/telemetry", body)
+    wait_for(lambda: count(site.url, "SELECT count(*) FROM dead_letters") == 1, what="dead")
+    with psycopg.connect(site.url) as conn:
+        (dl,) = deadletters.list_dead(conn)
+        assert dl.reason == "unknown_device"
+        assert "no device 'MH9'" in dl.detail
+        assert deadletters.replay(conn, now=NOW).still_failing == 1
+    load_registry(site.url, site.estate, extra_device="MH9")
+    with psycopg.connect(site.url) as conn:
+        result = deadletters.replay(conn, now=NOW)
+        assert (result.stored, result.still_failing) == (1, 0)
+        assert deadletters.replay(conn, now=NOW).stored == 0  # done is done
+        assert deadletters.list_dead(conn) == []
+    assert count(site.url, "SELECT count(*) FROM telemetry WHERE level_m = 0.7") == 1
+
+
+def test_silence_marks_offline_and_any_message_brings_it_back(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker(silence_s=1.0))
+    feeder.numbered(site.estate, 1, start=NOW)
+    online = (
+        "SELECT count(*) FROM device_state s JOIN devices d ON d.id = s.device_id"
+        " WHERE d.code = 'L1' AND s.online = %s AND s.offline_cause IS NOT DISTINCT FROM %s"
+    )
+    wait_for(lambda: count(site.url, online, False, "silence") == 1, what="silence", timeout=20)
+    feeder.numbered(site.estate, 1, start=NOW + dt.timedelta(seconds=1))
+    wait_for(lambda: count(site.url, online, True, None) == 1, what="back online")
+
+
+def test_metrics_endpoint(site: Site, feeder: Feeder, running: Callable[[Worker], Running]) -> None:
+    port = free_port()
+    running(site.worker(metrics_port=port))
+    feeder.numbered(site.estate, 3, start=NOW)
+    wait_for(lambda: site.rows() == 3, what="rows")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert "estate_ingest_messages_total 3.0" in text
+    assert 'estate_ingest_rows_written_total{table="telemetry"} 3.0' in text
+    assert "estate_ingest_batch_seconds_bucket" in text
+
+
+def test_two_shards_split_the_estates(
+    stack: Stack, database_url: str, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    codes: dict[int, str] = {}
+    while len(codes) < 2:
+        code = f"T{uuid.uuid4().hex[:10]}"
+        codes.setdefault(shard_of(code, 2), code)
+    load_registry(database_url, *codes.values())
+    prefix = f"test-{codes[0]}"
+    workers = []
+    for k in range(2):
+        cfg = IngestConfig(client_prefix=prefix, catch_all=f"estate/v1/{codes[0]}/#")
+        workers.append(
+            running(
+                Worker(
+                    database_url=database_url,
+                    mqtt_url=stack.mqtt_url,
+                    shard=Shard(k, 2),
+                    config=cfg,
+                )
+            )
+        )
+    try:
+        for code in codes.values():
+            feeder.numbered(code, 50, start=NOW)
+        wait_for(lambda: count(database_url, "SELECT count(*) FROM telemetry") == 100, what="100")
+        for k, r in enumerate(workers):
+            assert r.worker.metrics.messages._value.get() >= 50, f"shard {k} got nothing"
+            assert r.worker.shard.owns(codes[k])
+    finally:
+        for k in range(2):
+            _forget_session(stack, f"{prefix}-{k}of2")
+
+
+# --------------------------------------------------------------------------- resilience
+
+N = 1500
+
+
+class Publishing(threading.Thread):
+    """N numbered messages from a thread; ``join_ok`` fails the test if it did not finish."""
+
+    def __init__(self, feeder: Feeder, estate: str, on: Callable[[int], None]) -> None:
+        super().__init__(daemon=True)
+        self.feeder, self.estate, self.on = feeder, estate, on
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.feeder.numbered(self.estate, N, start=NOW, pace_s=0.002, on=self.on)
+        except BaseException as err:
+            self.error = err
+
+    def join_ok(self, timeout: float = 120) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), "the publisher did not finish"
+        assert self.error is None, f"the publisher failed: {self.error!r}"
+
+
+def _publish_in_background(feeder: Feeder, estate: str, on: Callable[[int], None]) -> Publishing:
+    return Publishing(feeder, estate, on)
+
+
+def wait_rows(site: Site, n: int, timeout: float = 90) -> None:
+    try:
+        wait_for(lambda: site.distinct_seqs() == n, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"expected {n} rows, have {site.distinct_seqs()}") from None
+
+
+def test_broker_restart_loses_nothing(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker())
+    mosq = PrivateMosquitto(site.stack.settings, site.stack.services.runner)
+    half = threading.Event()
+    pub = _publish_in_background(feeder, site.estate, lambda i: half.set() if i == N // 2 else None)
+    assert half.wait(60)
+    mosq.stop()
+    time.sleep(1.0)
+    mosq.start()
+    pub.join_ok()
+    wait_rows(site, N)
+    assert site.rows() == N
+
+
+def test_database_restart_loses_nothing(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    run = running(site.worker())
+    pg = PrivatePostgres(site.stack.settings, site.stack.services.runner)
+    half = threading.Event()
+    pub = _publish_in_background(feeder, site.estate, lambda i: half.set() if i == N // 2 else None)
+    assert half.wait(60)
+    pg.stop()
+    time.sleep(2.0)
+    pg.start()
+    pub.join_ok()
+    wait_rows(site, N)
+    assert site.rows() == N
+    assert run.worker.metrics.db_errors._value.get() >= 1  # it did notice the outage
+
+
+def _worker_process(site: Site) -> subprocess.Popen[bytes]:
+    s = site.stack.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESTATE_")}
+    env.update(
+        DATABASE_URL=site.url,
+        MQTT_URL=site.stack.mqtt_url,
+        ESTATE_VAR_DIR=str(s.var_dir),
+        ESTATE_INGEST_CLIENT_PREFIX=site.prefix,
+        ESTATE_INGEST_CATCH_ALL=f"estate/v1/{site.estate}/#",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "estate.cli", "ingest"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:
+        if b"connected to" in line or time.monotonic() > deadline:
+            break
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_stopped_or_killed_worker_loses_nothing(site: Site, feeder: Feeder, sig: int) -> None:
+    proc = _worker_process(site)
+    half = threading.Event()
+    pub = _publish_in_background(feeder, site.estate, lambda i: half.set() if i == N // 2 else None)
+    assert half.wait(60)
+    proc.send_signal(sig)  # our own child
+    code = proc.wait(30)
+    assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    stored_before = site.rows()
+    assert stored_before < N
+    again = _worker_process(site)
+    try:
+        pub.join_ok()
+        assert not pub.is_alive()
+        wait_for(
+            lambda: site.distinct_seqs() == N,
+            what=f"{N} rows (have {site.distinct_seqs()}, {stored_before} before the restart)",
+            timeout=90,
+        )
+        assert site.rows() == N
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(30) == 0
+        assert again.stderr is not None
+        again.stderr.close()
