@@ -502,10 +502,11 @@ class PrivateServices:
         return out
 
     def endpoints(self) -> Endpoints:
+        """The URLs in use: the configured ones when set (even when they name a private
+        instance, e.g. another database on it), else the private instances'."""
         s = self.settings
-        private = {svc.name: svc.url for svc in self.managed()}
-        db = private.get("postgres") or s.database_url or ""
-        mqtt = private.get("mosquitto") or s.mqtt_url or ""
+        db = s.database_url or PrivatePostgres(s, self.runner).url
+        mqtt = s.mqtt_url or PrivateMosquitto(s, self.runner).url
         return Endpoints(database_url=db, mqtt_url=mqtt)
 
     def start(self) -> list[str]:

@@ -112,3 +112,15 @@ def test_urls_of_the_private_instances_still_count_as_private(tmp_path: Path) ->
     assert [s.name for s in PrivateServices(exported).managed()] == ["postgres", "mosquitto"]
     other = base.model_copy(update={"database_url": "postgresql://u@127.0.0.1:5432/x"})
     assert [s.name for s in PrivateServices(other).managed()] == ["mosquitto"]
+
+
+def test_a_url_naming_another_database_on_the_private_server_is_used_as_given(
+    tmp_path: Path,
+) -> None:
+    base = make_settings(tmp_path / "var")
+    private = PrivateServices(base).endpoints().database_url
+    other = private.rsplit("/", 1)[0] + "/other_db"
+    settings = base.model_copy(update={"database_url": other})
+    svc = PrivateServices(settings)
+    assert svc.endpoints().database_url == other
+    assert [s.name for s in svc.managed()] == ["postgres", "mosquitto"]
