@@ -23,6 +23,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import psycopg
+
 from estate import db, registry
 from estate.generate import ProgressBar, generate, write_yaml
 from estate.services import (
@@ -36,6 +38,7 @@ from estate.services import (
 from estate.settings import Settings, SettingsError, load_settings
 from ingest import deadletters
 from ingest.contract import Bounds, Channel
+from ingest.rollup import Retention, apply_retention, roll_up
 from ingest.worker import IngestConfig, Shard, Worker
 from simulators import scenarios
 from simulators.devices import DeviceSim
@@ -258,7 +261,43 @@ def _ingest_config(settings: Settings, metrics_port: int | None) -> IngestConfig
         metrics_port=metrics_port,
         client_prefix=settings.ingest_client_prefix,
         catch_all=settings.ingest_catch_all,
+        rollup_every_s=settings.rollup_every_s,
+        rollup_settle_s=settings.rollup_settle_s,
+        retention=_retention(settings),
     )
+
+
+def _retention(settings: Settings) -> Retention:
+    return Retention(
+        raw_days=settings.retention_raw_days,
+        events_days=settings.retention_events_days,
+        minute_days=settings.retention_1m_days,
+        hour_days=settings.retention_1h_days,
+    )
+
+
+def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
+    """One round of what ingest shard 0 does in the background: rollups, then retention."""
+    retention = _retention(settings)
+    with PrivateServices(settings).running() as ep:
+        db.upgrade(ep.database_url)
+        with psycopg.connect(ep.database_url, autocommit=True) as conn:
+            now = dt.datetime.now(dt.UTC)
+            r = roll_up(
+                conn,
+                now,
+                settle_s=settings.rollup_settle_s,
+                raw_horizon=retention.raw_horizon(now),
+                limit=args.limit,
+            )
+            _out(f"rollups: {r.minutes} minutes and {r.hours} hours recomputed")
+            if r.discarded:
+                _out(f"  {r.discarded} dirty minutes older than the raw horizon were dropped")
+            if args.no_retention:
+                return 0
+            for table, n in apply_retention(conn, now, retention).items():
+                _out(f"retention: {table}: {n} chunks dropped")
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -485,6 +524,13 @@ def _add_run_commands(sub: SubParsers) -> None:
     s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
     s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
     s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser(
+        "maintain", help="recompute pending rollups and apply retention once, then exit"
+    )
+    s.add_argument("--limit", type=int, default=100_000, help="at most this many buckets a level")
+    s.add_argument("--no-retention", action="store_true", help="rollups only")
+    s.set_defaults(func=cmd_maintain)
 
     s = sub.add_parser("deadletters", help="list or replay rejected messages")
     s.add_argument("action", choices=["list", "replay"])

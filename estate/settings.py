@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "ESTATE_"
@@ -68,6 +68,25 @@ class Settings(BaseSettings):
     metrics_port: Port | None = None  # Prometheus /metrics of `estate ingest` (127.0.0.1)
     ingest_client_prefix: str = "estate-ingest"  # + "-{k}of{N}": the persistent session's id
     ingest_catch_all: str = "estate/#"  # what a single worker (or shard 0) subscribes to
+    # rollups and retention (run by ingest shard 0, or `estate maintain`)
+    rollup_every_s: float = Field(default=15, gt=0)
+    rollup_settle_s: float = Field(default=5, ge=0)  # a minute is rolled up this long after it ends
+    retention_raw_days: float = Field(default=30, ge=0)  # raw telemetry; 0 keeps it forever
+    retention_events_days: float = Field(default=365, ge=0)
+    retention_1m_days: float = Field(default=90, ge=0)
+    retention_1h_days: float = Field(default=1830, ge=0)
+
+    @model_validator(mode="after")
+    def _raw_outlives_late_messages(self) -> Settings:
+        # A message up to ts_max_past_s old is still accepted; its raw chunk must still be
+        # there, or its minute would be rolled up from the late rows alone.
+        if self.retention_raw_days and self.retention_raw_days * 86400 <= self.ts_max_past_s:
+            raise ValueError(
+                f"ESTATE_RETENTION_RAW_DAYS={self.retention_raw_days:g} must be longer than "
+                f"ESTATE_TS_MAX_PAST_S={self.ts_max_past_s:g} s (the oldest timestamp ingest "
+                "accepts): raise the first or lower the second"
+            )
+        return self
 
 
 class SettingsError(ValueError):
@@ -84,6 +103,9 @@ def load_settings() -> Settings:
     except ValidationError as err:
         lines = []
         for e in err.errors():
+            if not e["loc"]:  # a rule across several variables: its message names them
+                lines.append(str(e["msg"]).removeprefix("Value error, "))
+                continue
             names = _env_names(e["loc"])
             raw = next((os.environ[n] for n in names if n in os.environ), None)
             lines.append(f"{' or '.join(names)}={raw!r}: {e['msg']}")

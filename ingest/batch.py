@@ -38,14 +38,14 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "water_detected",
     "closed",
 )
-_BOOL_COLUMNS = frozenset(
+BOOL_COLUMNS = frozenset(
     m.name for k in contract.KINDS.values() for m in k.metrics.values() if m.type == "boolean"
 )
 TELEMETRY_TYPES: tuple[str, ...] = (
     "timestamptz",
     "int4",
     "int8",
-    *("bool" if c in _BOOL_COLUMNS else "float8" for c in METRIC_COLUMNS),
+    *("bool" if c in BOOL_COLUMNS else "float8" for c in METRIC_COLUMNS),
     "jsonb",
 )
 _COLUMN_INDEX = {c: i for i, c in enumerate(METRIC_COLUMNS)}
@@ -125,7 +125,7 @@ def _telemetry_row(
         if i is None:
             extra = extra or {}
             extra[name] = v
-        elif (METRIC_COLUMNS[i] in _BOOL_COLUMNS) == isinstance(v, bool):
+        elif (METRIC_COLUMNS[i] in BOOL_COLUMNS) == isinstance(v, bool):
             cols[i] = v
         else:
             # A known metric with the other type (a boolean where a number belongs): keep it

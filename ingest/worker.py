@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from ingest.batch import DeviceRef, Incoming, Rows, decode_batch, shard_of
 from ingest.contract import Bounds
+from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
 from ingest.writer import Writer
 
 log = logging.getLogger("estate.ingest")
@@ -78,6 +79,10 @@ class IngestConfig:
     metrics_port: int | None = None
     client_prefix: str = "estate-ingest"
     catch_all: str = "estate/#"
+    maintain: bool = True  # shard 0 runs the rollups and retention (ingest.rollup)
+    rollup_every_s: float = 15.0
+    rollup_settle_s: float = 5.0
+    retention: Retention = field(default_factory=Retention)
 
 
 class Metrics:
@@ -111,6 +116,67 @@ class Metrics:
             "estate_ingest_queued", "messages received, not yet committed", registry=r
         )
         self.db_errors = Counter("estate_ingest_db_errors", "failed batch writes", registry=r)
+        self.rollups = Counter(
+            "estate_rollup_buckets", "rollup buckets recomputed", ["level"], registry=r
+        )
+        self.dropped_chunks = Counter(
+            "estate_retention_chunks_dropped", "chunks dropped by retention", ["table"], registry=r
+        )
+
+
+class Maintainer:
+    """Rollups every ``rollup_every_s`` and retention hourly, on a connection of its own.
+
+    Runs on its own thread so that a long recompute (catching up after downtime) never
+    holds up ingest batches. A database error is logged and the next round retries.
+    """
+
+    RETENTION_EVERY_S = 3600.0
+
+    def __init__(
+        self, database_url: str, config: IngestConfig, clock: Clock, metrics: Metrics
+    ) -> None:
+        self.database_url, self.config, self.clock, self.metrics = (
+            database_url,
+            config,
+            clock,
+            metrics,
+        )
+        self._last_retention = -self.RETENTION_EVERY_S
+
+    def round(self, conn: psycopg.Connection[tuple[Any, ...]]) -> RollupResult:
+        now = self.clock()
+        ret = self.config.retention
+        result = roll_up(
+            conn, now, settle_s=self.config.rollup_settle_s, raw_horizon=ret.raw_horizon(now)
+        )
+        self.metrics.rollups.labels("1m").inc(result.minutes)
+        self.metrics.rollups.labels("1h").inc(result.hours)
+        if time.monotonic() - self._last_retention >= self.RETENTION_EVERY_S:
+            for table, n in apply_retention(conn, now, ret).items():
+                self.metrics.dropped_chunks.labels(table).inc(n)
+            self._last_retention = time.monotonic()
+        return result
+
+    def run(self, stop: threading.Event) -> None:
+        conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        while not stop.wait(self.config.rollup_every_s):
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+                self.round(conn)
+            except psycopg.Error as err:
+                log.warning(
+                    "rollup/retention round failed (%s); retrying in %.0f s",
+                    str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__,
+                    self.config.rollup_every_s,
+                )
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
 
 
 class Directory:
@@ -391,6 +457,13 @@ class Worker:
             sum(self.shard.owns(e) for e in self.directory.estates),
             len(self.directory.devices),
         )
+        maintainer: threading.Thread | None = None
+        if self.config.maintain and self.shard.index == 0:
+            m = Maintainer(self.database_url, self.config, self.clock, self.metrics)
+            maintainer = threading.Thread(
+                target=m.run, args=(stop,), name="estate-maintain", daemon=True
+            )
+            maintainer.start()
         if ready is not None:
             ready.set()
         try:
@@ -414,4 +487,6 @@ class Worker:
         finally:
             self.subscriber.stop()
             self._drop_db()
+            if maintainer is not None:
+                maintainer.join(timeout=30)
             log.info("ingest shard %s stopped after %d batches", self.shard, self.batches)

@@ -3,7 +3,8 @@
 Telemetry and events go through binary COPY into session-local staging tables and then
 ``INSERT ... ON CONFLICT DO NOTHING`` into the hypertables: COPY is the fast path, and the
 conflict clause makes a redelivered message (same device, ts and seq) a no-op, so the
-broker's at-least-once delivery becomes exactly-once storage.
+broker's at-least-once delivery becomes exactly-once storage. The same transaction marks
+the batch's minutes for the rollups (ingest.rollup).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest.batch import METRIC_COLUMNS, TELEMETRY_TYPES, Rows
+from ingest.rollup import MARK_DIRTY
 
 _TEL_COLS = ", ".join(("ts", "device_id", "seq", *METRIC_COLUMNS, "extra"))
 
@@ -84,6 +86,7 @@ class Writer:
                         cp.write_row(r if r[-1] is None else (*r[:-1], Jsonb(r[-1])))
                 cur.execute("INSERT INTO telemetry SELECT * FROM _tel ON CONFLICT DO NOTHING")
                 tel = cur.rowcount
+                cur.execute(MARK_DIRTY)
             if rows.events:
                 with cur.copy(
                     "COPY _evt (ts, device_id, seq, code, detail) FROM STDIN (FORMAT BINARY)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shlex
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from estate.services import PrivateServices, _pid_cmdline, port_in_use
@@ -175,3 +177,25 @@ def test_simulate_reports_counts_and_seq_ranges(stack: Stack, tmp_path: Path) ->
     }
     assert dev["telemetry"]["count"] == report["total"] - 1
     assert report["faults_injected"] == {"store_once": 2, "reject": 8}
+
+
+@pytest.mark.integration
+def test_maintain_rolls_up_and_applies_retention(stack: Stack, database_url: str) -> None:
+    ts = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO telemetry (ts, device_id, seq, floor) VALUES (%s, 1, 1, 4)", [ts])
+        conn.execute("INSERT INTO rollup_dirty VALUES ('1m', time_bucket('1 minute', %s))", [ts])
+    env = _env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env["DATABASE_URL"] = database_url
+    env["ESTATE_RETENTION_RAW_DAYS"] = "60"
+    done = _run(["maintain"], env)
+    assert done.returncode == 0, done.stderr
+    assert "rollups: 1 minutes and 1 hours recomputed" in done.stdout
+    assert "retention: telemetry: 0 chunks dropped" in done.stdout
+    env["ESTATE_RETENTION_RAW_DAYS"] = "30"
+    done = _run(["maintain"], env)
+    assert "rollups: 0 minutes and 0 hours recomputed" in done.stdout
+    assert "retention: telemetry: 1 chunks dropped" in done.stdout
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (0,)
+        assert conn.execute("SELECT floor_sum FROM telemetry_1h").fetchone() == (4.0,)

@@ -375,6 +375,22 @@ def test_metrics_endpoint(site: Site, feeder: Feeder, running: Callable[[Worker]
     assert "estate_ingest_batch_seconds_bucket" in text
 
 
+def test_the_worker_maintains_the_rollups(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    # readings from three minutes ago: their minutes are complete, so the worker's own
+    # maintenance thread must roll them up without anyone calling it
+    start = NOW - dt.timedelta(minutes=3)
+    running(site.worker(rollup_every_s=0.2, rollup_settle_s=0.0))
+    feeder.numbered(site.estate, 10, start=start)  # floors 1..10, 10 ms apart
+    minute = (
+        "SELECT coalesce(sum(floor_sum), 0) FROM telemetry_1m m JOIN devices d"
+        " ON d.id = m.device_id WHERE d.code = 'L1'"
+    )
+    wait_for(lambda: count(site.url, minute) == sum(range(1, 11)), what="minute rollup")
+    assert count(site.url, "SELECT count(*) FROM rollup_dirty WHERE level = '1m'") == 0
+
+
 def test_two_shards_split_the_estates(
     stack: Stack, database_url: str, feeder: Feeder, running: Callable[[Worker], Running]
 ) -> None:

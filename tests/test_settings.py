@@ -61,3 +61,17 @@ def test_bad_value_names_the_variable(
         load_settings()
     assert f"{name}={value!r}" in str(info.value)
     assert says in str(info.value)
+
+
+def test_raw_retention_must_outlive_the_oldest_accepted_timestamp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ESTATE_RETENTION_RAW_DAYS", "3")
+    monkeypatch.setenv("ESTATE_TS_MAX_PAST_S", str(7 * 86400))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "ESTATE_RETENTION_RAW_DAYS=3 must be longer than ESTATE_TS_MAX_PAST_S=604800" in str(
+        info.value
+    )
+    monkeypatch.setenv("ESTATE_RETENTION_RAW_DAYS", "0")  # 0 keeps raw rows forever: fine
+    assert load_settings().retention_raw_days == 0
