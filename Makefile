@@ -46,6 +46,7 @@ test: setup check
 
 bench: setup
 	$(BIN)/python -m bench.telemetry_layout
+	$(BIN)/python -m bench.ingest
 
 stop: venv
 	$(BIN)/estate services stop

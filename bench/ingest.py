@@ -1,15 +1,19 @@
 """Ingest throughput and latency, with the raw limits and a naive baseline side by side.
 
     python -m bench.ingest [--messages 100000] [--devices 200] [--naive-messages 10000]
+                           [--nodered-messages 20000] [--no-nodered]
 
 Runs against the private servers (or DATABASE_URL / MQTT_URL), in a scratch database
 ``bench_ingest`` that it recreates. Every figure is end to end: QoS 1 publications from
-separate publisher processes until the rows are committed.
+two publisher processes until the rows are committed. The publishers send pre-encoded
+packets (bench/wire.py), so that the load generator, which in reality runs on thousands
+of devices elsewhere, takes as little as possible of the 2 cores the system runs on.
 
 - ``mqtt raw``: mosquitto_sub receiving the same stream at QoS 1 (the broker's limit here)
 - ``copy raw``: the same rows decoded and written by the ingest writer, no MQTT
 - ``ingest 1w`` / ``ingest 2w``: `estate ingest` with one worker, and two shards
 - ``naive``: paho + one INSERT per message, autocommit (what a first version would do)
+- ``Node-RED``: the peer to beat, installed from npm into bench/.node (bench/nodered.py)
 - ``latency``: publish-to-commit at a steady 5,000 msg/s with one worker, p50 and p99
 
 Ends with ``ingest_msgs_per_s=N`` (the best end-to-end rate).
@@ -22,6 +26,7 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +42,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench import nodered
+from bench.wire import WirePublisher
 from estate import db, registry
 from estate.generate import generate
 from estate.services import PrivateServices
@@ -68,26 +75,16 @@ def _client(mqtt_url: str, client_id: str, *, clean: bool = True) -> mqtt.Client
 def _publisher(
     mqtt_url: str, msgs: list[Msg], rate: float, go: MpEvent, out: MpQueue[tuple[list[int], int]]
 ) -> None:
-    """Child process: publish ``msgs`` at QoS 1 (``rate`` msg/s, 0 = flat out); report
-    per-message publish times (monotonic ns offsets are meaningless across processes, so
-    wall-clock time.time_ns is used) and the time the last PUBACK arrived."""
-    c = _client(mqtt_url, f"bench-pub-{os.getpid()}")
+    """Child process: publish ``msgs`` at QoS 1 (``rate`` msg/s, 0 = flat out) with the
+    pre-encoded wire publisher; report per-message send times (wall clock: comparable
+    across processes) and the time the last PUBACK arrived."""
+    pub = WirePublisher(mqtt_url, f"bench-pub-{os.getpid()}")
+    packets = WirePublisher.encode(msgs)
     go.wait()
-    sent_ns = np.zeros(len(msgs), dtype=np.int64)
-    infos = []
-    t0 = time.perf_counter()
-    for i, (topic, payload) in enumerate(msgs):
-        if rate:
-            ahead = t0 + i / rate - time.perf_counter()
-            if ahead > 0:
-                time.sleep(ahead)
-        sent_ns[i] = time.time_ns()
-        infos.append(c.publish(topic, payload, qos=1))
-    for info in infos:
-        info.wait_for_publish(60)
-    out.put((sent_ns.tolist(), time.time_ns()))
-    c.disconnect()
-    c.loop_stop()
+    sent_ns = pub.send(packets, rate=rate)
+    last_ack = pub.wait_acked(len(packets))
+    out.put((sent_ns, last_ack))
+    pub.close()
 
 
 def publish(
@@ -356,6 +353,24 @@ def run_naive(url: str, mqtt_url: str, msgs: list[Msg]) -> float:
     return len(msgs) / ((done - first) / 1e9)
 
 
+def run_nodered(url: str, mqtt_url: str, msgs: list[Msg], devices: list[DeviceRef]) -> float:
+    truncate(url)
+    ids = {f"{d.estate}/{d.code}": d.id for d in devices}
+    with nodered.running(
+        mqtt_url, url, ids, ui_port=free_port(), topic="estate/v1/+/elevator/+/telemetry"
+    ):
+        sent, _ = publish(mqtt_url, split(msgs, 2))
+        done = wait_rows(url, len(msgs), timeout=900)
+    first = min(s[0] for s in sent if s)
+    return len(msgs) / ((done - first) / 1e9)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def run_latency(
     url: str, mqtt_url: str, devices: list[DeviceRef], run_id: str, *, rate: float, seconds: float
 ) -> tuple[float, float, float]:
@@ -410,6 +425,8 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--devices", type=int, default=200)
     ap.add_argument("--naive-messages", type=int, default=10_000)
+    ap.add_argument("--nodered-messages", type=int, default=20_000)
+    ap.add_argument("--no-nodered", action="store_true", help="skip the Node-RED peer")
     ap.add_argument("--latency-rate", type=float, default=5000)
     ap.add_argument("--latency-seconds", type=float, default=10)
     args = ap.parse_args()
@@ -433,15 +450,22 @@ def main() -> None:
         results["ingest, 2 workers"] = run_ingest(url, ep.mqtt_url, msgs, 2, run_id)
         naive_msgs = make_stream(devices, args.naive_messages, start)
         results["naive (paho + INSERT per message)"] = run_naive(url, ep.mqtt_url, naive_msgs)
+        if not args.no_nodered:
+            peer_msgs = make_stream(devices, args.nodered_messages, start)
+            results["Node-RED 4 (mqtt in + pg INSERT)"] = run_nodered(
+                url, ep.mqtt_url, peer_msgs, devices
+            )
         p50, p99, achieved = run_latency(
             url, ep.mqtt_url, devices, run_id, rate=args.latency_rate, seconds=args.latency_seconds
         )
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     naive = results["naive (paho + INSERT per message)"]
-    print(f"{'run':40} {'msgs/s':>10} {'x naive':>8}")
+    peer = results.get("Node-RED 4 (mqtt in + pg INSERT)")
+    print(f"{'run':40} {'msgs/s':>10} {'x naive':>8}" + (f" {'x Node-RED':>11}" if peer else ""))
     for name, r in results.items():
-        print(f"{name:40} {r:10.0f} {r / naive:8.1f}")
+        line = f"{name:40} {r:10.0f} {r / naive:8.1f}"
+        print(line + (f" {r / peer:11.1f}" if peer else ""))
     print(
         f"latency publish->commit at {achieved:.0f} msg/s, 1 worker: "
         f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
