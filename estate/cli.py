@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
+from api.auth import ApiKeyError, Role, create_key, revoke_key
 from estate import db, registry
 from estate.generate import ProgressBar, generate, write_yaml
 from estate.services import (
@@ -276,6 +277,52 @@ def _retention(settings: Settings) -> Retention:
     )
 
 
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # noqa: PLC0415 - only this command needs the server
+
+    from api.app import create_app  # noqa: PLC0415
+
+    with PrivateServices(settings).running() as ep:
+        db.upgrade(ep.database_url)
+        host, port = args.host or settings.api_host, args.port or settings.api_port
+        _out(f"API on http://{host}:{port}/api/v1  (OpenAPI docs: http://{host}:{port}/docs)")
+        uvicorn.run(create_app(ep.database_url), host=host, port=port, log_level="info")
+    return 0
+
+
+def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action != "list" and not args.name:
+        raise SettingsError(f"estate apikey {args.action} needs a NAME")
+    with PrivateServices(settings).running() as ep:
+        db.upgrade(ep.database_url)
+        with psycopg.connect(ep.database_url, autocommit=True) as conn:
+            if args.action == "add":
+                try:
+                    key = create_key(
+                        conn, args.name, Role(args.role), org_code=args.org, area_code=args.area
+                    )
+                except ApiKeyError as err:
+                    raise SettingsError(str(err)) from None
+                _out(key)
+                _err("this key is shown once: store it now")
+            elif args.action == "revoke":
+                if not revoke_key(conn, args.name):
+                    raise SettingsError(f"no active key named {args.name!r}")
+                _out(f"revoked {args.name}")
+            else:
+                for row in conn.execute(
+                    "SELECT name, role, coalesce(org_code, area_code, ''), created_at,"
+                    " last_used_at, revoked_at FROM api_keys ORDER BY name"
+                ):
+                    name, role, bound, created, used, revoked = row
+                    state = f"revoked {revoked:%Y-%m-%d}" if revoked else "active"
+                    _out(
+                        f"{name:24} {role:18} {bound:12} created {created:%Y-%m-%d}"
+                        f"  last used {used or '-'}  {state}"
+                    )
+    return 0
+
+
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     """One round of what ingest shard 0 does in the background: rollups, then retention."""
     retention = _retention(settings)
@@ -524,6 +571,19 @@ def _add_run_commands(sub: SubParsers) -> None:
     s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
     s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
     s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("api", help="run the HTTP API (FastAPI under uvicorn) until stopped")
+    s.add_argument("--host", help="default ESTATE_API_HOST (127.0.0.1)")
+    s.add_argument("--port", type=int, help="default ESTATE_API_PORT (8700)")
+    s.set_defaults(func=cmd_api)
+
+    s = sub.add_parser("apikey", help="add, list or revoke API keys")
+    s.add_argument("action", choices=["add", "list", "revoke"])
+    s.add_argument("name", nargs="?", help="the key's name (add, revoke)")
+    s.add_argument("--role", choices=[r.value for r in Role], default="admin")
+    s.add_argument("--org", help="organisation code (operator, manager, maintenance)")
+    s.add_argument("--area", help="area code (inspectors, street office)")
+    s.set_defaults(func=cmd_apikey)
 
     s = sub.add_parser(
         "maintain", help="recompute pending rollups and apply retention once, then exit"

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     metrics_port: Port | None = None  # Prometheus /metrics of `estate ingest` (127.0.0.1)
     ingest_client_prefix: str = "estate-ingest"  # + "-{k}of{N}": the persistent session's id
     ingest_catch_all: str = "estate/#"  # what a single worker (or shard 0) subscribes to
+    api_host: str = "127.0.0.1"  # `estate api` listens here
+    api_port: Port = 8700
     # rollups and retention (run by ingest shard 0, or `estate maintain`)
     rollup_every_s: float = Field(default=15, gt=0)
     rollup_settle_s: float = Field(default=5, ge=0)  # a minute is rolled up this long after it ends

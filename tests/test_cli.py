@@ -199,3 +199,20 @@ def test_maintain_rolls_up_and_applies_retention(stack: Stack, database_url: str
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (0,)
         assert conn.execute("SELECT floor_sum FROM telemetry_1h").fetchone() == (4.0,)
+
+
+@pytest.mark.integration
+def test_apikey_add_list_revoke(stack: Stack, database_url: str) -> None:
+    env = _env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env["DATABASE_URL"] = database_url
+    refused = _run(["apikey", "add", "control-room", "--role", "operator"], env)
+    assert refused.returncode == 2
+    assert "role operator needs --org" in refused.stderr
+    added = _run(["apikey", "add", "ops-bot"], env)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("se_")
+    assert "shown once" in added.stderr
+    assert "ops-bot" in _run(["apikey", "list"], env).stdout
+    assert _run(["apikey", "revoke", "ops-bot"], env).returncode == 0
+    assert "revoked" in _run(["apikey", "list"], env).stdout
+    assert _run(["apikey", "revoke", "ops-bot"], env).returncode == 2

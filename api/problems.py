@@ -1,0 +1,86 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), one shape for all.
+
+Every error the API returns, whether raised by a route, by validation or by routing
+itself (404, 405), has ``type``, ``title``, ``status`` and ``detail``; validation errors
+add ``errors`` (where and what). Clients branch on ``type``, people read ``detail``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+MEDIA_TYPE = "application/problem+json"
+BASE = "https://smart-estate.invalid/problems/"  # stable identifiers, not fetchable pages
+
+
+class Problem(Exception):
+    """Raise from a route to answer with a problem document."""
+
+    def __init__(self, status: int, kind: str, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.title, self.detail, self.extra = (
+            status,
+            kind,
+            title,
+            detail,
+            extra,
+        )
+
+
+def problem_response(
+    status: int, kind: str, title: str, detail: str, instance: str, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": BASE + kind if kind != "about:blank" else kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Invalid request",
+    503: "Service unavailable",
+}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a problem document."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            exc.status, exc.kind, exc.title, exc.detail, request.url.path, **exc.extra
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = _TITLES.get(exc.status_code, "Error")
+        return problem_response(
+            exc.status_code, "about:blank", title, str(exc.detail), request.url.path
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"where": ".".join(str(p) for p in e["loc"]), "what": e["msg"]} for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['where']}: {e['what']}" for e in errors)
+        return problem_response(
+            422, "invalid-request", "Invalid request", detail, request.url.path, errors=errors
+        )
