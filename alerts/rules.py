@@ -1,0 +1,280 @@
+"""Alert rules as data: the shipped ``rules.yaml``, validated once, with overrides.
+
+A rule watches the devices of one kind (optionally some subtypes) and says when an alert
+of its ``alert`` type is raised, at which severity, and when it clears. Types:
+
+- ``threshold``: a numeric metric against levels (``above``/``below``, highest severity
+  wins), cleared with ``hysteresis``, held ``for_s`` seconds before raising;
+- ``condition``: all of several metric tests over the device's newest values (trapped =
+  occupied, doors closed, not running, …) held ``for_s``;
+- ``rate``: least-squares slope of a metric over ``window_s``: falling or rising faster
+  than ``slope_per_min``, or predicted to reach ``limit`` within ``horizon_s``;
+- ``event``: device event codes raise it (after ``for_s`` without a clear code, if set);
+  ``clear_codes`` or ``auto_clear_s`` clear it;
+- ``count``: at least ``count`` events of ``codes`` within ``window_s``;
+- ``absence``: nothing from the device for ``silence_s``, or its status says offline.
+
+A threshold value may name a device parameter from the registry (``{param: high_m,
+default: 1.2}``), so one rule serves sump pits of every depth. ``overrides`` change a
+rule's parameters for one estate or one device (the most specific wins) or disable it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ingest.contract import KINDS
+
+
+class Severity(IntEnum):
+    INFO = 1
+    WARNING = 2
+    MAJOR = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, name: str) -> Severity:
+        return cls[name.upper()]
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+SeverityName = Literal["info", "warning", "major", "critical"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Param(_Model):
+    """A device parameter from the registry, with a default when the device has none."""
+
+    param: str
+    default: float
+
+
+Value = float | Param
+
+
+class Level(_Model):
+    severity: SeverityName
+    above: Value | None = None
+    below: Value | None = None
+
+    @model_validator(mode="after")
+    def _one_side(self) -> Level:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("a level needs exactly one of 'above' or 'below'")
+        return self
+
+
+class Test(_Model):
+    """One metric test of a condition: ``eq`` for booleans, ``above``/``below`` numbers."""
+
+    metric: str
+    eq: bool | float | None = None
+    above: float | None = None
+    below: float | None = None
+    not_in: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Test:
+        given = [x is not None for x in (self.eq, self.above, self.below, self.not_in)]
+        if sum(given) != 1:
+            raise ValueError("a test needs exactly one of eq, above, below, not_in")
+        return self
+
+
+class _Rule(_Model):
+    id: str = Field(pattern=r"^[a-z0-9_.]+$")
+    alert: str = Field(pattern=r"^[a-z]+\.[a-z0-9_]+$")
+    kind: Literal["elevator", "fire", "drainage"]
+    subtypes: list[str] | None = None
+    title_zh: str
+    title_en: str
+    severity: SeverityName = "warning"
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _known_subtypes(self) -> _Rule:
+        known = KINDS[self.kind].subtype_metrics
+        for s in self.subtypes or []:
+            if s not in known:
+                raise ValueError(f"{self.kind} has no subtype {s!r} (known: {sorted(known)})")
+        return self
+
+    def metrics_used(self) -> list[str]:
+        return []
+
+    def codes_used(self) -> list[str]:
+        return []
+
+
+class ThresholdRule(_Rule):
+    type: Literal["threshold"]
+    metric: str
+    levels: list[Level] = Field(min_length=1)
+    hysteresis: float = Field(default=0.0, ge=0)
+    for_s: float = Field(default=0.0, ge=0)
+
+    def metrics_used(self) -> list[str]:
+        return [self.metric]
+
+
+class ConditionRule(_Rule):
+    type: Literal["condition"]
+    all: list[Test] = Field(min_length=1)
+    for_s: float = Field(default=0.0, ge=0)
+
+    def metrics_used(self) -> list[str]:
+        return [t.metric for t in self.all]
+
+
+class RateRule(_Rule):
+    type: Literal["rate"]
+    metric: str
+    window_s: float = Field(gt=0)
+    min_points: int = Field(default=5, ge=3)
+    slope_per_min: float | None = None  # < 0: falling at least this fast; > 0: rising
+    limit: Value | None = None
+    horizon_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> RateRule:
+        if self.slope_per_min is None and (self.limit is None or self.horizon_s is None):
+            raise ValueError("a rate rule needs slope_per_min, or limit with horizon_s")
+        return self
+
+    def metrics_used(self) -> list[str]:
+        return [self.metric]
+
+
+class EventRule(_Rule):
+    type: Literal["event"]
+    codes: list[str] = Field(min_length=1)
+    clear_codes: list[str] = []
+    auto_clear_s: float | None = Field(default=None, gt=0)
+    for_s: float = Field(default=0.0, ge=0)  # raise only if no clear code came within this
+
+    def codes_used(self) -> list[str]:
+        return [*self.codes, *self.clear_codes]
+
+
+class CountRule(_Rule):
+    type: Literal["count"]
+    codes: list[str] = Field(min_length=1)
+    count: int = Field(ge=2)
+    window_s: float = Field(gt=0)
+
+    def codes_used(self) -> list[str]:
+        return self.codes
+
+
+class AbsenceRule(_Rule):
+    type: Literal["absence"]
+    silence_s: float = Field(gt=0)
+    on_status_offline: bool = True
+
+
+Rule = Annotated[
+    ThresholdRule | ConditionRule | RateRule | EventRule | CountRule | AbsenceRule,
+    Field(discriminator="type"),
+]
+
+
+class Override(_Model):
+    """Change parameters of ``rule`` for one estate, or one device (estate + device)."""
+
+    rule: str
+    estate: str
+    device: str | None = None
+    enabled: bool | None = None
+    set: dict[str, Any] = {}
+
+
+class RuleBook(_Model):
+    version: Literal[1]
+    rules: list[Rule]
+    overrides: list[Override] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RuleBook:
+        ids = [r.id for r in self.rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"rule ids must be unique: {dupes}")
+        for r in self.rules:
+            spec = KINDS[r.kind]
+            for m in r.metrics_used():
+                if m not in spec.metrics:
+                    raise ValueError(f"rule {r.id}: {r.kind} has no metric {m!r}")
+            for c in r.codes_used():
+                if c not in spec.events:
+                    raise ValueError(f"rule {r.id}: {r.kind} has no event code {c!r}")
+        for o in self.overrides:
+            if o.rule not in ids:
+                raise ValueError(f"override names unknown rule {o.rule!r}")
+        return self
+
+    def for_device(self, estate: str, device: str) -> list[Rule]:
+        """The rules as they apply to one device: overrides merged, disabled ones dropped.
+
+        An estate-wide override applies first, a device one over it.
+        """
+        out: list[Rule] = []
+        for r in self.rules:
+            merged: Rule = r
+            for o in sorted(
+                (o for o in self.overrides if o.rule == r.id and o.estate == estate),
+                key=lambda o: o.device is not None,
+            ):
+                if o.device not in (None, device):
+                    continue
+                data = {**merged.model_dump(), **o.set}
+                if o.enabled is not None:
+                    data["enabled"] = o.enabled
+                merged = type(r).model_validate(data)
+            if merged.enabled:
+                out.append(merged)
+        return out
+
+
+class RulesError(ValueError):
+    """The rules file is invalid; the message lists each problem with its place."""
+
+
+def parse(text: str, *, source: str = "<rules>") -> RuleBook:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RulesError(f"{source}: not valid YAML: {err}") from err
+    try:
+        return RuleBook.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"])
+            if isinstance(data, dict) and e["loc"][:1] == ("rules",) and len(e["loc"]) > 1:
+                idx = e["loc"][1]
+                rules = data.get("rules") or []
+                if isinstance(idx, int) and idx < len(rules) and isinstance(rules[idx], dict):
+                    where += f" (rule {rules[idx].get('id', '?')})"
+            problems.append(f"  {where}: {e['msg']}")
+        raise RulesError(f"{source}: invalid rules:\n" + "\n".join(problems)) from err
+
+
+def shipped_path() -> Path:
+    return Path(str(resources.files("alerts") / "rules.yaml"))
+
+
+def load(path: Path | None = None) -> RuleBook:
+    """The rule book from ``path`` (default: the shipped ``alerts/rules.yaml``)."""
+    p = path or shipped_path()
+    return parse(p.read_text(encoding="utf-8"), source=str(p))

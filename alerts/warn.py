@@ -1,0 +1,559 @@
+"""Warning (预警): rules over each device's stream turn readings into alert changes.
+
+``Warner.observe`` takes one committed batch (readings, events, status changes) and
+``Warner.tick`` the passing of time (``for`` durations held without new readings,
+auto-clear, silence, sliding count windows). Both return ``Change``s: raise, repeat,
+severity, clear. Time is always passed in (epoch seconds): device time for what a
+reading says, receipt time (``now``) for silence and ticks.
+
+State is per (rule, device), small and JSON-able (``snapshot``/``restore``), so a
+restarted worker resumes a running ``for`` duration instead of starting it again. Rate
+rules are fitted once per batch per device (numpy least squares), not per reading.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from alerts.rules import (
+    AbsenceRule,
+    ConditionRule,
+    CountRule,
+    EventRule,
+    Param,
+    RateRule,
+    Rule,
+    RuleBook,
+    Severity,
+    Test,
+    ThresholdRule,
+    Value,
+)
+
+EVIDENCE_READINGS = 10  # readings kept as evidence per (rule, device)
+Scalar = float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    id: int
+    estate: str
+    building: str | None
+    code: str
+    kind: str
+    subtype: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    device_id: int
+    ts: float
+    values: dict[str, Scalar]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    device_id: int
+    ts: float
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    device_id: int
+    ts: float
+    online: bool
+
+
+ChangeKind = Literal["raise", "repeat", "severity", "clear"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: ChangeKind
+    rule_id: str
+    alert: str
+    device_id: int
+    severity: Severity
+    at: float
+    evidence: dict[str, Any]
+
+
+@dataclass
+class RuleState:
+    """One rule's memory of one device."""
+
+    active: int = 0  # the severity raised, 0 when not raised
+    pending: int = 0  # severity waiting out its `for` duration
+    since: float | None = None  # when the condition began to hold
+    last_ts: float = -math.inf  # newest reading evaluated (older ones are late: skipped)
+    last_event: float | None = None  # event rules: when it last fired
+    points: list[tuple[float, float]] = field(default_factory=list)  # rate: (ts, value)
+    times: list[float] = field(default_factory=list)  # count: event times
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _resolve(v: Value, params: dict[str, Any]) -> float:
+    if isinstance(v, Param):
+        raw = params.get(v.param, v.default)
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            return v.default
+    return float(v)
+
+
+def _threshold_level(rule: ThresholdRule, value: float, active: int, params: dict[str, Any]) -> int:
+    """Highest severity whose level the value crosses; hysteresis holds a raised level."""
+    best = 0
+    for lv in rule.levels:
+        sev = Severity.parse(lv.severity)
+        held = active >= sev  # once raised at this level, clear only past the hysteresis
+        if lv.above is not None:
+            limit = _resolve(lv.above, params) - (rule.hysteresis if held else 0.0)
+            hit = value > limit
+        else:
+            assert lv.below is not None
+            limit = _resolve(lv.below, params) + (rule.hysteresis if held else 0.0)
+            hit = value < limit
+        if hit:
+            best = max(best, int(sev))
+    return best
+
+
+def _test(t: Test, values: dict[str, Scalar]) -> bool | None:
+    """True/False, or None when the metric has never been reported."""
+    v = values.get(t.metric)
+    if v is None:
+        return None
+    if t.eq is not None:
+        return v == t.eq
+    if t.above is not None:
+        return float(v) > t.above
+    if t.below is not None:
+        return float(v) < t.below
+    assert t.not_in is not None
+    return float(v) not in t.not_in
+
+
+def fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares line through (ts, value): (slope per second, fitted value at the end)."""
+    arr = np.asarray(points, dtype=np.float64)
+    t = arr[:, 0] - arr[-1, 0]
+    slope, intercept = np.polyfit(t, arr[:, 1], 1)
+    return float(slope), float(intercept)
+
+
+class Warner:
+    """The rule engine for the devices one worker owns."""
+
+    def __init__(self, book: RuleBook, devices: Iterable[DeviceInfo]) -> None:
+        self.book = book
+        self.devices: dict[int, DeviceInfo] = {}
+        self._rules: dict[int, list[Rule]] = {}
+        self.state: dict[tuple[str, int], RuleState] = {}
+        self.latest: dict[int, dict[str, Scalar]] = {}
+        self.last_seen: dict[int, float] = {}
+        self.offline: set[int] = set()  # devices whose absence alert is raised
+        self.touched: set[int] = set()  # devices whose state changed since the last snapshot
+        self.set_devices(devices)
+
+    def set_devices(self, devices: Iterable[DeviceInfo]) -> None:
+        """Take a new registry view (new devices, changed parameters); keeps state."""
+        self.devices = {d.id: d for d in devices}
+        self._rules = {}
+
+    def rules_for(self, device_id: int) -> list[Rule]:
+        rules = self._rules.get(device_id)
+        if rules is None:
+            d = self.devices[device_id]
+            rules = [
+                r
+                for r in self.book.for_device(d.estate, d.code)
+                if r.kind == d.kind and (r.subtypes is None or d.subtype in r.subtypes)
+            ]
+            self._rules[device_id] = rules
+        return rules
+
+    def _st(self, rule: Rule, device_id: int) -> RuleState:
+        key = (rule.id, device_id)
+        st = self.state.get(key)
+        if st is None:
+            st = self.state[key] = RuleState()
+        self.touched.add(device_id)
+        return st
+
+    # ------------------------------------------------------------------ transitions
+    def _hold(
+        self,
+        rule: Rule,
+        dev: int,
+        st: RuleState,
+        *,
+        level: int,
+        at: float,
+        for_s: float,
+        evidence: dict[str, Any],
+    ) -> Change | None:
+        """The common state machine: pending for ``for_s``, then raised; severity moves;
+        cleared when the level drops to 0."""
+        if level == 0:
+            st.pending, st.since = 0, None
+            if st.active:
+                sev = Severity(st.active)
+                st.active = 0
+                return Change("clear", rule.id, rule.alert, dev, sev, at, evidence)
+            return None
+        if st.active:
+            if level != st.active:
+                st.active = level
+                return Change("severity", rule.id, rule.alert, dev, Severity(level), at, evidence)
+            return None
+        if st.since is None:
+            st.since = at
+        st.pending = level
+        if at - st.since >= for_s:
+            st.active, st.pending = level, 0
+            return Change("raise", rule.id, rule.alert, dev, Severity(level), at, evidence)
+        return None
+
+    def _remember(self, st: RuleState, ts: float, values: dict[str, Scalar]) -> None:
+        st.evidence.append({"ts": ts, **values})
+        del st.evidence[:-EVIDENCE_READINGS]
+
+    # ------------------------------------------------------------------ batches
+    def observe(
+        self,
+        readings: Sequence[Reading],
+        events: Sequence[Event],
+        statuses: Sequence[Status],
+        *,
+        now: float,
+    ) -> list[Change]:
+        """Evaluate one committed batch; ``now`` is when it was received."""
+        out: list[Change] = []
+        for dev in (
+            {r.device_id for r in readings}
+            | {e.device_id for e in events}
+            | {s.device_id for s in statuses}
+        ):
+            if dev in self.devices:
+                self.last_seen[dev] = now
+        out += self._statuses(statuses, now)
+        out += self._readings(readings)
+        out += self._events(events)
+        return out
+
+    def _readings(self, readings: Sequence[Reading]) -> list[Change]:
+        out: list[Change] = []
+        rate_devices: set[int] = set()
+        for r in sorted(readings, key=lambda r: r.ts):
+            if r.device_id not in self.devices:
+                continue
+            latest = self.latest.setdefault(r.device_id, {})
+            latest.update(r.values)
+            for rule in self.rules_for(r.device_id):
+                ch: Change | None = None
+                if isinstance(rule, RateRule):
+                    if self._rate_point(rule, r):
+                        rate_devices.add(r.device_id)
+                elif isinstance(rule, ThresholdRule):
+                    ch = self._threshold(rule, r)
+                elif isinstance(rule, ConditionRule):
+                    ch = self._condition(rule, r, latest)
+                if ch is not None:
+                    out.append(ch)
+        # rate rules: one fit per device per batch, on everything the batch added
+        for dev in rate_devices:
+            for rule in self.rules_for(dev):
+                if isinstance(rule, RateRule):
+                    ch = self._rate(rule, dev)
+                    if ch is not None:
+                        out.append(ch)
+        return out
+
+    def _events(self, events: Sequence[Event]) -> list[Change]:
+        out: list[Change] = []
+        for e in sorted(events, key=lambda e: e.ts):
+            if e.device_id not in self.devices:
+                continue
+            for rule in self.rules_for(e.device_id):
+                ch: Change | None = None
+                if isinstance(rule, EventRule):
+                    ch = self._event(rule, e)
+                elif isinstance(rule, CountRule):
+                    ch = self._count(rule, e)
+                if ch is not None:
+                    out.append(ch)
+        return out
+
+    def _fresh(self, rule: Rule, r: Reading) -> RuleState | None:
+        """The rule's state, or None for a reading older than what it already evaluated
+        (a late or redelivered reading: the state has moved past it)."""
+        st = self._st(rule, r.device_id)
+        return None if r.ts <= st.last_ts else st
+
+    def _rate_point(self, rule: RateRule, r: Reading) -> bool:
+        v = r.values.get(rule.metric)
+        st = self._fresh(rule, r)
+        if st is None or v is None or isinstance(v, bool):
+            return False
+        st.last_ts = r.ts
+        st.points.append((r.ts, float(v)))
+        cutoff = r.ts - rule.window_s
+        while st.points and st.points[0][0] < cutoff:
+            st.points.pop(0)
+        return True
+
+    def _threshold(self, rule: ThresholdRule, r: Reading) -> Change | None:
+        v = r.values.get(rule.metric)
+        st = self._fresh(rule, r)
+        if st is None or v is None or isinstance(v, bool):
+            return None
+        st.last_ts = r.ts
+        self._remember(st, r.ts, {rule.metric: v})
+        level = _threshold_level(rule, float(v), st.active, self.devices[r.device_id].params)
+        return self._hold(
+            rule,
+            r.device_id,
+            st,
+            level=level,
+            at=r.ts,
+            for_s=rule.for_s,
+            evidence={"readings": list(st.evidence)},
+        )
+
+    def _condition(
+        self, rule: ConditionRule, r: Reading, latest: dict[str, Scalar]
+    ) -> Change | None:
+        st = self._fresh(rule, r)
+        if st is None or not any(t.metric in r.values for t in rule.all):
+            return None
+        st.last_ts = r.ts
+        results = [_test(t, latest) for t in rule.all]
+        self._remember(
+            st, r.ts, {t.metric: latest[t.metric] for t in rule.all if t.metric in latest}
+        )
+        level = int(Severity.parse(rule.severity)) if all(x is True for x in results) else 0
+        return self._hold(
+            rule,
+            r.device_id,
+            st,
+            level=level,
+            at=r.ts,
+            for_s=rule.for_s,
+            evidence={"readings": list(st.evidence)},
+        )
+
+    def _rate(self, rule: RateRule, dev: int) -> Change | None:
+        st = self._st(rule, dev)
+        if len(st.points) < rule.min_points:
+            return None
+        slope, now_value = fit(st.points)
+        per_min = slope * 60
+        hit = False
+        eta: float | None = None
+        if rule.slope_per_min is not None:
+            hit = (
+                per_min <= rule.slope_per_min
+                if rule.slope_per_min < 0
+                else per_min >= rule.slope_per_min
+            )
+        if rule.limit is not None and rule.horizon_s is not None:
+            limit = _resolve(rule.limit, self.devices[dev].params)
+            gap = limit - now_value
+            if gap == 0 or (slope != 0 and gap / slope >= 0):
+                eta = 0.0 if gap == 0 else gap / slope
+                hit = hit or eta <= rule.horizon_s
+        level = int(Severity.parse(rule.severity)) if hit else 0
+        step = max(1, len(st.points) // 20)
+        evidence = {
+            "slope_per_min": round(per_min, 6),
+            "fitted_now": round(now_value, 6),
+            "eta_s": None if eta is None else round(eta, 1),
+            "window": [{"ts": t, rule.metric: v} for t, v in st.points[::step]],
+        }
+        return self._hold(
+            rule, dev, st, level=level, at=st.points[-1][0], for_s=0.0, evidence=evidence
+        )
+
+    def _count(self, rule: CountRule, e: Event) -> Change | None:
+        if e.code not in rule.codes:
+            return None
+        st = self._st(rule, e.device_id)
+        sev = Severity.parse(rule.severity)
+        st.times = [t for t in st.times if t > e.ts - rule.window_s] + [e.ts]
+        evidence = {"event": {"ts": e.ts, "code": e.code}, "events_in_window": len(st.times)}
+        if len(st.times) < rule.count:
+            return None
+        kind: ChangeKind = "repeat" if st.active else "raise"
+        st.active = int(sev)
+        return Change(kind, rule.id, rule.alert, e.device_id, sev, e.ts, evidence)
+
+    def _event(self, rule: EventRule, e: Event) -> Change | None:
+        if e.code not in rule.codes and e.code not in rule.clear_codes:
+            return None
+        st = self._st(rule, e.device_id)
+        sev = Severity.parse(rule.severity)
+        evidence = {"event": {"ts": e.ts, "code": e.code}}
+        if e.code in rule.clear_codes:
+            st.since, st.pending = None, 0
+            was, st.active = st.active, 0
+            return (
+                Change("clear", rule.id, rule.alert, e.device_id, sev, e.ts, evidence)
+                if was
+                else None
+            )
+        st.last_event = e.ts
+        if not st.active and rule.for_s:
+            # raised only if no clear code arrives within for_s (see tick)
+            if st.since is None:
+                st.since, st.pending = e.ts, int(sev)
+                st.evidence = [evidence["event"]]
+            return None
+        kind: ChangeKind = "repeat" if st.active else "raise"
+        st.active = int(sev)
+        return Change(kind, rule.id, rule.alert, e.device_id, sev, e.ts, evidence)
+
+    def _statuses(self, statuses: Sequence[Status], now: float) -> list[Change]:
+        out: list[Change] = []
+        for s in statuses:
+            if s.device_id not in self.devices:
+                continue
+            for rule in self.rules_for(s.device_id):
+                if isinstance(rule, AbsenceRule) and rule.on_status_offline and not s.online:
+                    ch = self._offline(rule, s.device_id, now, "status")
+                    if ch is not None:
+                        out.append(ch)
+        # anything received (other than an offline status) brings a device back
+        back = {d for d in self.offline if self.last_seen.get(d) == now} - {
+            s.device_id for s in statuses if not s.online
+        }
+        for dev in back:
+            out += self._online(dev, now)
+        return out
+
+    def _offline(self, rule: AbsenceRule, dev: int, at: float, cause: str) -> Change | None:
+        st = self._st(rule, dev)
+        if st.active:
+            return None
+        st.active = int(Severity.parse(rule.severity))
+        self.offline.add(dev)
+        evidence = {"cause": cause, "last_seen": self.last_seen.get(dev)}
+        return Change("raise", rule.id, rule.alert, dev, Severity(st.active), at, evidence)
+
+    def _online(self, dev: int, at: float) -> list[Change]:
+        self.offline.discard(dev)
+        out = []
+        for rule in self.rules_for(dev):
+            if isinstance(rule, AbsenceRule):
+                st = self._st(rule, dev)
+                if st.active:
+                    sev = Severity(st.active)
+                    st.active = 0
+                    out.append(Change("clear", rule.id, rule.alert, dev, sev, at, {"back_at": at}))
+        return out
+
+    # ------------------------------------------------------------------ time
+    def tick(self, now: float) -> list[Change]:
+        """What the passing of time alone decides, as of ``now`` (receipt time)."""
+        out: list[Change] = []
+        for (rule_id, dev), st in list(self.state.items()):
+            if dev not in self.devices:
+                continue
+            rule = next((r for r in self.rules_for(dev) if r.id == rule_id), None)
+            if rule is None:
+                continue
+            ch = self._tick_one(rule, dev, st, now)
+            if ch is not None:
+                self.touched.add(dev)
+                out.append(ch)
+        for dev, seen in self.last_seen.items():
+            if dev in self.offline or dev not in self.devices:
+                continue
+            for rule in self.rules_for(dev):
+                if isinstance(rule, AbsenceRule) and now - seen >= rule.silence_s:
+                    ch = self._offline(rule, dev, now, "silence")
+                    if ch is not None:
+                        out.append(ch)
+        return out
+
+    def _tick_one(self, rule: Rule, dev: int, st: RuleState, now: float) -> Change | None:
+        if isinstance(rule, EventRule):
+            return self._tick_event(rule, dev, st, now)
+        if isinstance(rule, CountRule):
+            st.times = [t for t in st.times if t > now - rule.window_s]
+            if st.active and len(st.times) < rule.count:
+                sev = Severity(st.active)
+                st.active = 0
+                evidence = {"events_in_window": len(st.times)}
+                return Change("clear", rule.id, rule.alert, dev, sev, now, evidence)
+            return None
+        # threshold, condition: still holding at the last reading, its time is up although
+        # the device sent nothing new; never for a device that is offline (stale values)
+        due = (
+            isinstance(rule, ThresholdRule | ConditionRule)
+            and not st.active
+            and st.pending > 0
+            and st.since is not None
+            and dev not in self.offline
+            and now - st.since >= rule.for_s
+        )
+        if not due:
+            return None
+        level, st.active, st.pending = st.pending, st.pending, 0
+        held: dict[str, Any] = {"readings": list(st.evidence)}
+        return Change("raise", rule.id, rule.alert, dev, Severity(level), now, held)
+
+    def _tick_event(self, rule: EventRule, dev: int, st: RuleState, now: float) -> Change | None:
+        sev = Severity.parse(rule.severity)
+        expired = (
+            st.active
+            and rule.auto_clear_s is not None
+            and st.last_event is not None
+            and now - st.last_event >= rule.auto_clear_s
+        )
+        if expired:
+            st.active = 0
+            return Change("clear", rule.id, rule.alert, dev, sev, now, {"auto_clear": True})
+        if not st.active and st.since is not None and now - st.since >= rule.for_s:
+            st.active, st.since, st.pending = int(sev), None, 0
+            return Change("raise", rule.id, rule.alert, dev, sev, now, {"event": st.evidence[-1]})
+        return None
+
+    # ------------------------------------------------------------------ checkpoints
+    def snapshot(self, devices: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """JSON-able state of these devices (for ``restore`` after a restart)."""
+        out: dict[int, dict[str, Any]] = {}
+        for dev in devices:
+            rules = {rule_id: asdict(st) for (rule_id, d), st in self.state.items() if d == dev}
+            out[dev] = {
+                "rules": {k: {**v, "last_ts": _finite(v["last_ts"])} for k, v in rules.items()},
+                "latest": self.latest.get(dev, {}),
+                "last_seen": self.last_seen.get(dev),
+                "offline": dev in self.offline,
+            }
+        return out
+
+    def restore(self, saved: dict[int, dict[str, Any]]) -> None:
+        for dev, s in saved.items():
+            for rule_id, saved_st in s.get("rules", {}).items():
+                st = dict(saved_st)
+                st["last_ts"] = -math.inf if st.get("last_ts") is None else st["last_ts"]
+                st["points"] = [tuple(p) for p in st.get("points", [])]
+                self.state[(rule_id, dev)] = RuleState(**st)
+            self.latest[dev] = dict(s.get("latest", {}))
+            if s.get("last_seen") is not None:
+                self.last_seen[dev] = float(s["last_seen"])
+            if s.get("offline"):
+                self.offline.add(dev)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
