@@ -199,10 +199,54 @@ class Override(_Model):
     set: dict[str, Any] = {}
 
 
+class Matcher(_Model):
+    """Which alerts: by type, device kind and fire-alarm confirmation (all given must match)."""
+
+    alerts: list[str] | None = None
+    kinds: list[Literal["elevator", "fire", "drainage"]] | None = None
+    confirmation: Literal["to_be_confirmed", "confirmed"] | None = None
+
+
+class Inhibit(_Model):
+    """While a ``source`` alert is open, ``target`` alerts sharing ``equal`` are muted
+    (as Alertmanager's inhibit rules)."""
+
+    name: str
+    source: Matcher
+    target: Matcher
+    equal: Literal["device", "building", "estate"]
+
+
+class EventMatch(_Model):
+    kind: Literal["elevator", "fire", "drainage"]
+    subtypes: list[str] | None = None
+    codes: list[str] = Field(min_length=1)
+
+
+class FireConfirmation(_Model):
+    """A fire alarm is confirmed by a second detector in its building, or by one of
+    ``events`` (pump start, flow switch) in its estate, within ``window_s``."""
+
+    alert: str = "fire.alarm"
+    window_s: float = Field(default=180, gt=0)
+    second_detector: bool = True
+    events: list[EventMatch] = []
+
+
+class Flapping(_Model):
+    """An alert raised ``raises`` times within ``window_s`` is flagged as flapping."""
+
+    raises: int = Field(default=4, ge=2)
+    window_s: float = Field(default=3600, gt=0)
+
+
 class RuleBook(_Model):
     version: Literal[1]
     rules: list[Rule]
     overrides: list[Override] = []
+    inhibit: list[Inhibit] = []
+    fire_confirmation: FireConfirmation = FireConfirmation()
+    flapping: Flapping = Flapping()
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleBook:
@@ -221,6 +265,12 @@ class RuleBook(_Model):
         for o in self.overrides:
             if o.rule not in ids:
                 raise ValueError(f"override names unknown rule {o.rule!r}")
+        types = {r.alert for r in self.rules}
+        for inh in self.inhibit:
+            for matcher in (inh.source, inh.target):
+                unknown = sorted(set(matcher.alerts or []) - types)
+                if unknown:
+                    raise ValueError(f"inhibit {inh.name}: no rule raises {unknown}")
         return self
 
     def for_device(self, estate: str, device: str) -> list[Rule]:

@@ -25,6 +25,9 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
+from alerts.rules import RulesError
+from alerts.rules import parse as parse_rules
+from alerts.stage import AlertStage
 from api.auth import ApiKeyError, Role, create_key, revoke_key
 from estate import db, registry
 from estate.generate import ProgressBar, generate, write_yaml
@@ -212,6 +215,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             database_url=ep.database_url,
             mqtt_url=ep.mqtt_url,
             config=_ingest_config(settings, settings.metrics_port),
+            stage=AlertStage(rules_path=settings.alert_rules),
         )
         threads = [threading.Thread(target=worker.run, args=(stop,), name="ingest")]
         if not args.once:
@@ -323,6 +327,28 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate an alert rules file (default: the one in force) and summarise it."""
+    from alerts.rules import shipped_path  # noqa: PLC0415
+
+    path = Path(args.file) if args.file else (settings.alert_rules or shipped_path())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SettingsError(f"cannot read {path}: {err.strerror}") from None
+    book = parse_rules(text, source=str(path))
+    kinds: dict[str, int] = {}
+    for r in book.rules:
+        kinds[r.kind] = kinds.get(r.kind, 0) + 1
+    summary = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+    _out(f"{path}: {len(book.rules)} rules ({summary}), {len(book.overrides)} overrides,")
+    _out(
+        f"  {len(book.inhibit)} inhibit rules; fire alarms confirmed within "
+        f"{book.fire_confirmation.window_s:g} s"
+    )
+    return 0
+
+
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     """One round of what ingest shard 0 does in the background: rollups, then retention."""
     retention = _retention(settings)
@@ -362,6 +388,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             mqtt_url=ep.mqtt_url,
             shard=shard,
             config=_ingest_config(settings, port),
+            stage=None if args.no_alerts else AlertStage(rules_path=settings.alert_rules),
         )
         stop = threading.Event()
         with _stop_on_signals(stop):
@@ -570,7 +597,13 @@ def _add_data_commands(sub: SubParsers) -> None:
 def _add_run_commands(sub: SubParsers) -> None:
     s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
     s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
+    s.add_argument("--no-alerts", action="store_true", help="store only; evaluate no rules")
     s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("rules", help="check an alert rules file")
+    s.add_argument("action", choices=["check"])
+    s.add_argument("file", nargs="?", help="default: ESTATE_ALERT_RULES or the shipped rules")
+    s.set_defaults(func=cmd_rules)
 
     s = sub.add_parser("api", help="run the HTTP API (FastAPI under uvicorn) until stopped")
     s.add_argument("--host", help="default ESTATE_API_HOST (127.0.0.1)")
@@ -650,7 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         func: Handler = args.func
         return func(args, settings)
-    except (SettingsError, registry.RegistryError) as err:
+    except (SettingsError, registry.RegistryError, RulesError) as err:
         _err(f"estate: {err}")
         return 2
     except (ServiceError, db.DatabaseError) as err:

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     metrics_port: Port | None = None  # Prometheus /metrics of `estate ingest` (127.0.0.1)
     ingest_client_prefix: str = "estate-ingest"  # + "-{k}of{N}": the persistent session's id
     ingest_catch_all: str = "estate/#"  # what a single worker (or shard 0) subscribes to
+    alert_rules: Path | None = None  # alert rules YAML; unset: the shipped alerts/rules.yaml
     api_host: str = "127.0.0.1"  # `estate api` listens here
     api_port: Port = 8700
     # rollups and retention (run by ingest shard 0, or `estate maintain`)

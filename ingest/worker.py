@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -83,6 +83,32 @@ class IngestConfig:
     rollup_every_s: float = 15.0
     rollup_settle_s: float = 5.0
     retention: Retention = field(default_factory=Retention)
+
+
+class BatchStage(Protocol):
+    """What runs in the worker on each committed batch, before it is acknowledged (the
+    alert engine). ``ingest`` defines the interface and never imports its implementers.
+
+    An ``OperationalError`` from ``batch`` is retried with the batch, like a failed write;
+    any other exception is logged and the batch is acknowledged (its data is stored).
+    """
+
+    def start(
+        self,
+        conn: psycopg.Connection[tuple[Any, ...]],
+        *,
+        owns: Callable[[str], bool],
+        publish: Callable[[str, bytes], None] | None,
+        now: dt.datetime,
+    ) -> None: ...
+
+    def batch(
+        self, conn: psycopg.Connection[tuple[Any, ...]], rows: Rows, now: dt.datetime
+    ) -> None: ...
+
+    def tick(self, conn: psycopg.Connection[tuple[Any, ...]], now: dt.datetime) -> None: ...
+
+    def stop(self, conn: psycopg.Connection[tuple[Any, ...]], now: dt.datetime) -> None: ...
 
 
 class Metrics:
@@ -314,8 +340,12 @@ class Worker:
         shard: Shard = Shard(),
         config: IngestConfig = IngestConfig(),
         clock: Clock = utcnow,
+        stage: BatchStage | None = None,
     ) -> None:
         self.database_url, self.shard, self.config, self.clock = database_url, shard, config, clock
+        self.stage = stage
+        self._stage_started = False
+        self._last_tick = 0.0
         self.queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self.metrics = Metrics()
         self.directory = Directory()
@@ -413,6 +443,7 @@ class Worker:
         while True:
             try:
                 written = self._db().write(rows)
+                self._run_stage(rows)
                 break
             except psycopg.OperationalError as err:
                 self.metrics.db_errors.inc()
@@ -443,6 +474,48 @@ class Worker:
         m.batch.observe(time.monotonic() - t0)
         self.batches += 1
         return True
+
+    # -- the alert stage ------------------------------------------------------------
+    def _publish(self, topic: str, payload: bytes) -> None:
+        self.subscriber.client.publish(topic, payload, qos=1)
+
+    def _run_stage(self, rows: Rows) -> None:
+        """The stage's database errors propagate (the batch is retried); its bugs do not
+        stop ingestion: they are logged with the traceback."""
+        if self.stage is None:
+            return
+        conn = self._db().conn
+        try:
+            if not self._stage_started:
+                self.stage.start(conn, owns=self._owns, publish=self._publish, now=self.clock())
+                self._stage_started = True
+            self.stage.batch(conn, rows, self.clock())
+        except psycopg.OperationalError:
+            raise
+        except Exception:
+            log.exception(
+                "alert stage failed on a batch; its data is stored, its alerts may be missing"
+            )
+
+    def _owns(self, estate: str) -> bool:
+        return self.shard.count == 1 or self.shard.owns(estate)
+
+    def _tick_stage(self, final: bool = False) -> None:
+        if self.stage is None or not self._stage_started:
+            return
+        if not final and time.monotonic() - self._last_tick < 1.0:
+            return
+        self._last_tick = time.monotonic()
+        try:
+            conn = self._db().conn
+            if final:
+                self.stage.stop(conn, self.clock())
+            else:
+                self.stage.tick(conn, self.clock())
+        except psycopg.OperationalError:
+            self._drop_db()
+        except Exception:
+            log.exception("alert stage failed on a tick")
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         if self.config.metrics_port is not None:
@@ -475,8 +548,11 @@ class Worker:
                 try:
                     self._refresh()
                     self._sweep_silence()
+                    if not self._stage_started and self.stage is not None:
+                        self._run_stage(Rows())  # start it even before the first batch
                 except psycopg.OperationalError:
                     self._drop_db()  # the next batch write reports and retries
+                self._tick_stage()
             # Take no more, flush what already arrived (its acks still go out on this
             # connection); anything the broker sends now is redelivered after a restart.
             self.subscriber.paused = True
@@ -484,6 +560,7 @@ class Worker:
                 batch = self._take(stop)
                 if batch and not self.process(batch, stop):
                     return
+            self._tick_stage(final=True)
         finally:
             self.subscriber.stop()
             self._drop_db()

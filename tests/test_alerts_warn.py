@@ -133,7 +133,7 @@ CASES = [
             (100, "reading", lift(occupied=True, door_open=False, mode=1.0)),
             (200, "tick", None),
         ],
-        [],
+        [(0, "raise", "elevator.maintenance_mode", "info")],
     ),
     Case(
         "condition: door open while running",

@@ -1,0 +1,270 @@
+"""Storing the judge's ops: alerts, their changes, incidents; loading what the judge needs.
+
+``apply`` runs in one transaction: every op updates its alert (found by the partial unique
+index on open (device, rule)) and adds an ``alert_changes`` row; unmuted open alerts join
+the open incident of their (estate, building, category), created on demand, whose
+severity follows its open alerts; an incident with no open alert left is resolved.
+Returns what changed, as ``AlertEvent``s for publishing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from alerts.judge import Op, OpenAlert, Silence
+from alerts.rules import Severity
+from alerts.warn import DeviceInfo
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+def _ts(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.UTC)
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One change of one stored alert, as published and streamed."""
+
+    alert_id: int
+    change: str
+    alert: str
+    rule_id: str
+    severity: str
+    state: str
+    confirmation: str | None
+    muted_by: str | None
+    flapping: bool
+    incident_id: int | None
+    estate: str
+    building: str | None
+    device: str
+    kind: str
+    at: dt.datetime
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": self.alert_id,
+            "change": self.change,
+            "alert": self.alert,
+            "rule": self.rule_id,
+            "severity": self.severity,
+            "state": self.state,
+            "confirmation": self.confirmation,
+            "muted_by": self.muted_by,
+            "flapping": self.flapping,
+            "incident": self.incident_id,
+            "estate": self.estate,
+            "building": self.building,
+            "device": self.device,
+            "kind": self.kind,
+            "at": self.at.isoformat(timespec="milliseconds"),
+        }
+
+    @property
+    def topic(self) -> str:
+        return f"estate/v1/{self.estate}/alerts/{self.kind}/{self.device}"
+
+
+_RETURNING = sql.SQL(
+    " RETURNING id, alert_type, rule_id, severity, state, confirmation, muted_by, flapping,"
+    " incident_id, estate_code, building_code, device_code, kind"
+)
+_RAISE = sql.SQL(
+    "INSERT INTO alerts (device_id, rule_id, alert_type, severity, confirmation,"
+    " muted_by, flapping, estate_code, building_code, device_code, kind,"
+    " first_seen, last_seen, evidence)"
+    " VALUES (%(dev)s, %(rule)s, %(type)s, %(sev)s, %(conf)s, %(muted)s, %(flap)s,"
+    " %(estate)s, %(building)s, %(code)s, %(kind)s, %(at)s, %(at)s, %(ev)s)"
+    # open already (the worker restarted between storing and checkpointing): count it
+    " ON CONFLICT (device_id, rule_id) WHERE state = 'open' DO UPDATE SET"
+    " occurrences = alerts.occurrences + 1, last_seen = EXCLUDED.last_seen{}"
+).format(_RETURNING)
+_SETS = {
+    "repeat": "occurrences = occurrences + 1, last_seen = %(at)s",
+    "severity": "severity = %(sev)s, last_seen = %(at)s",
+    "clear": "state = 'cleared', cleared_at = %(at)s",
+    "mute": "muted_by = %(muted)s",
+    "unmute": "muted_by = NULL",
+    "confirm": "confirmation = %(conf)s",
+}
+_UPDATE = {
+    kind: sql.SQL(
+        "UPDATE alerts SET {} WHERE device_id = %(dev)s AND rule_id = %(rule)s AND state = 'open'{}"
+    ).format(sql.SQL(sets), _RETURNING)
+    for kind, sets in _SETS.items()
+}
+
+
+def apply(conn: Conn, ops: Sequence[Op], devices: Mapping[int, DeviceInfo]) -> list[AlertEvent]:
+    """Store ``ops`` in one transaction; return the alert events they made."""
+    out: list[AlertEvent] = []
+    with conn.transaction():
+        for op in ops:
+            row = _one(conn, op, devices)
+            if row is None:
+                continue
+            alert_id = int(row[0])
+            conn.execute(
+                "INSERT INTO alert_changes (alert_id, at, change, severity, detail)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (alert_id, _ts(op.at), op.kind, str(op.severity), Jsonb(op.evidence)),
+            )
+            incident = _incident(conn, alert_id, op, row)
+            out.append(
+                AlertEvent(
+                    alert_id,
+                    op.kind,
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    bool(row[7]),
+                    incident,
+                    row[9],
+                    row[10],
+                    row[11],
+                    row[12],
+                    _ts(op.at),
+                )
+            )
+    return out
+
+
+def _one(conn: Conn, op: Op, devices: Mapping[int, DeviceInfo]) -> tuple[Any, ...] | None:
+    dev, rule = op.key
+    p: dict[str, Any] = {
+        "dev": dev,
+        "rule": rule,
+        "at": _ts(op.at),
+        "sev": str(op.severity),
+        "muted": op.muted_by,
+        "conf": op.confirmation,
+    }
+    if op.kind != "raise":
+        return conn.execute(_UPDATE[op.kind], p).fetchone()
+    d = devices[dev]
+    p.update(
+        type=op.alert,
+        flap=op.flapping,
+        estate=d.estate,
+        building=d.building,
+        code=d.code,
+        kind=d.kind,
+        ev=Jsonb(op.evidence),
+    )
+    return conn.execute(_RAISE, p).fetchone()
+
+
+def _incident(conn: Conn, alert_id: int, op: Op, row: tuple[Any, ...]) -> int | None:
+    """Keep the alert's incident membership and the incident's severity and state."""
+    incident: int | None = row[8]
+    state, muted = row[4], row[6]
+    at = _ts(op.at)
+    if state == "open" and muted is None and incident is None:
+        got = conn.execute(
+            "INSERT INTO incidents (estate_code, building_code, category, severity, opened_at,"
+            " updated_at) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (estate_code, coalesce(building_code, ''), category)"
+            " WHERE state = 'open' DO UPDATE SET updated_at = EXCLUDED.updated_at RETURNING id",
+            (row[9], row[10], row[12], row[3], at, at),
+        ).fetchone()
+        assert got is not None
+        incident = int(got[0])
+        conn.execute("UPDATE alerts SET incident_id = %s WHERE id = %s", (incident, alert_id))
+    if incident is None:
+        return None
+    # severity: the highest of its open, unmuted alerts; resolved when none is left
+    left = conn.execute(
+        "SELECT severity FROM alerts WHERE incident_id = %s AND state = 'open'"
+        " AND muted_by IS NULL",
+        (incident,),
+    ).fetchall()
+    if left:
+        top = max((Severity.parse(s) for (s,) in left), default=Severity.INFO)
+        conn.execute(
+            "UPDATE incidents SET severity = %s, updated_at = %s WHERE id = %s",
+            (str(top), at, incident),
+        )
+    else:
+        conn.execute(
+            "UPDATE incidents SET state = 'resolved', resolved_at = %s, updated_at = %s"
+            " WHERE id = %s AND state = 'open'",
+            (at, at, incident),
+        )
+    return incident
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def devices(conn: Conn, estates: Iterable[str] | None = None) -> list[DeviceInfo]:
+    """Active devices (of ``estates``, or all) as the engine sees them."""
+    wanted = None if estates is None else sorted(estates)
+    rows = conn.execute(
+        "SELECT d.id, d.estate_code, b.code, d.code, d.kind, d.subtype, d.params"
+        " FROM devices d LEFT JOIN buildings b ON b.id = d.building_id WHERE d.active"
+        " AND (%(e)s::text[] IS NULL OR d.estate_code = ANY(%(e)s))",
+        {"e": wanted},
+    ).fetchall()
+    return [DeviceInfo(int(r[0]), r[1], r[2], r[3], r[4], r[5], dict(r[6])) for r in rows]
+
+
+def open_alerts(conn: Conn, device_ids: Iterable[int]) -> list[OpenAlert]:
+    rows = conn.execute(
+        "SELECT device_id, rule_id, alert_type, severity, first_seen, muted_by, confirmation"
+        " FROM alerts WHERE state = 'open' AND device_id = ANY(%s)",
+        (list(device_ids),),
+    ).fetchall()
+    return [
+        OpenAlert(
+            int(r[0]),
+            r[1],
+            r[2],
+            Severity.parse(r[3]),
+            r[4].timestamp(),
+            r[5],
+            r[6] if r[6] in ("to_be_confirmed", "confirmed") else None,
+        )
+        for r in rows
+    ]
+
+
+def silences(conn: Conn, now: dt.datetime) -> list[Silence]:
+    rows = conn.execute(
+        "SELECT id, estate_code, building_code, device_code, alert_type, starts_at, ends_at"
+        " FROM silences WHERE ends_at > %s",
+        (now,),
+    ).fetchall()
+    return [
+        Silence(int(r[0]), r[1], r[2], r[3], r[4], r[5].timestamp(), r[6].timestamp()) for r in rows
+    ]
+
+
+def save_state(conn: Conn, snapshot: Mapping[int, dict[str, Any]], now: dt.datetime) -> None:
+    if not snapshot:
+        return
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO alert_engine_state (device_id, state, saved_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT (device_id) DO UPDATE SET state = EXCLUDED.state,"
+            " saved_at = EXCLUDED.saved_at",
+            [(dev, Jsonb(st), now) for dev, st in snapshot.items()],
+        )
+
+
+def load_state(conn: Conn, device_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT device_id, state FROM alert_engine_state WHERE device_id = ANY(%s)",
+        (list(device_ids),),
+    ).fetchall()
+    return {int(d): dict(s) for d, s in rows}

@@ -1,0 +1,217 @@
+"""Alerts in the ingest worker, against the real broker and TimescaleDB: stored with
+evidence, grouped into incidents, published over MQTT, resumed after a restart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts import store
+from alerts.judge import Op
+from alerts.rules import Severity
+from alerts.stage import AlertStage
+from alerts.warn import DeviceInfo
+from ingest.worker import IngestConfig, Worker
+from tests.conftest import Stack
+from tests.test_ingest import Feeder, Running, _forget_session, count, load_registry, wait_for
+
+pytestmark = pytest.mark.integration
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+class Listener:
+    """Collects what the service publishes under estate/v1/{estate}/alerts/#."""
+
+    def __init__(self, stack: Stack, estate: str) -> None:
+        u = urlsplit(stack.mqtt_url)
+        self.got: list[dict[str, Any]] = []
+        self.ready = threading.Event()
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"listen-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv311,
+        )
+        c.username_pw_set(u.username, unquote(u.password or ""))
+        c.on_message = lambda _c, _u, m: self.got.append(json.loads(m.payload))
+        c.on_subscribe = lambda *_a: self.ready.set()
+        c.connect("127.0.0.1", u.port or 1883)
+        c.subscribe(f"estate/v1/{estate}/alerts/#", qos=1)
+        c.loop_start()
+        assert self.ready.wait(10)
+        self.client = c
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def site(stack: Stack, database_url: str, estate_code: str) -> Iterator[tuple[str, str]]:
+    load_registry(database_url, estate_code)
+    yield database_url, estate_code
+    _forget_session(stack, f"alerts-{estate_code}-0of1")
+
+
+def worker(stack: Stack, url: str, estate: str) -> Worker:
+    cfg = IngestConfig(client_prefix=f"alerts-{estate}", catch_all=f"estate/v1/{estate}/#")
+    return Worker(
+        database_url=url,
+        mqtt_url=stack.mqtt_url,
+        config=cfg,
+        stage=AlertStage(checkpoint_s=0.2),
+    )
+
+
+@pytest.fixture
+def feeder(stack: Stack) -> Iterator[Feeder]:
+    f = Feeder(stack)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[Worker], Running]]:
+    made: list[Running] = []
+
+    def start(w: Worker) -> Running:
+        made.append(Running(w))
+        return made[-1]
+
+    yield start
+    for r in made:
+        if r.thread.is_alive():
+            r.close()
+
+
+def publish(feeder: Feeder, estate: str, channel: str, device: str, body: dict[str, Any]) -> None:
+    feeder.send(f"estate/v1/{estate}/elevator/{device}/{channel}", json.dumps(body).encode())
+
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def test_a_trapped_event_is_stored_grouped_and_published(
+    stack: Stack,
+    site: tuple[str, str],
+    feeder: Feeder,
+    running: Callable[[Worker], Running],
+) -> None:
+    url, estate = site
+    listener = Listener(stack, estate)
+    try:
+        running(worker(stack, url, estate))
+        event = {"ts": NOW.isoformat(), "seq": 1, "code": "trapped", "detail": {"floor": 7}}
+        publish(feeder, estate, "event", "L1", event)
+        opened = (
+            "SELECT count(*) FROM alerts WHERE alert_type = 'elevator.trapped' AND state = 'open'"
+        )
+        wait_for(lambda: count(url, opened) == 1, what="the trapped alert")
+        wait_for(lambda: len(listener.got) >= 1, what="the alert on MQTT")
+    finally:
+        listener.close()
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT a.severity, a.occurrences, a.evidence, a.device_code, i.category,"
+            " i.building_code, i.state FROM alerts a JOIN incidents i ON i.id = a.incident_id"
+        ).fetchone()
+    assert row is not None
+    severity, occurrences, evidence, device, category, building, state = row
+    assert (severity, occurrences, device) == ("critical", 1, "L1")
+    assert evidence["event"]["code"] == "trapped"
+    assert (category, building, state) == ("elevator", "B1", "open")
+    msg = listener.got[0]
+    assert (msg["alert"], msg["change"], msg["device"], msg["severity"]) == (
+        "elevator.trapped",
+        "raise",
+        "L1",
+        "critical",
+    )
+
+
+def test_a_restart_in_the_middle_of_a_for_duration_still_raises_on_time(
+    stack: Stack,
+    site: tuple[str, str],
+    feeder: Feeder,
+    running: Callable[[Worker], Running],
+) -> None:
+    url, estate = site
+    trapped = {"occupied": True, "running": False, "door_open": False, "mode": 0}
+    first = running(worker(stack, url, estate))
+    publish(feeder, estate, "telemetry", "L1", {"ts": NOW.isoformat(), "seq": 1, "values": trapped})
+    saved = (
+        "SELECT count(*) FROM alert_engine_state s JOIN devices d ON d.id = s.device_id"
+        " WHERE d.code = 'L1'"
+        " AND s.state->'rules'->'elevator.trapped_derived'->>'since' IS NOT NULL"
+    )
+    wait_for(lambda: count(url, saved) == 1, what="the running `for` in the checkpoint")
+    first.close()  # the worker stops (SIGTERM does the same) 30 s into nothing
+    assert count(url, "SELECT count(*) FROM alerts") == 0
+    running(worker(stack, url, estate))
+    later = NOW + dt.timedelta(seconds=61)
+    publish(
+        feeder, estate, "telemetry", "L1", {"ts": later.isoformat(), "seq": 2, "values": trapped}
+    )
+    raised = (
+        "SELECT count(*) FROM alerts WHERE rule_id = 'elevator.trapped_derived' AND first_seen = %s"
+    )
+    # raised at the second reading, 61 s after the first: the 60 s were not started over
+    wait_for(lambda: count(url, raised, later) == 1, what="trapped raised at t+61")
+
+
+def test_incidents_group_a_building_and_resolve_when_all_clear(
+    conn: Conn, database_url: str, estate_code: str
+) -> None:
+    load_registry(database_url, estate_code)
+    devs = {d.code: d for d in store.devices(conn)}
+    lift, hp = devs["L1"], devs["HP"]
+    by_id: dict[int, DeviceInfo] = {d.id: d for d in devs.values()}
+
+    alert_of = {
+        "elevator.ebike": "elevator.ebike",
+        "elevator.overspeed": "elevator.overspeed",
+        "fire.hydrant_pressure_low": "fire.pressure_low",
+    }
+
+    def op(kind: str, dev: DeviceInfo, rule: str, sev: str, at: float) -> Op:
+        return Op(kind, (dev.id, rule), alert_of[rule], Severity.parse(sev), at)  # type: ignore[arg-type]
+
+    t = NOW.timestamp()
+    store.apply(conn, [op("raise", lift, "elevator.ebike", "warning", t)], by_id)
+    store.apply(
+        conn,
+        [op("raise", lift, "elevator.overspeed", "critical", t + 1)],
+        by_id,
+    )
+    store.apply(
+        conn,
+        [op("raise", hp, "fire.hydrant_pressure_low", "warning", t + 2)],
+        by_id,
+    )
+    incidents = conn.execute(
+        "SELECT category, severity, state FROM incidents ORDER BY category"
+    ).fetchall()
+    assert incidents == [("elevator", "critical", "open"), ("fire", "warning", "open")]
+    store.apply(
+        conn,
+        [op("clear", lift, "elevator.overspeed", "critical", t + 3)],
+        by_id,
+    )
+    assert conn.execute(
+        "SELECT severity FROM incidents WHERE category = 'elevator'"
+    ).fetchone() == ("warning",)
+    store.apply(conn, [op("clear", lift, "elevator.ebike", "warning", t + 4)], by_id)
+    assert conn.execute("SELECT state FROM incidents WHERE category = 'elevator'").fetchone() == (
+        "resolved",
+    )
+    changes = conn.execute("SELECT change FROM alert_changes ORDER BY id").fetchall()
+    assert [c for (c,) in changes] == ["raise", "raise", "raise", "clear", "clear"]
