@@ -12,7 +12,8 @@ of its ``alert`` type is raised, at which severity, and when it clears. Types:
 - ``event``: device event codes raise it (after ``for_s`` without a clear code, if set);
   ``clear_codes`` or ``auto_clear_s`` clear it;
 - ``count``: at least ``count`` events of ``codes`` within ``window_s``;
-- ``absence``: nothing from the device for ``silence_s``, or its status says offline.
+- ``absence``: nothing from the device for ``silence_s``, or its status says offline
+  (event-only points such as detectors have no ``silence_s``: only their status counts).
 
 A threshold value may name a device parameter from the registry (``{param: high_m,
 default: 1.2}``), so one rule serves sump pits of every depth. ``overrides`` change a
@@ -179,8 +180,16 @@ class CountRule(_Rule):
 
 class AbsenceRule(_Rule):
     type: Literal["absence"]
-    silence_s: float = Field(gt=0)
+    # None: the device sends only when something happens (a detector), so silence means
+    # nothing and only its status (Last Will) tells
+    silence_s: float | None = Field(default=None, gt=0)
     on_status_offline: bool = True
+
+    @model_validator(mode="after")
+    def _watches_something(self) -> AbsenceRule:
+        if self.silence_s is None and not self.on_status_offline:
+            raise ValueError("an absence rule needs silence_s or on_status_offline")
+        return self
 
 
 Rule = Annotated[

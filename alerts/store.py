@@ -112,10 +112,15 @@ def apply(conn: Conn, ops: Sequence[Op], devices: Mapping[int, DeviceInfo]) -> l
             if row is None:
                 continue
             alert_id = int(row[0])
+            detail = dict(op.evidence)
+            if op.confirmation is not None:
+                detail["confirmation"] = op.confirmation
+            if op.muted_by is not None:
+                detail["muted_by"] = op.muted_by
             conn.execute(
                 "INSERT INTO alert_changes (alert_id, at, change, severity, detail)"
                 " VALUES (%s, %s, %s, %s, %s)",
-                (alert_id, _ts(op.at), op.kind, str(op.severity), Jsonb(op.evidence)),
+                (alert_id, _ts(op.at), op.kind, str(op.severity), Jsonb(detail)),
             )
             incident = _incident(conn, alert_id, op, row)
             out.append(

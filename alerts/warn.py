@@ -478,7 +478,11 @@ class Warner:
             if dev in self.offline or dev not in self.devices:
                 continue
             for rule in self.rules_for(dev):
-                if isinstance(rule, AbsenceRule) and now - seen >= rule.silence_s:
+                if (
+                    isinstance(rule, AbsenceRule)
+                    and rule.silence_s is not None
+                    and now - seen >= rule.silence_s
+                ):
                     ch = self._offline(rule, dev, now, "silence")
                     if ch is not None:
                         out.append(ch)

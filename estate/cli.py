@@ -190,12 +190,16 @@ def _demo_status(database_url: str) -> str:
             "SELECT (SELECT count(*) FROM telemetry), (SELECT count(*) FROM events),"
             " (SELECT count(*) FROM dead_letters),"
             " (SELECT count(*) FILTER (WHERE online) FROM device_state),"
-            " (SELECT count(*) FROM device_state)"
+            " (SELECT count(*) FROM device_state),"
+            " (SELECT count(*) FROM alerts WHERE state = 'open' AND muted_by IS NULL),"
+            " (SELECT string_agg(DISTINCT alert_type, ', ') FROM alerts"
+            "   WHERE state = 'open' AND muted_by IS NULL)"
         ).fetchone()
     assert row is not None
-    tel, evt, dead, online, known = row
+    tel, evt, dead, online, known, alerts, types = row
     return (
-        f"stored {tel} readings, {evt} events; {dead} dead letters; {online}/{known} devices online"
+        f"stored {tel} readings, {evt} events; {dead} dead letters; {online}/{known} devices"
+        f" online; {alerts} open alerts" + (f" ({types})" if types else "")
     )
 
 
