@@ -47,6 +47,7 @@ test: setup check
 bench: setup
 	$(BIN)/python -m bench.telemetry_layout
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.alerts
 
 stop: venv
 	$(BIN)/estate services stop

@@ -85,6 +85,12 @@ class AlertStage:
         devices = self._refresh_devices(conn)
         ids = [d.id for d in devices]
         self.warner.restore(store.load_state(conn, ids))
+        # when each device was last heard of: ingest keeps it current, checkpoints do not
+        for dev, seen in conn.execute(
+            "SELECT device_id, last_seen FROM device_state WHERE device_id = ANY(%s)", (ids,)
+        ):
+            t = seen.timestamp()
+            self.warner.last_seen[dev] = max(t, self.warner.last_seen.get(dev, t))
         self.judge.load(store.open_alerts(conn, ids), store.silences(conn, now))
         log.info(
             "alerts: %d rules over %d devices, %d open alerts",

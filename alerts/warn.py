@@ -157,17 +157,23 @@ class Warner:
         self.book = book
         self.devices: dict[int, DeviceInfo] = {}
         self._rules: dict[int, list[Rule]] = {}
-        self.state: dict[tuple[str, int], RuleState] = {}
+        self._stream: dict[
+            int, tuple[list[ThresholdRule], list[ConditionRule], list[RateRule]]
+        ] = {}
+        self.state: dict[int, dict[str, RuleState]] = {}  # device -> rule id -> state
         self.latest: dict[int, dict[str, Scalar]] = {}
         self.last_seen: dict[int, float] = {}
         self.offline: set[int] = set()  # devices whose absence alert is raised
-        self.touched: set[int] = set()  # devices whose state changed since the last snapshot
+        # devices whose state changed meaningfully since the last snapshot (not the mere
+        # passing of normal readings, which would make every checkpoint save everything)
+        self.touched: set[int] = set()
         self.set_devices(devices)
 
     def set_devices(self, devices: Iterable[DeviceInfo]) -> None:
         """Take a new registry view (new devices, changed parameters); keeps state."""
         self.devices = {d.id: d for d in devices}
         self._rules = {}
+        self._stream = {}
 
     def rules_for(self, device_id: int) -> list[Rule]:
         rules = self._rules.get(device_id)
@@ -182,11 +188,12 @@ class Warner:
         return rules
 
     def _st(self, rule: Rule, device_id: int) -> RuleState:
-        key = (rule.id, device_id)
-        st = self.state.get(key)
+        states = self.state.get(device_id)
+        if states is None:
+            states = self.state[device_id] = {}
+        st = states.get(rule.id)
         if st is None:
-            st = self.state[key] = RuleState()
-        self.touched.add(device_id)
+            st = states[rule.id] = RuleState()
         return st
 
     # ------------------------------------------------------------------ transitions
@@ -203,6 +210,7 @@ class Warner:
     ) -> Change | None:
         """The common state machine: pending for ``for_s``, then raised; severity moves;
         cleared when the level drops to 0."""
+        self.touched.add(dev)
         if level == 0:
             st.pending, st.since = 0, None
             if st.active:
@@ -250,6 +258,21 @@ class Warner:
         out += self._events(events)
         return out
 
+    def _stream_rules(
+        self, dev: int
+    ) -> tuple[list[ThresholdRule], list[ConditionRule], list[RateRule]]:
+        """The device's reading-driven rules by type (cached with ``rules_for``)."""
+        cached = self._stream.get(dev)
+        if cached is None:
+            rules = self.rules_for(dev)
+            cached = (
+                [r for r in rules if isinstance(r, ThresholdRule)],
+                [r for r in rules if isinstance(r, ConditionRule)],
+                [r for r in rules if isinstance(r, RateRule)],
+            )
+            self._stream[dev] = cached
+        return cached
+
     def _readings(self, readings: Sequence[Reading]) -> list[Change]:
         out: list[Change] = []
         rate_devices: set[int] = set()
@@ -258,24 +281,24 @@ class Warner:
                 continue
             latest = self.latest.setdefault(r.device_id, {})
             latest.update(r.values)
-            for rule in self.rules_for(r.device_id):
-                ch: Change | None = None
-                if isinstance(rule, RateRule):
-                    if self._rate_point(rule, r):
-                        rate_devices.add(r.device_id)
-                elif isinstance(rule, ThresholdRule):
-                    ch = self._threshold(rule, r)
-                elif isinstance(rule, ConditionRule):
-                    ch = self._condition(rule, r, latest)
+            thresholds, conditions, rates = self._stream_rules(r.device_id)
+            for tr in thresholds:
+                ch = self._threshold(tr, r)
                 if ch is not None:
                     out.append(ch)
+            for cr in conditions:
+                ch = self._condition(cr, r, latest)
+                if ch is not None:
+                    out.append(ch)
+            for rr in rates:
+                if self._rate_point(rr, r):
+                    rate_devices.add(r.device_id)
         # rate rules: one fit per device per batch, on everything the batch added
         for dev in rate_devices:
-            for rule in self.rules_for(dev):
-                if isinstance(rule, RateRule):
-                    ch = self._rate(rule, dev)
-                    if ch is not None:
-                        out.append(ch)
+            for rr in self._stream_rules(dev)[2]:
+                ch = self._rate(rr, dev)
+                if ch is not None:
+                    out.append(ch)
         return out
 
     def _events(self, events: Sequence[Event]) -> list[Change]:
@@ -305,6 +328,7 @@ class Warner:
         if st is None or v is None or isinstance(v, bool):
             return False
         st.last_ts = r.ts
+        self.touched.add(r.device_id)
         st.points.append((r.ts, float(v)))
         cutoff = r.ts - rule.window_s
         while st.points and st.points[0][0] < cutoff:
@@ -317,8 +341,10 @@ class Warner:
         if st is None or v is None or isinstance(v, bool):
             return None
         st.last_ts = r.ts
-        self._remember(st, r.ts, {rule.metric: v})
         level = _threshold_level(rule, float(v), st.active, self.devices[r.device_id].params)
+        if not (level or st.active or st.pending):
+            return None  # the common case: normal, and nothing was pending
+        self._remember(st, r.ts, {rule.metric: v})
         return self._hold(
             rule,
             r.device_id,
@@ -336,11 +362,13 @@ class Warner:
         if st is None or not any(t.metric in r.values for t in rule.all):
             return None
         st.last_ts = r.ts
-        results = [_test(t, latest) for t in rule.all]
+        holds = all(_test(t, latest) is True for t in rule.all)  # stops at the first miss
+        if not (holds or st.active or st.pending):
+            return None  # the common case: normal, and nothing was pending
+        level = int(Severity.parse(rule.severity)) if holds else 0
         self._remember(
             st, r.ts, {t.metric: latest[t.metric] for t in rule.all if t.metric in latest}
         )
-        level = int(Severity.parse(rule.severity)) if all(x is True for x in results) else 0
         return self._hold(
             rule,
             r.device_id,
@@ -387,6 +415,7 @@ class Warner:
         if e.code not in rule.codes:
             return None
         st = self._st(rule, e.device_id)
+        self.touched.add(e.device_id)
         sev = Severity.parse(rule.severity)
         st.times = [t for t in st.times if t > e.ts - rule.window_s] + [e.ts]
         evidence = {"event": {"ts": e.ts, "code": e.code}, "events_in_window": len(st.times)}
@@ -400,6 +429,7 @@ class Warner:
         if e.code not in rule.codes and e.code not in rule.clear_codes:
             return None
         st = self._st(rule, e.device_id)
+        self.touched.add(e.device_id)
         sev = Severity.parse(rule.severity)
         evidence = {"event": {"ts": e.ts, "code": e.code}}
         if e.code in rule.clear_codes:
@@ -443,6 +473,7 @@ class Warner:
         st = self._st(rule, dev)
         if st.active:
             return None
+        self.touched.add(dev)
         st.active = int(Severity.parse(rule.severity))
         self.offline.add(dev)
         evidence = {"cause": cause, "last_seen": self.last_seen.get(dev)}
@@ -450,6 +481,7 @@ class Warner:
 
     def _online(self, dev: int, at: float) -> list[Change]:
         self.offline.discard(dev)
+        self.touched.add(dev)
         out = []
         for rule in self.rules_for(dev):
             if isinstance(rule, AbsenceRule):
@@ -464,16 +496,17 @@ class Warner:
     def tick(self, now: float) -> list[Change]:
         """What the passing of time alone decides, as of ``now`` (receipt time)."""
         out: list[Change] = []
-        for (rule_id, dev), st in list(self.state.items()):
+        for dev, states in self.state.items():
             if dev not in self.devices:
                 continue
-            rule = next((r for r in self.rules_for(dev) if r.id == rule_id), None)
-            if rule is None:
-                continue
-            ch = self._tick_one(rule, dev, st, now)
-            if ch is not None:
-                self.touched.add(dev)
-                out.append(ch)
+            for rule in self.rules_for(dev):
+                st = states.get(rule.id)
+                if st is None or not (st.active or st.since is not None or st.times):
+                    continue  # nothing running that time could decide
+                ch = self._tick_one(rule, dev, st, now)
+                if ch is not None:
+                    self.touched.add(dev)
+                    out.append(ch)
         for dev, seen in self.last_seen.items():
             if dev in self.offline or dev not in self.devices:
                 continue
@@ -536,7 +569,7 @@ class Warner:
         """JSON-able state of these devices (for ``restore`` after a restart)."""
         out: dict[int, dict[str, Any]] = {}
         for dev in devices:
-            rules = {rule_id: asdict(st) for (rule_id, d), st in self.state.items() if d == dev}
+            rules = {rule_id: asdict(st) for rule_id, st in self.state.get(dev, {}).items()}
             out[dev] = {
                 "rules": {k: {**v, "last_ts": _finite(v["last_ts"])} for k, v in rules.items()},
                 "latest": self.latest.get(dev, {}),
@@ -551,7 +584,7 @@ class Warner:
                 st = dict(saved_st)
                 st["last_ts"] = -math.inf if st.get("last_ts") is None else st["last_ts"]
                 st["points"] = [tuple(p) for p in st.get("points", [])]
-                self.state[(rule_id, dev)] = RuleState(**st)
+                self.state.setdefault(dev, {})[rule_id] = RuleState(**st)
             self.latest[dev] = dict(s.get("latest", {}))
             if s.get("last_seen") is not None:
                 self.last_seen[dev] = float(s["last_seen"])

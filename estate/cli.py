@@ -331,6 +331,65 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    """Open alerts (or all) newest first, with their incident and whether muted."""
+    with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
+        rows = conn.execute(
+            "SELECT id, first_seen, severity, alert_type, estate_code,"
+            " coalesce(building_code, '-'), device_code, state, occurrences,"
+            " coalesce(confirmation, ''), coalesce(muted_by, ''), incident_id FROM alerts"
+            " WHERE (%(all)s OR state = 'open') AND (%(e)s::text IS NULL OR estate_code = %(e)s)"
+            " ORDER BY id DESC LIMIT %(n)s",
+            {"all": args.all, "e": args.estate, "n": args.limit},
+        ).fetchall()
+    for r in rows:
+        aid, first, sev, typ, est, bld, dev, state, n, conf, muted, inc = r
+        extra = " ".join(str(x) for x in (conf, f"muted by {muted}" if muted else "") if x)
+        _out(
+            f"{aid:6d} {first:%Y-%m-%d %H:%M:%S} {sev:8} {typ:28} {est}/{bld}/{dev}"
+            f" {state} x{n} incident {inc or '-'} {extra}".rstrip()
+        )
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
+    """Mute matching alerts for maintenance work (they are still stored)."""
+    with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
+        if args.action == "add":
+            if not (args.estate and args.reason and args.hours):
+                raise SettingsError("estate silence add needs --estate, --hours and --reason")
+            start = dt.datetime.now(dt.UTC)
+            row = conn.execute(
+                "INSERT INTO silences (estate_code, building_code, device_code, alert_type,"
+                " starts_at, ends_at, author, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING id, ends_at",
+                (
+                    args.estate,
+                    args.building,
+                    args.device,
+                    args.alert,
+                    start,
+                    start + dt.timedelta(hours=args.hours),
+                    args.author or os.environ.get("USER", "cli"),
+                    args.reason,
+                ),
+            ).fetchone()
+            conn.commit()
+            assert row is not None
+            _out(f"silence {row[0]} until {row[1]:%Y-%m-%d %H:%M %Z}")
+            return 0
+        for r in conn.execute(
+            "SELECT id, estate_code, coalesce(building_code, '*'), coalesce(device_code, '*'),"
+            " coalesce(alert_type, '*'), starts_at, ends_at, author, reason FROM silences"
+            " WHERE ends_at > now() ORDER BY ends_at"
+        ):
+            _out(
+                f"{r[0]:5d} {r[1]}/{r[2]}/{r[3]} {r[4]} until {r[6]:%Y-%m-%d %H:%M} "
+                f"by {r[7]}: {r[8]}"
+            )
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     """Validate an alert rules file (default: the one in force) and summarise it."""
     from alerts.rules import shipped_path  # noqa: PLC0415
@@ -575,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_commands(sub)
     _add_run_commands(sub)
+    _add_alert_commands(sub)
     return p
 
 
@@ -598,16 +658,35 @@ def _add_data_commands(sub: SubParsers) -> None:
     r.set_defaults(func=cmd_registry)
 
 
-def _add_run_commands(sub: SubParsers) -> None:
-    s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
-    s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
-    s.add_argument("--no-alerts", action="store_true", help="store only; evaluate no rules")
-    s.set_defaults(func=cmd_ingest)
+def _add_alert_commands(sub: SubParsers) -> None:
+    s = sub.add_parser("alerts", help="list open alerts (or all)")
+    s.add_argument("--all", action="store_true", help="cleared ones too")
+    s.add_argument("--estate")
+    s.add_argument("--limit", type=int, default=50)
+    s.set_defaults(func=cmd_alerts)
+
+    s = sub.add_parser("silence", help="mute matching alerts for a while (maintenance work)")
+    s.add_argument("action", choices=["add", "list"])
+    s.add_argument("--estate")
+    s.add_argument("--building")
+    s.add_argument("--device")
+    s.add_argument("--alert", help="alert type, e.g. fire.door_open")
+    s.add_argument("--hours", type=float)
+    s.add_argument("--reason")
+    s.add_argument("--author")
+    s.set_defaults(func=cmd_silence)
 
     s = sub.add_parser("rules", help="check an alert rules file")
     s.add_argument("action", choices=["check"])
     s.add_argument("file", nargs="?", help="default: ESTATE_ALERT_RULES or the shipped rules")
     s.set_defaults(func=cmd_rules)
+
+
+def _add_run_commands(sub: SubParsers) -> None:
+    s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
+    s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
+    s.add_argument("--no-alerts", action="store_true", help="store only; evaluate no rules")
+    s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("api", help="run the HTTP API (FastAPI under uvicorn) until stopped")
     s.add_argument("--host", help="default ESTATE_API_HOST (127.0.0.1)")

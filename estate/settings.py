@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     service_timeout_s: float = Field(default=60.0, gt=0)
     # ingest
     ingest_batch_size: int = Field(default=5000, ge=1, le=100_000)
-    ingest_batch_age_ms: float = Field(default=50.0, gt=0)
+    ingest_batch_age_ms: float = Field(default=20.0, gt=0)
     ts_max_past_s: float = Field(default=7 * 86400, gt=0)  # older device timestamps: dead letter
     ts_max_future_s: float = Field(default=300, gt=0)  # device clock this far ahead: dead letter
     silence_s: float = Field(default=300, gt=0)  # quiet this long: offline ('silence')

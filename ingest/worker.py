@@ -72,7 +72,7 @@ class Shard:
 @dataclass(frozen=True)
 class IngestConfig:
     batch_size: int = 5000
-    batch_age_s: float = 0.05
+    batch_age_s: float = 0.02
     bounds: Bounds = field(default_factory=Bounds)
     silence_s: float = 300.0  # a device quiet this long is marked offline ('silence')
     refresh_s: float = 30.0  # registry re-read (new devices, new estates)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -16,7 +18,7 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts import store
+from alerts import rules, store
 from alerts.judge import Op
 from alerts.rules import Severity
 from alerts.stage import AlertStage
@@ -215,3 +217,33 @@ def test_incidents_group_a_building_and_resolve_when_all_clear(
     )
     changes = conn.execute("SELECT change FROM alert_changes ORDER BY id").fetchall()
     assert [c for (c,) in changes] == ["raise", "raise", "raise", "clear", "clear"]
+
+
+def test_rules_reload_without_restart_and_a_bad_file_keeps_the_old(
+    conn: Conn,
+    database_url: str,
+    estate_code: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    load_registry(database_url, estate_code)
+    path = tmp_path / "rules.yaml"
+    text = rules.shipped_path().read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    stage = AlertStage(rules_path=path, checkpoint_s=0)
+    stage.start(conn, owns=lambda e: e == estate_code, publish=None, now=NOW)
+    assert stage.warner.book.rules[0].enabled
+
+    def rewrite(new: str, bump: float) -> None:
+        path.write_text(new, encoding="utf-8")
+        os.utime(path, (bump, bump))
+        stage.tick(conn, NOW)
+
+    rewrite(text.replace("silence_s: 300", "silence_s: 120"), 1_000)
+    offline = next(r for r in stage.warner.book.rules if r.id == "elevator.offline")
+    assert offline.silence_s == 120  # type: ignore[union-attr]
+    with caplog.at_level("ERROR", logger="estate.alerts"):
+        rewrite(text.replace("silence_s: 300", "silence_s: -5"), 2_000)
+    assert "old ones stay in force" in caplog.text
+    offline = next(r for r in stage.warner.book.rules if r.id == "elevator.offline")
+    assert offline.silence_s == 120  # type: ignore[union-attr]

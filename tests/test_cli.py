@@ -216,3 +216,40 @@ def test_apikey_add_list_revoke(stack: Stack, database_url: str) -> None:
     assert _run(["apikey", "revoke", "ops-bot"], env).returncode == 0
     assert "revoked" in _run(["apikey", "list"], env).stdout
     assert _run(["apikey", "revoke", "ops-bot"], env).returncode == 2
+
+
+@pytest.mark.integration
+def test_silence_add_list_and_alerts(stack: Stack, database_url: str) -> None:
+    env = _env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env["DATABASE_URL"] = database_url
+    assert _run(["registry", "load", "demo"], env).returncode == 0
+    refused = _run(["silence", "add", "--estate", "HXY", "--hours", "2"], env)
+    assert refused.returncode == 2
+    assert "needs --estate, --hours and --reason" in refused.stderr
+    added = _run(
+        [
+            "silence",
+            "add",
+            "--estate",
+            "HXY",
+            "--building",
+            "B1",
+            "--alert",
+            "fire.door_open",
+            "--hours",
+            "2",
+            "--reason",
+            "door closer replaced",
+            "--author",
+            "wang",
+        ],
+        env,
+    )
+    assert added.returncode == 0, added.stderr
+    listed = _run(["silence", "list"], env).stdout
+    assert "HXY/B1/* fire.door_open" in listed
+    assert "by wang: door closer replaced" in listed
+    alerts = _run(["alerts", "--all"], env)
+    assert (alerts.returncode, alerts.stdout) == (0, "")
+    rules = _run(["rules", "check"], env)
+    assert "rules (drainage" in rules.stdout
