@@ -273,3 +273,46 @@ def load_state(conn: Conn, device_ids: Iterable[int]) -> dict[int, dict[str, Any
         (list(device_ids),),
     ).fetchall()
     return {int(d): dict(s) for d, s in rows}
+
+
+# ---------------------------------------------------------------------- operators
+
+
+class AlertActionError(ValueError):
+    """An operator's action does not apply; the message says why."""
+
+
+def confirm_fire(
+    conn: Conn, alert_id: int, *, actor: str, now: dt.datetime, false_alarm_cause: str | None
+) -> None:
+    """The control room's verdict on a fire alarm (GB 25201 §5.3): confirmed, or a false
+    alarm with its cause. A false alarm also clears the alert."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT alert_type, state, confirmation, severity FROM alerts WHERE id = %s FOR UPDATE",
+            (alert_id,),
+        ).fetchone()
+        if row is None:
+            raise AlertActionError(f"no alert {alert_id}")
+        alert_type, state, confirmation, severity = row
+        if confirmation is None:
+            raise AlertActionError(f"alert {alert_id} ({alert_type}) is not a fire alarm")
+        if state != "open":
+            raise AlertActionError(f"alert {alert_id} is {state}: nothing to confirm")
+        if false_alarm_cause is not None:
+            if not false_alarm_cause.strip():
+                raise AlertActionError("a false alarm needs its cause")
+            conn.execute(
+                "UPDATE alerts SET confirmation = 'false_alarm', false_alarm_cause = %s,"
+                " state = 'cleared', cleared_at = %s WHERE id = %s",
+                (false_alarm_cause, now, alert_id),
+            )
+            change, detail = "false_alarm", {"cause": false_alarm_cause}
+        else:
+            conn.execute("UPDATE alerts SET confirmation = 'confirmed' WHERE id = %s", (alert_id,))
+            change, detail = "confirm", {"confirmation": "confirmed"}
+        conn.execute(
+            "INSERT INTO alert_changes (alert_id, at, change, severity, actor, detail)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (alert_id, now, change, severity, actor, Jsonb(detail)),
+        )

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
+from alerts import store as alert_store
 from alerts.rules import RulesError
 from alerts.rules import parse as parse_rules
 from alerts.stage import AlertStage
@@ -332,7 +333,28 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
-    """Open alerts (or all) newest first, with their incident and whether muted."""
+    """Open alerts (or all) newest first, with their incident and whether muted; or a
+    control room's verdict on a fire alarm."""
+    if args.action in ("confirm", "false-alarm"):
+        if args.id is None:
+            raise SettingsError(f"estate alerts {args.action} needs --id")
+        cause = args.cause if args.action == "false-alarm" else None
+        if args.action == "false-alarm" and not cause:
+            raise SettingsError("estate alerts false-alarm needs --cause (what set it off)")
+        with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
+            try:
+                alert_store.confirm_fire(
+                    conn,
+                    args.id,
+                    actor=args.actor or os.environ.get("USER", "cli"),
+                    now=dt.datetime.now(dt.UTC),
+                    false_alarm_cause=cause,
+                )
+            except alert_store.AlertActionError as err:
+                raise SettingsError(str(err)) from None
+            conn.commit()
+        _out(f"alert {args.id}: {'false alarm' if cause else 'confirmed'}")
+        return 0
     with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
         rows = conn.execute(
             "SELECT id, first_seen, severity, alert_type, estate_code,"
@@ -659,7 +681,11 @@ def _add_data_commands(sub: SubParsers) -> None:
 
 
 def _add_alert_commands(sub: SubParsers) -> None:
-    s = sub.add_parser("alerts", help="list open alerts (or all)")
+    s = sub.add_parser("alerts", help="list alerts; confirm a fire alarm or call it false")
+    s.add_argument("action", nargs="?", default="list", choices=["list", "confirm", "false-alarm"])
+    s.add_argument("--id", type=int, help="the alert (confirm, false-alarm)")
+    s.add_argument("--cause", help="what set off a false alarm (false-alarm)")
+    s.add_argument("--actor", help="who decides (default: $USER)")
     s.add_argument("--all", action="store_true", help="cleared ones too")
     s.add_argument("--estate")
     s.add_argument("--limit", type=int, default=50)

@@ -22,7 +22,9 @@ from alerts import rules, store
 from alerts.judge import Op
 from alerts.rules import Severity
 from alerts.stage import AlertStage
+from alerts.stream import AlertStream
 from alerts.warn import DeviceInfo
+from ingest.batch import Rows
 from ingest.worker import IngestConfig, Worker
 from tests.conftest import Stack
 from tests.test_ingest import Feeder, Running, _forget_session, count, load_registry, wait_for
@@ -247,3 +249,59 @@ def test_rules_reload_without_restart_and_a_bad_file_keeps_the_old(
     assert "old ones stay in force" in caplog.text
     offline = next(r for r in stage.warner.book.rules if r.id == "elevator.offline")
     assert offline.silence_s == 120  # type: ignore[union-attr]
+
+
+def test_the_control_room_confirms_or_calls_a_false_alarm(
+    conn: Conn, database_url: str, estate_code: str
+) -> None:
+    load_registry(database_url, estate_code)
+    devs = {d.code: d for d in store.devices(conn)}
+    lift, hp = devs["L1"], devs["HP"]
+    by_id = {d.id: d for d in devs.values()}
+    t = NOW.timestamp()
+    # HP is not a detector, but the store only cares that the alert carries a confirmation
+    fire = Op(
+        "raise",
+        (hp.id, "fire.alarm"),
+        "fire.alarm",
+        Severity.CRITICAL,
+        t,
+        confirmation="to_be_confirmed",
+    )
+    ebike = Op("raise", (lift.id, "elevator.ebike"), "elevator.ebike", Severity.WARNING, t)
+    fire_id, ebike_id = (e.alert_id for e in store.apply(conn, [fire, ebike], by_id))
+    with pytest.raises(store.AlertActionError, match="is not a fire alarm"):
+        store.confirm_fire(conn, ebike_id, actor="li", now=NOW, false_alarm_cause=None)
+    with pytest.raises(store.AlertActionError, match="needs its cause"):
+        store.confirm_fire(conn, fire_id, actor="li", now=NOW, false_alarm_cause=" ")
+    store.confirm_fire(conn, fire_id, actor="li", now=NOW, false_alarm_cause="cooking smoke")
+    row = conn.execute(
+        "SELECT confirmation, false_alarm_cause, state FROM alerts WHERE id = %s", (fire_id,)
+    ).fetchone()
+    assert row == ("false_alarm", "cooking smoke", "cleared")
+    last = conn.execute(
+        "SELECT change, actor, detail->>'cause' FROM alert_changes WHERE alert_id = %s"
+        " ORDER BY id DESC LIMIT 1",
+        (fire_id,),
+    ).fetchone()
+    assert last == ("false_alarm", "li", "cooking smoke")
+    with pytest.raises(store.AlertActionError, match="is cleared"):
+        store.confirm_fire(conn, fire_id, actor="li", now=NOW, false_alarm_cause=None)
+
+
+def test_alert_changes_reach_the_in_process_stream(
+    conn: Conn, database_url: str, estate_code: str
+) -> None:
+    load_registry(database_url, estate_code)
+    stream = AlertStream()
+    stage = AlertStage(stream=stream)
+    stage.start(conn, owns=lambda e: e == estate_code, publish=None, now=NOW)
+    lift = next(d for d in store.devices(conn) if d.code == "L1")
+    rows = Rows()
+    rows.events.append((NOW, lift.id, 1, "ebike_detected", {}))
+    with stream.subscribe() as sub:
+        stage.batch(conn, rows, NOW)
+        got = sub.get(timeout=5)
+        assert got is not None
+        assert (got.alert, got.change, got.device) == ("elevator.ebike", "raise", "L1")
+        assert sub.get(timeout=0.1) is None

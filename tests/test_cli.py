@@ -253,3 +253,9 @@ def test_silence_add_list_and_alerts(stack: Stack, database_url: str) -> None:
     assert (alerts.returncode, alerts.stdout) == (0, "")
     rules = _run(["rules", "check"], env)
     assert "rules (drainage" in rules.stdout
+    no_cause = _run(["alerts", "false-alarm", "--id", "1"], env)
+    assert no_cause.returncode == 2
+    assert "needs --cause" in no_cause.stderr
+    missing = _run(["alerts", "confirm", "--id", "999"], env)
+    assert missing.returncode == 2
+    assert "no alert 999" in missing.stderr
