@@ -85,7 +85,7 @@ class Change:
     evidence: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class RuleState:
     """One rule's memory of one device."""
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
-from api import deadletters, problems
+from api import alerts, deadletters, problems
 from api.deps import Clock
 from api.problems import Problem
 from estate import db
@@ -79,4 +79,5 @@ def create_app(database_url: str, *, clock: Clock = _utcnow, pool_size: int = 4)
         return Ready(status="ready", schema_version=latest)
 
     app.include_router(deadletters.router)
+    app.include_router(alerts.router)
     return app

@@ -72,6 +72,19 @@ class Principal:
             ).format(col, sql.Literal(self.area_code))
         return sql.SQL("false").format()
 
+    def alert_scope(self) -> sql.Composed:
+        """SQL condition over ``alerts`` (or ``incidents`` via their alerts' columns
+        ``estate_code``, ``kind``, ``device_id``) for what this caller may see."""
+        estates = self.estate_scope("estate_code")
+        kind = {Role.FIRE_INSPECTOR: "fire", Role.MARKET_INSPECTOR: "elevator"}.get(self.role)
+        if kind is not None:
+            return sql.SQL("({} AND kind = {})").format(estates, sql.Literal(kind))
+        if self.role is Role.MAINTENANCE:
+            return sql.SQL(
+                "device_id IN (SELECT id FROM devices WHERE maintenance_code = {})"
+            ).format(sql.Literal(self.org_code))
+        return estates
+
 
 class ApiKeyError(ValueError):
     """A key could not be created; the message says why."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from psycopg import sql
@@ -12,20 +12,13 @@ from pydantic import BaseModel, Field
 
 from api.auth import Role
 from api.deps import Caller, ClockDep, Db, allow
+from api.pages import Cursor, Limit, Page, cursor_id, page
 from ingest import deadletters
 from ingest.contract import Bounds, Reason
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["ingest"])
-T = TypeVar("T")
 READERS = (Role.ADMIN, Role.OPERATOR, Role.MANAGER)
 REPLAYERS = (Role.ADMIN, Role.MANAGER)
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = Field(
-        description="pass as `cursor` for the next page; null on the last page"
-    )
 
 
 class DeadLetterOut(BaseModel):
@@ -65,8 +58,8 @@ def list_dead_letters(
     reason: Reason | None = None,
     estate: str | None = None,
     replayed: Annotated[bool, Query(description="replayed ones instead of waiting")] = False,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Page[DeadLetterOut]:
     """Messages ingest could not store, newest first, within the caller's estates (admin:
     all, including those for estates not in the registry)."""
@@ -86,7 +79,7 @@ def list_dead_letters(
             "reason": reason,
             "estate": estate,
             "replayed": replayed,
-            "cursor": int(cursor) if cursor else None,
+            "cursor": cursor_id(cursor),
             "limit": limit,
         },
     ).fetchall()
@@ -106,8 +99,7 @@ def list_dead_letters(
         )
         for r in rows
     ]
-    more = len(items) == limit
-    return Page[DeadLetterOut](items=items, next_cursor=str(items[-1].id) if more else None)
+    return page(items, limit, lambda d: d.id)
 
 
 @router.get("/summary")
