@@ -39,6 +39,7 @@ from estate.services import (
     ServiceError,
     load_secrets,
     mask_url,
+    port_in_use,
 )
 from estate.settings import Settings, SettingsError, load_settings
 from ingest import deadletters
@@ -174,10 +175,14 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _banner(ep: Endpoints, settings: Settings) -> None:
+def _banner(ep: Endpoints, settings: Settings, *, api_up: bool) -> None:
     _out("smart-estate demo is up")
     _out(f"  database  {mask_url(ep.database_url)}")
     _out(f"  broker    {mask_url(ep.mqtt_url)}")
+    if api_up:
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        _out(f"  API       {base}/api/v1 (docs: {base}/docs)")
+        _out("            a key for it: `.venv/bin/estate apikey add ME`")
     _out(f"  data in   {settings.var_dir}")
     _out("  in another terminal: `.venv/bin/estate env` prints the URLs; `.venv/bin/estate psql`")
     _out("  ingest is running; the demo county's 108 simulated devices publish in real time")
@@ -204,6 +209,24 @@ def _demo_status(database_url: str) -> str:
     )
 
 
+def _api_server(database_url: str, settings: Settings) -> Any:
+    """The API as a uvicorn server for a thread of the demo, or None if its port is taken."""
+    import uvicorn  # noqa: PLC0415 - only the API needs the server
+
+    from api.app import create_app  # noqa: PLC0415
+
+    if port_in_use(settings.api_port):
+        _err(f"API not started: port {settings.api_port} is taken (set ESTATE_API_PORT)")
+        return None
+    config = uvicorn.Config(
+        create_app(database_url),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+    )
+    return uvicorn.Server(config)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     # Signals first: a Ctrl-C right after the banner must still stop everything cleanly.
@@ -223,6 +246,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             stage=AlertStage(rules_path=settings.alert_rules),
         )
         threads = [threading.Thread(target=worker.run, args=(stop,), name="ingest")]
+        api = None if args.once else _api_server(ep.database_url, settings)
+        if api is not None:
+            threads.append(threading.Thread(target=api.run, name="api"))
         if not args.once:
             args.mode, args.connections = "device", 1
             pub = _simulation_publisher(args, settings, ep.mqtt_url, reg)
@@ -242,7 +268,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             )
         for t in threads:
             t.start()
-        _banner(ep, settings)
+        _banner(ep, settings, api_up=api is not None)
         sys.stdout.flush()
         if args.once:
             stop.set()
@@ -251,6 +277,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.flush()
         stop.set()
         _out("stopping")
+        if api is not None:
+            api.should_exit = True
         for t in threads:
             t.join(60)
     return 0

@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from estate.services import PrivateServices, _pid_cmdline, port_in_use
-from tests.conftest import Stack, make_settings
+from tests.conftest import Stack, free_port, make_settings
 
 ESTATE = [sys.executable, "-m", "estate.cli"]
 
@@ -87,6 +88,7 @@ def test_services_status_start_stop(tmp_path: Path) -> None:
 
 
 def _start_demo(env: dict[str, str]) -> subprocess.Popen[str]:
+    env = env | {"ESTATE_API_PORT": str(free_port())}
     proc = subprocess.Popen(
         [*ESTATE, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -98,6 +100,17 @@ def _start_demo(env: dict[str, str]) -> subprocess.Popen[str]:
         if "Ctrl-C stops" in line or time.monotonic() > deadline:
             break
     assert any("Ctrl-C stops" in ln for ln in lines), "".join(lines)
+    # the demo serves the API too
+    url = f"http://127.0.0.1:{env['ESTATE_API_PORT']}/healthz"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                assert r.status == 200
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        raise AssertionError(f"the demo's API did not answer at {url}")
     return proc
 
 
