@@ -34,6 +34,7 @@ from alerts.rules import (
     ThresholdRule,
     Value,
 )
+from ingest.batch import BOOL_COLUMNS
 
 EVIDENCE_READINGS = 10  # readings kept as evidence per (rule, device)
 Scalar = float | bool
@@ -99,6 +100,44 @@ class RuleState:
     evidence: list[dict[str, Any]] = field(default_factory=list)
 
 
+class HoldArrays:
+    """One threshold or condition rule's state over every device slot, as compact arrays:
+    the raised severity, the severity waiting out ``for_s``, since when (NaN: not
+    pending) and the newest reading evaluated."""
+
+    __slots__ = ("active", "last_ts", "pending", "since")
+
+    def __init__(self, n: int) -> None:
+        self.active = np.zeros(n, np.int8)
+        self.pending = np.zeros(n, np.int8)
+        self.since = np.full(n, np.nan)
+        self.last_ts = np.full(n, -np.inf)
+
+    def grow(self, n: int) -> None:
+        extra = n - len(self.active)
+        if extra <= 0:
+            return
+        self.active = np.concatenate([self.active, np.zeros(extra, np.int8)])
+        self.pending = np.concatenate([self.pending, np.zeros(extra, np.int8)])
+        self.since = np.concatenate([self.since, np.full(extra, np.nan)])
+        self.last_ts = np.concatenate([self.last_ts, np.full(extra, -np.inf)])
+
+    def get(self, slot: int, evidence: list[dict[str, Any]]) -> RuleState:
+        since = float(self.since[slot])
+        return RuleState(
+            active=int(self.active[slot]),
+            pending=int(self.pending[slot]),
+            since=None if math.isnan(since) else since,
+            last_ts=float(self.last_ts[slot]),
+            evidence=evidence,
+        )
+
+    def put(self, slot: int, st: RuleState) -> None:
+        self.active[slot], self.pending[slot] = st.active, st.pending
+        self.since[slot] = np.nan if st.since is None else st.since
+        self.last_ts[slot] = st.last_ts
+
+
 def _resolve(v: Value, params: dict[str, Any]) -> float:
     if isinstance(v, Param):
         raw = params.get(v.param, v.default)
@@ -142,6 +181,103 @@ def _test(t: Test, values: dict[str, Scalar]) -> bool | None:
     return float(v) not in t.not_in
 
 
+def _test_array(
+    t: Test, v: np.ndarray[Any, np.dtype[np.float64]]
+) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """``_test`` over a column (booleans as 1.0/0.0, NaN unknown: never true)."""
+    known = ~np.isnan(v)
+    with np.errstate(invalid="ignore"):
+        if t.eq is not None:
+            hit = v == float(t.eq)
+        elif t.above is not None:
+            hit = v > t.above
+        elif t.below is not None:
+            hit = v < t.below
+        else:
+            assert t.not_in is not None
+            hit = ~np.isin(v, t.not_in)
+    out: np.ndarray[Any, np.dtype[np.bool_]] = known & hit
+    return out
+
+
+def _same_shape(a: Rule, b: Rule) -> bool:
+    """Whether two variants of a rule (overrides) can share one vectorised evaluation."""
+    if isinstance(a, ThresholdRule) and isinstance(b, ThresholdRule):
+        return a.metric == b.metric and [(lv.severity, lv.above is None) for lv in a.levels] == [
+            (lv.severity, lv.above is None) for lv in b.levels
+        ]
+    if isinstance(a, ConditionRule) and isinstance(b, ConditionRule):
+        return a.all == b.all
+    return False
+
+
+class _Batch:
+    """One batch's readings as columns, sorted by (device, time), with per-device groups."""
+
+    def __init__(
+        self,
+        rs: Sequence[Reading],
+        slots: dict[int, int],
+        latest: dict[int, dict[str, Scalar]],
+    ) -> None:
+        self.rs, self.n = rs, len(rs)
+        dev = np.fromiter((r.device_id for r in rs), np.int64, self.n)
+        self.order = np.lexsort((np.fromiter((r.ts for r in rs), np.float64, self.n), dev))
+        self.ts = np.fromiter((rs[i].ts for i in self.order), np.float64, self.n)
+        dev = dev[self.order]
+        self.starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
+        self.ends = np.r_[self.starts[1:], self.n]
+        self.groups = len(self.starts)
+        self.group = np.repeat(np.arange(self.groups), self.ends - self.starts)
+        self.group_dev = dev[self.starts]
+        self.group_slot = np.fromiter((slots[int(d)] for d in self.group_dev), np.int64)
+        self._latest = latest
+        self._columns: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+        self._filled: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+
+    def column(self, metric: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """The metric as each reading carries it (NaN where it does not)."""
+        col = self._columns.get(metric)
+        if col is None:
+            col = np.fromiter(
+                (self.rs[i].values.get(metric, math.nan) for i in self.order),
+                np.float64,
+                self.n,
+            )
+            self._columns[metric] = col
+        return col
+
+    def filled(self, metric: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """The device's newest value of the metric as of each reading: forward-filled
+        within each device, starting from its value before the batch."""
+        col = self._filled.get(metric)
+        if col is None:
+            v = self.column(metric).copy()
+            seeds = np.fromiter(
+                (_seed(self._latest.get(int(d), {}).get(metric)) for d in self.group_dev),
+                np.float64,
+                self.groups,
+            )
+            first = v[self.starts]
+            v[self.starts] = np.where(np.isnan(first), seeds, first)
+            idx = np.where(np.isnan(v), 0, np.arange(self.n))
+            idx[self.starts] = self.starts
+            np.maximum.accumulate(idx, out=idx)
+            col = self._filled[metric] = v[idx]
+        return col
+
+    def value(self, metric: str, i: int) -> Scalar | None:
+        """Row ``i``'s filled value as the rules see it (a boolean metric as a bool)."""
+        x = float(self.filled(metric)[i])
+        if math.isnan(x):
+            return None
+        return bool(x) if metric in BOOL_COLUMNS else x
+
+
+def _seed(v: Scalar | None) -> float:
+    return math.nan if v is None else float(v)
+
+
 def fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """Least-squares line through (ts, value): (slope per second, fitted value at the end)."""
     arr = np.asarray(points, dtype=np.float64)
@@ -164,6 +300,11 @@ class Warner:
         self.latest: dict[int, dict[str, Scalar]] = {}
         self.last_seen: dict[int, float] = {}
         self.offline: set[int] = set()  # devices whose absence alert is raised
+        # threshold and condition rules: state in arrays indexed by device slot
+        self._slot: dict[int, int] = {}
+        self._slot_dev: list[int] = []
+        self.holds: dict[str, HoldArrays] = {}
+        self.hold_evidence: dict[tuple[str, int], list[dict[str, Any]]] = {}
         # devices whose state changed meaningfully since the last snapshot (not the mere
         # passing of normal readings, which would make every checkpoint save everything)
         self.touched: set[int] = set()
@@ -174,6 +315,27 @@ class Warner:
         self.devices = {d.id: d for d in devices}
         self._rules = {}
         self._stream = {}
+        for dev in self.devices:
+            self._slot_of(dev)
+
+    def _slot_of(self, dev: int) -> int:
+        slot = self._slot.get(dev)
+        if slot is None:
+            slot = self._slot[dev] = len(self._slot_dev)
+            self._slot_dev.append(dev)
+            for hs in self.holds.values():
+                hs.grow(len(self._slot_dev))
+        return slot
+
+    @property
+    def _hold_ids(self) -> set[str]:
+        return {r.id for r in self.book.rules if isinstance(r, ThresholdRule | ConditionRule)}
+
+    def _hold_arrays(self, rule_id: str) -> HoldArrays:
+        hs = self.holds.get(rule_id)
+        if hs is None:
+            hs = self.holds[rule_id] = HoldArrays(len(self._slot_dev))
+        return hs
 
     def rules_for(self, device_id: int) -> list[Rule]:
         rules = self._rules.get(device_id)
@@ -274,23 +436,12 @@ class Warner:
         return cached
 
     def _readings(self, readings: Sequence[Reading]) -> list[Change]:
-        out: list[Change] = []
+        rs = [r for r in sorted(readings, key=lambda r: r.ts) if r.device_id in self.devices]
+        out = self._holds_batch(rs)  # before `latest` moves: it seeds the batch
         rate_devices: set[int] = set()
-        for r in sorted(readings, key=lambda r: r.ts):
-            if r.device_id not in self.devices:
-                continue
-            latest = self.latest.setdefault(r.device_id, {})
-            latest.update(r.values)
-            thresholds, conditions, rates = self._stream_rules(r.device_id)
-            for tr in thresholds:
-                ch = self._threshold(tr, r)
-                if ch is not None:
-                    out.append(ch)
-            for cr in conditions:
-                ch = self._condition(cr, r, latest)
-                if ch is not None:
-                    out.append(ch)
-            for rr in rates:
+        for r in rs:
+            self.latest.setdefault(r.device_id, {}).update(r.values)
+            for rr in self._stream_rules(r.device_id)[2]:
                 if self._rate_point(rr, r):
                     rate_devices.add(r.device_id)
         # rate rules: one fit per device per batch, on everything the batch added
@@ -299,6 +450,128 @@ class Warner:
                 ch = self._rate(rr, dev)
                 if ch is not None:
                     out.append(ch)
+        return out
+
+    def _holds_batch(self, rs: Sequence[Reading]) -> list[Change]:
+        """Threshold and condition rules over a whole batch with numpy.
+
+        Most devices are normal with nothing pending: one vectorised pass proves it for
+        each rule and only moves their ``last_ts``. The others ("loud": a level is hit, or
+        something is pending or raised) go through the sequential state machine reading
+        by reading, exactly as a per-reading engine would.
+        """
+        by_rule: dict[str, dict[int, ThresholdRule | ConditionRule]] = {}
+        for dev in {r.device_id for r in rs}:
+            thresholds, conditions, _ = self._stream_rules(dev)
+            hold_rules: list[ThresholdRule | ConditionRule] = [*thresholds, *conditions]
+            for rule in hold_rules:
+                by_rule.setdefault(rule.id, {})[dev] = rule
+        if not by_rule:
+            return []
+        b = _Batch(rs, self._slot, self.latest)
+        out: list[Change] = []
+        for rule_id, variants in by_rule.items():
+            out += self._hold_rule(b, rule_id, variants)
+        return out
+
+    def _hold_rule(
+        self, b: _Batch, rule_id: str, variants: dict[int, ThresholdRule | ConditionRule]
+    ) -> list[Change]:
+        hs = self._hold_arrays(rule_id)
+        first = next(iter(variants.values()))
+        applies = np.fromiter((int(d) in variants for d in b.group_dev), bool, b.groups)
+        # a device whose override changed the rule's shape is always evaluated one by one
+        odd = np.fromiter(
+            (int(d) in variants and not _same_shape(variants[int(d)], first) for d in b.group_dev),
+            bool,
+            b.groups,
+        )
+        if isinstance(first, ThresholdRule):
+            has, level = self._threshold_levels(b, first, variants, applies & ~odd)
+        else:
+            has, level = self._condition_levels(b, first, variants, applies & ~odd)
+        row_applies = applies[b.group]
+        has &= row_applies
+        any_has = np.logical_or.reduceat(has, b.starts)
+        top = np.maximum.reduceat(np.where(has, level, 0), b.starts)
+        slots = b.group_slot
+        busy = (hs.active[slots] > 0) | (hs.pending[slots] > 0)
+        loud = applies & any_has & ((top > 0) | busy | odd)
+        quiet = applies & any_has & ~loud
+        newest = np.maximum.reduceat(np.where(has, b.ts, -np.inf), b.starts)
+        qs = slots[quiet]
+        hs.last_ts[qs] = np.maximum(hs.last_ts[qs], newest[quiet])
+        out: list[Change] = []
+        for g in np.flatnonzero(loud):
+            out += self._hold_sequential(b, int(g), hs, variants[int(b.group_dev[g])])
+        return out
+
+    def _threshold_levels(
+        self,
+        b: _Batch,
+        first: ThresholdRule,
+        variants: dict[int, ThresholdRule | ConditionRule],
+        regular: np.ndarray[Any, np.dtype[np.bool_]],
+    ) -> tuple[np.ndarray[Any, np.dtype[np.bool_]], np.ndarray[Any, np.dtype[np.int8]]]:
+        """Rows carrying the metric, and each row's level (no hysteresis: only devices
+        with nothing raised can be quiet)."""
+        col = b.column(first.metric)
+        has = ~np.isnan(col)
+        level = np.zeros(b.n, np.int8)
+        for i, lv in enumerate(first.levels):
+            limits = np.full(b.groups, np.nan)
+            for g in np.flatnonzero(regular):
+                dev = int(b.group_dev[g])
+                v = variants[dev]
+                assert isinstance(v, ThresholdRule)
+                side = v.levels[i].above if lv.above is not None else v.levels[i].below
+                assert side is not None
+                limits[g] = _resolve(side, self.devices[dev].params)
+            limit = limits[b.group]
+            with np.errstate(invalid="ignore"):
+                hit = col > limit if lv.above is not None else col < limit
+            level = np.where(hit, np.maximum(level, int(Severity.parse(lv.severity))), level)
+        return has, level.astype(np.int8)
+
+    def _condition_levels(
+        self,
+        b: _Batch,
+        first: ConditionRule,
+        variants: dict[int, ThresholdRule | ConditionRule],
+        regular: np.ndarray[Any, np.dtype[np.bool_]],
+    ) -> tuple[np.ndarray[Any, np.dtype[np.bool_]], np.ndarray[Any, np.dtype[np.int8]]]:
+        """Rows carrying any of the metrics, and whether all tests hold on the device's
+        newest values at that row (forward-filled, seeded from before the batch)."""
+        has = np.zeros(b.n, bool)
+        holds = np.ones(b.n, bool)
+        for t in first.all:
+            has |= ~np.isnan(b.column(t.metric))
+            holds &= _test_array(t, b.filled(t.metric))
+        severity = np.zeros(b.groups, np.int8)
+        for g in np.flatnonzero(regular):
+            severity[g] = int(Severity.parse(variants[int(b.group_dev[g])].severity))
+        return has, np.where(holds, severity[b.group], 0).astype(np.int8)
+
+    def _hold_sequential(
+        self, b: _Batch, g: int, hs: HoldArrays, rule: ThresholdRule | ConditionRule
+    ) -> list[Change]:
+        dev, slot = int(b.group_dev[g]), int(b.group_slot[g])
+        key = (rule.id, dev)
+        st = hs.get(slot, self.hold_evidence.get(key, []))
+        out: list[Change] = []
+        for i in range(int(b.starts[g]), int(b.ends[g])):
+            r = b.rs[int(b.order[i])]
+            if isinstance(rule, ThresholdRule):
+                ch = self._threshold(rule, st, r)
+            else:
+                latest = {t.metric: b.value(t.metric, i) for t in rule.all}
+                ch = self._condition(
+                    rule, st, r, {m: v for m, v in latest.items() if v is not None}
+                )
+            if ch is not None:
+                out.append(ch)
+        hs.put(slot, st)
+        self.hold_evidence[key] = st.evidence
         return out
 
     def _events(self, events: Sequence[Event]) -> list[Change]:
@@ -335,15 +608,15 @@ class Warner:
             st.points.pop(0)
         return True
 
-    def _threshold(self, rule: ThresholdRule, r: Reading) -> Change | None:
+    def _threshold(self, rule: ThresholdRule, st: RuleState, r: Reading) -> Change | None:
+        """One reading through a threshold rule (the sequential reference)."""
         v = r.values.get(rule.metric)
-        st = self._fresh(rule, r)
-        if st is None or v is None or isinstance(v, bool):
-            return None
+        if r.ts <= st.last_ts or v is None or isinstance(v, bool):
+            return None  # late, redelivered, or not about this metric
         st.last_ts = r.ts
         level = _threshold_level(rule, float(v), st.active, self.devices[r.device_id].params)
         if not (level or st.active or st.pending):
-            return None  # the common case: normal, and nothing was pending
+            return None
         self._remember(st, r.ts, {rule.metric: v})
         return self._hold(
             rule,
@@ -356,15 +629,16 @@ class Warner:
         )
 
     def _condition(
-        self, rule: ConditionRule, r: Reading, latest: dict[str, Scalar]
+        self, rule: ConditionRule, st: RuleState, r: Reading, latest: dict[str, Scalar]
     ) -> Change | None:
-        st = self._fresh(rule, r)
-        if st is None or not any(t.metric in r.values for t in rule.all):
+        """One reading through a condition rule, ``latest`` being the device's newest
+        values as of this reading (the sequential reference)."""
+        if r.ts <= st.last_ts or not any(t.metric in r.values for t in rule.all):
             return None
         st.last_ts = r.ts
-        holds = all(_test(t, latest) is True for t in rule.all)  # stops at the first miss
+        holds = all(_test(t, latest) is True for t in rule.all)
         if not (holds or st.active or st.pending):
-            return None  # the common case: normal, and nothing was pending
+            return None
         level = int(Severity.parse(rule.severity)) if holds else 0
         self._remember(
             st, r.ts, {t.metric: latest[t.metric] for t in rule.all if t.metric in latest}
@@ -495,7 +769,7 @@ class Warner:
     # ------------------------------------------------------------------ time
     def tick(self, now: float) -> list[Change]:
         """What the passing of time alone decides, as of ``now`` (receipt time)."""
-        out: list[Change] = []
+        out = self._tick_holds(now)
         for dev, states in self.state.items():
             if dev not in self.devices:
                 continue
@@ -521,6 +795,33 @@ class Warner:
                         out.append(ch)
         return out
 
+    def _tick_holds(self, now: float) -> list[Change]:
+        """A threshold or condition still holding at its last reading raises once its
+        time is up although the device sent nothing new; never for a device that is
+        offline (its values are stale)."""
+        out: list[Change] = []
+        for rule_id, hs in self.holds.items():
+            waiting = (hs.active == 0) & (hs.pending > 0)
+            with np.errstate(invalid="ignore"):
+                waiting &= now - hs.since >= 0
+            for slot in np.flatnonzero(waiting):
+                dev = self._slot_dev[int(slot)]
+                if dev not in self.devices or dev in self.offline:
+                    continue
+                thresholds, conditions, _ = self._stream_rules(dev)
+                candidates: list[ThresholdRule | ConditionRule] = [*thresholds, *conditions]
+                rule = next((r for r in candidates if r.id == rule_id), None)
+                if rule is None or now - float(hs.since[slot]) < rule.for_s:
+                    continue
+                level = int(hs.pending[slot])
+                hs.active[slot], hs.pending[slot] = level, 0
+                self.touched.add(dev)
+                evidence = {"readings": list(self.hold_evidence.get((rule_id, dev), []))}
+                out.append(
+                    Change("raise", rule.id, rule.alert, dev, Severity(level), now, evidence)
+                )
+        return out
+
     def _tick_one(self, rule: Rule, dev: int, st: RuleState, now: float) -> Change | None:
         if isinstance(rule, EventRule):
             return self._tick_event(rule, dev, st, now)
@@ -532,21 +833,7 @@ class Warner:
                 evidence = {"events_in_window": len(st.times)}
                 return Change("clear", rule.id, rule.alert, dev, sev, now, evidence)
             return None
-        # threshold, condition: still holding at the last reading, its time is up although
-        # the device sent nothing new; never for a device that is offline (stale values)
-        due = (
-            isinstance(rule, ThresholdRule | ConditionRule)
-            and not st.active
-            and st.pending > 0
-            and st.since is not None
-            and dev not in self.offline
-            and now - st.since >= rule.for_s
-        )
-        if not due:
-            return None
-        level, st.active, st.pending = st.pending, st.pending, 0
-        held: dict[str, Any] = {"readings": list(st.evidence)}
-        return Change("raise", rule.id, rule.alert, dev, Severity(level), now, held)
+        return None  # threshold and condition rules: see _tick_holds
 
     def _tick_event(self, rule: EventRule, dev: int, st: RuleState, now: float) -> Change | None:
         sev = Severity.parse(rule.severity)
@@ -570,6 +857,13 @@ class Warner:
         out: dict[int, dict[str, Any]] = {}
         for dev in devices:
             rules = {rule_id: asdict(st) for rule_id, st in self.state.get(dev, {}).items()}
+            slot = self._slot.get(dev)
+            for rule_id, hs in self.holds.items():
+                if slot is None:
+                    break
+                st = hs.get(slot, self.hold_evidence.get((rule_id, dev), []))
+                if st.active or st.pending or st.since is not None or st.evidence:
+                    rules[rule_id] = asdict(st)
             out[dev] = {
                 "rules": {k: {**v, "last_ts": _finite(v["last_ts"])} for k, v in rules.items()},
                 "latest": self.latest.get(dev, {}),
@@ -584,7 +878,12 @@ class Warner:
                 st = dict(saved_st)
                 st["last_ts"] = -math.inf if st.get("last_ts") is None else st["last_ts"]
                 st["points"] = [tuple(p) for p in st.get("points", [])]
-                self.state.setdefault(dev, {})[rule_id] = RuleState(**st)
+                state = RuleState(**st)
+                if rule_id in self._hold_ids:
+                    self._hold_arrays(rule_id).put(self._slot_of(dev), state)
+                    self.hold_evidence[(rule_id, dev)] = state.evidence
+                else:
+                    self.state.setdefault(dev, {})[rule_id] = state
             self.latest[dev] = dict(s.get("latest", {}))
             if s.get("last_seen") is not None:
                 self.last_seen[dev] = float(s["last_seen"])
