@@ -230,7 +230,8 @@ class _Batch:
         self.groups = len(self.starts)
         self.group = np.repeat(np.arange(self.groups), self.ends - self.starts)
         self.group_dev = dev[self.starts]
-        self.group_slot = np.fromiter((slots[int(d)] for d in self.group_dev), np.int64)
+        self.group_devs: list[int] = self.group_dev.tolist()
+        self.group_slot = np.fromiter((slots[d] for d in self.group_devs), np.int64)
         self._latest = latest
         self._columns: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
         self._filled: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
@@ -254,7 +255,7 @@ class _Batch:
         if col is None:
             v = self.column(metric).copy()
             seeds = np.fromiter(
-                (_seed(self._latest.get(int(d), {}).get(metric)) for d in self.group_dev),
+                (_seed(self._latest.get(d, {}).get(metric)) for d in self.group_devs),
                 np.float64,
                 self.groups,
             )
@@ -479,19 +480,21 @@ class Warner:
     ) -> list[Change]:
         hs = self._hold_arrays(rule_id)
         first = next(iter(variants.values()))
-        applies = np.fromiter((int(d) in variants for d in b.group_dev), bool, b.groups)
-        # a device whose override changed the rule's shape is always evaluated one by one
-        odd = np.fromiter(
-            (int(d) in variants and not _same_shape(variants[int(d)], first) for d in b.group_dev),
-            bool,
-            b.groups,
-        )
+        per_group = [variants.get(d) for d in b.group_devs]
+        applies = np.fromiter((v is not None for v in per_group), bool, b.groups)
+        # Without overrides every device shares the rule object itself; a device whose
+        # override changed the rule's shape is always evaluated one by one ("odd").
+        shared = np.fromiter((v is first for v in per_group), bool, b.groups)
+        odd = np.zeros(b.groups, bool)
+        for g in np.flatnonzero(applies & ~shared):
+            v = per_group[g]
+            odd[g] = v is None or not _same_shape(v, first)
+        regular = applies & ~odd
         if isinstance(first, ThresholdRule):
-            has, level = self._threshold_levels(b, first, variants, applies & ~odd)
+            has, level = self._threshold_levels(b, first, per_group, regular)
         else:
-            has, level = self._condition_levels(b, first, variants, applies & ~odd)
-        row_applies = applies[b.group]
-        has &= row_applies
+            has, level = self._condition_levels(b, first, per_group, regular)
+        has &= applies[b.group]
         any_has = np.logical_or.reduceat(has, b.starts)
         top = np.maximum.reduceat(np.where(has, level, 0), b.starts)
         slots = b.group_slot
@@ -503,14 +506,16 @@ class Warner:
         hs.last_ts[qs] = np.maximum(hs.last_ts[qs], newest[quiet])
         out: list[Change] = []
         for g in np.flatnonzero(loud):
-            out += self._hold_sequential(b, int(g), hs, variants[int(b.group_dev[g])])
+            rule = per_group[g]
+            assert rule is not None
+            out += self._hold_sequential(b, int(g), hs, rule)
         return out
 
     def _threshold_levels(
         self,
         b: _Batch,
         first: ThresholdRule,
-        variants: dict[int, ThresholdRule | ConditionRule],
+        per_group: list[ThresholdRule | ConditionRule | None],
         regular: np.ndarray[Any, np.dtype[np.bool_]],
     ) -> tuple[np.ndarray[Any, np.dtype[np.bool_]], np.ndarray[Any, np.dtype[np.int8]]]:
         """Rows carrying the metric, and each row's level (no hysteresis: only devices
@@ -519,15 +524,18 @@ class Warner:
         has = ~np.isnan(col)
         level = np.zeros(b.n, np.int8)
         for i, lv in enumerate(first.levels):
-            limits = np.full(b.groups, np.nan)
-            for g in np.flatnonzero(regular):
-                dev = int(b.group_dev[g])
-                v = variants[dev]
-                assert isinstance(v, ThresholdRule)
-                side = v.levels[i].above if lv.above is not None else v.levels[i].below
-                assert side is not None
-                limits[g] = _resolve(side, self.devices[dev].params)
-            limit = limits[b.group]
+            side = lv.above if lv.above is not None else lv.below
+            if isinstance(side, float) and all(v is first or v is None for v in per_group):
+                limit: Any = side  # one number for every device: no per-device lookup
+            else:
+                limits = np.full(b.groups, np.nan)
+                for g in np.flatnonzero(regular):
+                    v = per_group[g]
+                    assert isinstance(v, ThresholdRule)
+                    vside = v.levels[i].above if lv.above is not None else v.levels[i].below
+                    assert vside is not None
+                    limits[g] = _resolve(vside, self.devices[b.group_devs[g]].params)
+                limit = limits[b.group]
             with np.errstate(invalid="ignore"):
                 hit = col > limit if lv.above is not None else col < limit
             level = np.where(hit, np.maximum(level, int(Severity.parse(lv.severity))), level)
@@ -537,7 +545,7 @@ class Warner:
         self,
         b: _Batch,
         first: ConditionRule,
-        variants: dict[int, ThresholdRule | ConditionRule],
+        per_group: list[ThresholdRule | ConditionRule | None],
         regular: np.ndarray[Any, np.dtype[np.bool_]],
     ) -> tuple[np.ndarray[Any, np.dtype[np.bool_]], np.ndarray[Any, np.dtype[np.int8]]]:
         """Rows carrying any of the metrics, and whether all tests hold on the device's
@@ -547,15 +555,18 @@ class Warner:
         for t in first.all:
             has |= ~np.isnan(b.column(t.metric))
             holds &= _test_array(t, b.filled(t.metric))
-        severity = np.zeros(b.groups, np.int8)
-        for g in np.flatnonzero(regular):
-            severity[g] = int(Severity.parse(variants[int(b.group_dev[g])].severity))
+        base = int(Severity.parse(first.severity))
+        severity = np.where(regular, base, 0).astype(np.int8)
+        for g in np.flatnonzero(regular):  # overrides may change a device's severity
+            v = per_group[g]
+            if v is not first and v is not None:
+                severity[g] = int(Severity.parse(v.severity))
         return has, np.where(holds, severity[b.group], 0).astype(np.int8)
 
     def _hold_sequential(
         self, b: _Batch, g: int, hs: HoldArrays, rule: ThresholdRule | ConditionRule
     ) -> list[Change]:
-        dev, slot = int(b.group_dev[g]), int(b.group_slot[g])
+        dev, slot = b.group_devs[g], int(b.group_slot[g])
         key = (rule.id, dev)
         st = hs.get(slot, self.hold_evidence.get(key, []))
         out: list[Change] = []
