@@ -585,6 +585,18 @@ def _inject_faults(names: list[str], sim: DeviceSim, mqtt_url: str, seed: int) -
     return injected
 
 
+def _lead_s(speed: float, duration_s: float) -> float:
+    """How far in the past a simulation at ``speed`` (0: as fast as possible) starts.
+
+    Faster than real time, the simulated clock would run ahead of the wall clock and
+    ingest would refuse timestamps from the future: start in the past instead, so that
+    the simulated run ends about when the real one does.
+    """
+    if speed == 0:
+        return duration_s
+    return duration_s * (1 - 1 / speed) if speed > 1 else 0.0
+
+
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     all_scenarios = scenarios.load()
     fault_names = [f for f in (args.faults or "").split(",") if f]
@@ -617,12 +629,13 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             sim.interval_s = len(fleet) / args.rate
         tick = min(tick, len(fleet) / args.rate)
     duration = args.duration or (scenario.duration_s if scenario else 60.0)
+    lead = _lead_s(args.speed, duration)
     with PrivateServices(settings).running() as ep:
         pub = _simulation_publisher(args, settings, ep.mqtt_url, reg)
         report = run_simulation(
             fleet,
             pub,
-            start=dt.datetime.now(dt.UTC),
+            start=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=lead),
             duration_s=duration,
             tick_s=tick,
             speed=args.speed,

@@ -9,6 +9,7 @@ its seq range, so a test downstream can prove nothing was lost.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import threading
 import time
@@ -235,7 +236,9 @@ class MqttPublisher:
         user = device_username(sim.estate, sim.code)
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"sim-{user}",
+            # unique per run: a second simulator of the same device (a scenario beside
+            # `make demo`) must not take the first one's connection over
+            client_id=f"sim-{user}-{os.getpid()}",
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )

@@ -24,9 +24,11 @@ from alerts.rules import Severity
 from alerts.stage import AlertStage
 from alerts.stream import AlertStream
 from alerts.warn import DeviceInfo
+from estate import registry
 from ingest.batch import Rows
 from ingest.worker import IngestConfig, Worker
 from tests.conftest import Stack
+from tests.test_cli import _env, _run
 from tests.test_ingest import Feeder, Running, _forget_session, count, load_registry, wait_for
 
 pytestmark = pytest.mark.integration
@@ -305,3 +307,33 @@ def test_alert_changes_reach_the_in_process_stream(
         assert got is not None
         assert (got.alert, got.change, got.device) == ("elevator.ebike", "raise", "L1")
         assert sub.get(timeout=0.1) is None
+
+
+def test_a_long_scenario_simulated_as_fast_as_possible_is_stored_and_raises(
+    stack: Stack, database_url: str, running: Callable[[Worker], Running]
+) -> None:
+    """What the demo banner suggests: `estate simulate --scenario NAME --speed 0` beside a
+    running worker. A 900 s scenario replayed in a second must not put its timestamps in
+    the future (they would be dead letters), and its alert must come."""
+    with psycopg.connect(database_url) as c:
+        registry.load(c, registry.read(registry.demo_path()))
+    prefix = f"alerts-fast-{uuid.uuid4().hex[:6]}"
+    cfg = IngestConfig(client_prefix=prefix, catch_all="estate/v1/BSY/#")
+    running(
+        Worker(database_url=database_url, mqtt_url=stack.mqtt_url, config=cfg, stage=AlertStage())
+    )
+    s = stack.settings
+    try:
+        done = _run(
+            ["simulate", "--scenario", "fire_door_held_open", "--speed", "0"],
+            _env(s.var_dir, s.pg_port, s.mqtt_port),
+        )
+        assert done.returncode == 0, done.stderr
+        door = (
+            "SELECT count(*) FROM alerts WHERE alert_type = 'fire.door_open'"
+            " AND device_code = 'T1-FD'"
+        )
+        wait_for(lambda: count(database_url, door) == 1, what="the fire door alert")
+        assert count(database_url, "SELECT count(*) FROM dead_letters") == 0
+    finally:
+        _forget_session(stack, f"{prefix}-0of1")
