@@ -186,7 +186,8 @@ def _banner(ep: Endpoints, settings: Settings, *, api_up: bool) -> None:
     _out(f"  data in   {settings.var_dir}")
     _out("  in another terminal: `.venv/bin/estate env` prints the URLs; `.venv/bin/estate psql`")
     _out("  ingest is running; the demo county's 108 simulated devices publish in real time")
-    _out("  (`.venv/bin/estate simulate --scenario NAME --speed 0` in another terminal adds one)")
+    _out("  alerts: in another terminal, e.g. `.venv/bin/estate simulate --speed 0 --scenario")
+    _out("  trapped_with_event` or `fire_confirmed`; then `.venv/bin/estate alerts`")
     _out("Ctrl-C stops the demo and the private servers it started.")
 
 
