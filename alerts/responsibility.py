@@ -21,10 +21,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.rules import Severity, SeverityName
+from estate.yamldata import validate_yaml
 
 Party = Literal[
     "maintenance_company",  # the device's 维保单位 (registry: devices.maintenance)
@@ -162,17 +162,13 @@ class ResponsibilityError(ValueError):
 
 
 def parse(text: str, *, source: str = "<responsibility>") -> ResponsibilityList:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ResponsibilityError(f"{source}: not valid YAML: {err}") from err
-    try:
-        return ResponsibilityList.model_validate(data)
-    except ValidationError as err:
-        problems = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
-        raise ResponsibilityError(
-            f"{source}: invalid responsibility list:\n" + "\n".join(problems)
-        ) from err
+    return validate_yaml(
+        text,
+        ResponsibilityList,
+        source=source,
+        what="responsibility list",
+        error=ResponsibilityError,
+    )
 
 
 def shipped_path() -> Path:

@@ -27,9 +27,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from estate.yamldata import Loc, validate_yaml
 from ingest.contract import KINDS
 
 
@@ -309,24 +309,19 @@ class RulesError(ValueError):
     """The rules file is invalid; the message lists each problem with its place."""
 
 
+def _rule_id(data: Any, loc: Loc) -> str:
+    """ " (rule <id>)" for a problem inside one rule, so a person finds it by its id."""
+    if isinstance(data, dict) and loc[:1] == ("rules",) and len(loc) > 1:
+        idx, items = loc[1], data.get("rules") or []
+        if isinstance(idx, int) and idx < len(items) and isinstance(items[idx], dict):
+            return f" (rule {items[idx].get('id', '?')})"
+    return ""
+
+
 def parse(text: str, *, source: str = "<rules>") -> RuleBook:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise RulesError(f"{source}: not valid YAML: {err}") from err
-    try:
-        return RuleBook.model_validate(data)
-    except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            where = ".".join(str(p) for p in e["loc"])
-            if isinstance(data, dict) and e["loc"][:1] == ("rules",) and len(e["loc"]) > 1:
-                idx = e["loc"][1]
-                rules = data.get("rules") or []
-                if isinstance(idx, int) and idx < len(rules) and isinstance(rules[idx], dict):
-                    where += f" (rule {rules[idx].get('id', '?')})"
-            problems.append(f"  {where}: {e['msg']}")
-        raise RulesError(f"{source}: invalid rules:\n" + "\n".join(problems)) from err
+    return validate_yaml(
+        text, RuleBook, source=source, what="rules", error=RulesError, label=_rule_id
+    )
 
 
 def shipped_path() -> Path:

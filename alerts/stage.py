@@ -108,14 +108,16 @@ class AlertStage:
     def tick(self, conn: Conn, now: dt.datetime) -> None:
         t = now.timestamp()
         ops = self.judge.judge(self.warner.tick(t), [], now=t)
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
+        # every checkpoint_s: silences and the rules file are looked at again, state saved
+        periodic = time.monotonic() - self._last_checkpoint >= self.checkpoint_s
+        if periodic:
             self.judge.silences = store.silences(conn, now)
             ops += self.judge.remute(t)
             self._maybe_reload_rules()
         self._store(conn, ops)
         if time.monotonic() - self._last_refresh >= self.refresh_s:
             self._refresh_devices(conn)
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
+        if periodic:
             self.checkpoint(conn, now)
 
     def stop(self, conn: Conn, now: dt.datetime) -> None:

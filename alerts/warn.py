@@ -626,18 +626,7 @@ class Warner:
             return None  # late, redelivered, or not about this metric
         st.last_ts = r.ts
         level = _threshold_level(rule, float(v), st.active, self.devices[r.device_id].params)
-        if not (level or st.active or st.pending):
-            return None
-        self._remember(st, r.ts, {rule.metric: v})
-        return self._hold(
-            rule,
-            r.device_id,
-            st,
-            level=level,
-            at=r.ts,
-            for_s=rule.for_s,
-            evidence={"readings": list(st.evidence)},
-        )
+        return self._step(rule, st, r, level, {rule.metric: v})
 
     def _condition(
         self, rule: ConditionRule, st: RuleState, r: Reading, latest: dict[str, Scalar]
@@ -648,12 +637,23 @@ class Warner:
             return None
         st.last_ts = r.ts
         holds = all(_test(t, latest) is True for t in rule.all)
-        if not (holds or st.active or st.pending):
-            return None
         level = int(Severity.parse(rule.severity)) if holds else 0
-        self._remember(
-            st, r.ts, {t.metric: latest[t.metric] for t in rule.all if t.metric in latest}
-        )
+        seen = {t.metric: latest[t.metric] for t in rule.all if t.metric in latest}
+        return self._step(rule, st, r, level, seen)
+
+    def _step(
+        self,
+        rule: ThresholdRule | ConditionRule,
+        st: RuleState,
+        r: Reading,
+        level: int,
+        seen: dict[str, Scalar],
+    ) -> Change | None:
+        """A reading's level through the hold state machine, keeping it as evidence
+        unless nothing is happening (normal, nothing pending or raised)."""
+        if not (level or st.active or st.pending):
+            return None
+        self._remember(st, r.ts, seen)
         return self._hold(
             rule,
             r.device_id,

@@ -7,7 +7,6 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from psycopg import sql
 from pydantic import BaseModel, Field
 
 from api.auth import Role
@@ -64,40 +63,30 @@ def list_dead_letters(
     """Messages ingest could not store, newest first, within the caller's estates (admin:
     all, including those for estates not in the registry)."""
     allow(p, *READERS)
-    query = sql.SQL(
-        "SELECT id, received_at, topic, estate_code, device_code, reason, detail, payload,"
-        " replayed_at, replay_detail FROM dead_letters WHERE {scope}"
-        " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
-        " AND (%(estate)s::text IS NULL OR estate_code = %(estate)s)"
-        " AND (replayed_at IS NOT NULL) = %(replayed)s"
-        " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s)"
-        " ORDER BY id DESC LIMIT %(limit)s"
-    ).format(scope=p.estate_scope("estate_code"))
-    rows = c.execute(
-        query,
-        {
-            "reason": reason,
-            "estate": estate,
-            "replayed": replayed,
-            "cursor": cursor_id(cursor),
-            "limit": limit,
-        },
-    ).fetchall()
+    rows = deadletters.list_dead(
+        c,
+        reason=reason,
+        estate=estate,
+        replayed=replayed,
+        scope=p.estate_scope("estate_code"),
+        before_id=cursor_id(cursor),
+        limit=limit,
+    )
     items = [
         DeadLetterOut(
-            id=r[0],
-            received_at=r[1],
-            topic=r[2],
-            estate_code=r[3],
-            device_code=r[4],
-            reason=Reason(r[5]),
-            detail=r[6],
-            payload_text=bytes(r[7]).decode("utf-8", errors="replace"),
-            payload_base64=base64.b64encode(bytes(r[7])).decode(),
-            replayed_at=r[8],
-            replay_detail=r[9],
+            id=d.id,
+            received_at=d.received_at,
+            topic=d.topic,
+            estate_code=d.estate_code,
+            device_code=d.device_code,
+            reason=Reason(d.reason),
+            detail=d.detail,
+            payload_text=d.payload.decode("utf-8", errors="replace"),
+            payload_base64=base64.b64encode(d.payload).decode(),
+            replayed_at=d.replayed_at,
+            replay_detail=d.replay_detail,
         )
-        for r in rows
+        for d in rows
     ]
     return page(items, limit, lambda d: d.id)
 
@@ -106,11 +95,8 @@ def list_dead_letters(
 def dead_letter_summary(c: Db, p: Caller) -> list[ReasonCount]:
     """Waiting dead letters per reason, within the caller's estates."""
     allow(p, *READERS)
-    query = sql.SQL(
-        "SELECT reason, count(*) FROM dead_letters WHERE replayed_at IS NULL AND {scope}"
-        " GROUP BY reason ORDER BY count(*) DESC, reason"
-    ).format(scope=p.estate_scope("estate_code"))
-    return [ReasonCount(reason=Reason(r), waiting=n) for r, n in c.execute(query)]
+    counts = deadletters.summary(c, scope=p.estate_scope("estate_code"))
+    return [ReasonCount(reason=Reason(r), waiting=n) for r, n in counts]
 
 
 @router.post("/replay")
@@ -118,13 +104,12 @@ def replay_dead_letters(c: Db, p: Caller, clock: ClockDep, body: ReplayIn) -> Re
     """Decode waiting dead letters again (after the registry was fixed) and store what now
     passes, once; only those within the caller's estates. Safe to repeat."""
     allow(p, *REPLAYERS)
-    query = sql.SQL(
-        "SELECT id FROM dead_letters WHERE replayed_at IS NULL AND {scope}"
-        " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
-        " AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s))"
-    ).format(scope=p.estate_scope("estate_code"))
-    ids = [int(r[0]) for r in c.execute(query, {"reason": body.reason, "ids": body.ids})]
-    if not ids:
-        return ReplayOut(stored=0, still_failing=0)
-    result = deadletters.replay(c, now=clock(), ids=ids, bounds=Bounds())
+    result = deadletters.replay(
+        c,
+        now=clock(),
+        reason=body.reason,
+        ids=body.ids,
+        bounds=Bounds(),
+        scope=p.estate_scope("estate_code"),
+    )
     return ReplayOut(stored=result.stored, still_failing=result.still_failing)

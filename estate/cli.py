@@ -521,7 +521,7 @@ def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
         for reason, n in deadletters.summary(conn):
             _out(f"{n:8d}  {reason}")
         for d in deadletters.list_dead(
-            conn, reason=args.reason, limit=args.limit, include_replayed=args.all
+            conn, reason=args.reason, limit=args.limit, replayed=None if args.all else False
         ):
             payload = d.payload[:120].decode(errors="replace")
             state = f" [replayed {d.replayed_at:%Y-%m-%d %H:%M}]" if d.replayed_at else ""

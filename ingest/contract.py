@@ -94,19 +94,21 @@ def _events(*items: EventCode) -> dict[str, EventCode]:
 N: Literal["number"] = "number"
 B: Literal["boolean"] = "boolean"
 
+_LIFT_METRICS = _metrics(
+    Metric("floor", "floor", N, "所在楼层", "current floor (negative below ground)"),
+    Metric("speed_mps", "m/s", N, "运行速度", "car speed"),
+    Metric("direction", "-1/0/1", N, "运行方向", "down -1, stopped 0, up 1"),
+    Metric("door_open", "", B, "门开", "car door open"),
+    Metric("in_door_zone", "", B, "平层区", "car within a landing's door zone"),
+    Metric("occupied", "", B, "有人", "someone in the car"),
+    Metric("load_pct", "%", N, "载重", "load as a share of rated load"),
+    Metric("mode", "0-3", N, "运行模式", "0 normal, 1 inspection, 2 fire, 3 out of service"),
+    Metric("running", "", B, "运行中", "car moving or commanded to move"),
+)
+
 ELEVATOR = KindSpec(
     kind="elevator",
-    metrics=_metrics(
-        Metric("floor", "floor", N, "所在楼层", "current floor (negative below ground)"),
-        Metric("speed_mps", "m/s", N, "运行速度", "car speed"),
-        Metric("direction", "-1/0/1", N, "运行方向", "down -1, stopped 0, up 1"),
-        Metric("door_open", "", B, "门开", "car door open"),
-        Metric("in_door_zone", "", B, "平层区", "car within a landing's door zone"),
-        Metric("occupied", "", B, "有人", "someone in the car"),
-        Metric("load_pct", "%", N, "载重", "load as a share of rated load"),
-        Metric("mode", "0-3", N, "运行模式", "0 normal, 1 inspection, 2 fire, 3 out of service"),
-        Metric("running", "", B, "运行中", "car moving or commanded to move"),
-    ),
+    metrics=_LIFT_METRICS,
     events=_events(
         EventCode("trapped", "困人", "passengers trapped"),
         EventCode("overspeed", "超速", "overspeed"),
@@ -120,20 +122,7 @@ ELEVATOR = KindSpec(
         EventCode("power_loss", "停电", "mains power lost"),
         EventCode("power_restored", "来电", "mains power restored"),
     ),
-    subtype_metrics={
-        s: (
-            "floor",
-            "speed_mps",
-            "direction",
-            "door_open",
-            "in_door_zone",
-            "occupied",
-            "load_pct",
-            "mode",
-            "running",
-        )
-        for s in ("passenger", "freight", "escalator")
-    },
+    subtype_metrics={s: tuple(_LIFT_METRICS) for s in ("passenger", "freight", "escalator")},
 )
 
 FIRE = KindSpec(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
@@ -32,29 +33,71 @@ class DeadLetter:
     detail: str
     replayed_at: dt.datetime | None
     replay_detail: str | None
+    estate_code: str | None
+    device_code: str | None
+
+
+_ALL = sql.SQL("true")
 
 
 def list_dead(
-    conn: Conn, *, reason: str | None = None, limit: int = 50, include_replayed: bool = False
+    conn: Conn,
+    *,
+    reason: str | None = None,
+    estate: str | None = None,
+    replayed: bool | None = False,
+    scope: sql.Composable = _ALL,
+    before_id: int | None = None,
+    limit: int = 50,
 ) -> list[DeadLetter]:
-    """Newest first."""
+    """Newest first. ``replayed``: False waiting ones, True replayed ones, None both;
+    ``scope``: a condition on ``estate_code`` limiting what the caller may see;
+    ``before_id``: the page after the one that ended there."""
+    query = sql.SQL(
+        "SELECT id, received_at, topic, payload, reason, detail, replayed_at, replay_detail,"
+        " estate_code, device_code FROM dead_letters WHERE {}"
+        " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
+        " AND (%(estate)s::text IS NULL OR estate_code = %(estate)s)"
+        " AND (%(replayed)s::boolean IS NULL OR (replayed_at IS NOT NULL) = %(replayed)s)"
+        " AND (%(before)s::bigint IS NULL OR id < %(before)s)"
+        " ORDER BY id DESC LIMIT %(limit)s"
+    ).format(scope)
     rows = conn.execute(
-        "SELECT id, received_at, topic, payload, reason, detail, replayed_at, replay_detail"
-        " FROM dead_letters WHERE (%(reason)s::text IS NULL OR reason = %(reason)s)"
-        " AND (%(all)s OR replayed_at IS NULL) ORDER BY received_at DESC, id DESC"
-        " LIMIT %(limit)s",
-        {"reason": reason, "all": include_replayed, "limit": limit},
+        query,
+        {
+            "reason": reason,
+            "estate": estate,
+            "replayed": replayed,
+            "before": before_id,
+            "limit": limit,
+        },
     ).fetchall()
     return [DeadLetter(*r) for r in rows]
 
 
-def summary(conn: Conn) -> list[tuple[str, int]]:
-    """Waiting dead letters per reason."""
-    rows = conn.execute(
-        "SELECT reason, count(*) FROM dead_letters WHERE replayed_at IS NULL"
-        " GROUP BY reason ORDER BY count(*) DESC"
-    ).fetchall()
-    return [(str(r), int(n)) for r, n in rows]
+def summary(conn: Conn, *, scope: sql.Composable = _ALL) -> list[tuple[str, int]]:
+    """Waiting dead letters per reason (within ``scope``), most first."""
+    query = sql.SQL(
+        "SELECT reason, count(*) FROM dead_letters WHERE replayed_at IS NULL AND {}"
+        " GROUP BY reason ORDER BY count(*) DESC, reason"
+    ).format(scope)
+    return [(str(r), int(n)) for r, n in conn.execute(query)]
+
+
+def waiting_ids(
+    conn: Conn,
+    *,
+    reason: str | None = None,
+    ids: list[int] | None = None,
+    scope: sql.Composable = _ALL,
+) -> list[int]:
+    """The waiting dead letters a replay would take (within ``scope``)."""
+    query = sql.SQL(
+        "SELECT id FROM dead_letters WHERE replayed_at IS NULL AND {}"
+        " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
+        " AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)) ORDER BY id"
+    ).format(scope)
+    return [int(r[0]) for r in conn.execute(query, {"reason": reason, "ids": ids})]
 
 
 @dataclass(frozen=True)
@@ -70,16 +113,19 @@ def replay(
     reason: str | None = None,
     ids: list[int] | None = None,
     bounds: Bounds | None = None,
+    scope: sql.Composable = _ALL,
 ) -> ReplayResult:
-    """Replay waiting dead letters (optionally only one reason, or these ids)."""
+    """Replay waiting dead letters (optionally only one reason, or these ids, within
+    ``scope``)."""
+    wanted = waiting_ids(conn, reason=reason, ids=ids, scope=scope)
+    if not wanted:
+        return ReplayResult(0, 0)
     directory = Directory()
     directory.load(conn)
     writer = Writer(conn)
     rows = conn.execute(
-        "SELECT id, received_at, topic, payload FROM dead_letters WHERE replayed_at IS NULL"
-        " AND (%(reason)s::text IS NULL OR reason = %(reason)s)"
-        " AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)) ORDER BY id",
-        {"reason": reason, "ids": ids},
+        "SELECT id, received_at, topic, payload FROM dead_letters WHERE id = ANY(%s) ORDER BY id",
+        (wanted,),
     ).fetchall()
     stored = failing = 0
     for dl_id, received_at, topic, payload in rows:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,8 @@ import pytest
 from estate import db
 from estate.services import PrivateServices
 from estate.settings import Environment, Settings
+from ingest.worker import Worker
+from tests.helpers import Feeder, Running
 
 TEMPLATE = "estate_template"
 
@@ -106,3 +108,25 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 def estate_code() -> str:
     """A unique estate code: topics under estate/v1/<code>/ belong to this test alone."""
     return f"T{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def feeder(stack: Stack) -> Iterator[Feeder]:
+    f = Feeder(stack)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[Worker], Running]]:
+    made: list[Running] = []
+
+    def start(w: Worker) -> Running:
+        r = Running(w)
+        made.append(r)
+        return r
+
+    yield start
+    for r in made:
+        if r.thread.is_alive():
+            r.close()

@@ -28,8 +28,16 @@ from estate import registry
 from ingest.batch import Rows
 from ingest.worker import IngestConfig, Worker
 from tests.conftest import Stack
-from tests.test_cli import _env, _run
-from tests.test_ingest import Feeder, Running, _forget_session, count, load_registry, wait_for
+from tests.helpers import (
+    Feeder,
+    Running,
+    count,
+    estate_env,
+    forget_session,
+    load_registry,
+    run_estate,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -65,7 +73,7 @@ class Listener:
 def site(stack: Stack, database_url: str, estate_code: str) -> Iterator[tuple[str, str]]:
     load_registry(database_url, estate_code)
     yield database_url, estate_code
-    _forget_session(stack, f"alerts-{estate_code}-0of1")
+    forget_session(stack, f"alerts-{estate_code}-0of1")
 
 
 def worker(stack: Stack, url: str, estate: str) -> Worker:
@@ -76,27 +84,6 @@ def worker(stack: Stack, url: str, estate: str) -> Worker:
         config=cfg,
         stage=AlertStage(checkpoint_s=0.2),
     )
-
-
-@pytest.fixture
-def feeder(stack: Stack) -> Iterator[Feeder]:
-    f = Feeder(stack)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def running() -> Iterator[Callable[[Worker], Running]]:
-    made: list[Running] = []
-
-    def start(w: Worker) -> Running:
-        made.append(Running(w))
-        return made[-1]
-
-    yield start
-    for r in made:
-        if r.thread.is_alive():
-            r.close()
 
 
 def publish(feeder: Feeder, estate: str, channel: str, device: str, body: dict[str, Any]) -> None:
@@ -324,9 +311,9 @@ def test_a_long_scenario_simulated_as_fast_as_possible_is_stored_and_raises(
     )
     s = stack.settings
     try:
-        done = _run(
+        done = run_estate(
             ["simulate", "--scenario", "fire_door_held_open", "--speed", "0"],
-            _env(s.var_dir, s.pg_port, s.mqtt_port),
+            estate_env(s.var_dir, s.pg_port, s.mqtt_port),
         )
         assert done.returncode == 0, done.stderr
         door = (
@@ -336,4 +323,4 @@ def test_a_long_scenario_simulated_as_fast_as_possible_is_stored_and_raises(
         wait_for(lambda: count(database_url, door) == 1, what="the fire door alert")
         assert count(database_url, "SELECT count(*) FROM dead_letters") == 0
     finally:
-        _forget_session(stack, f"{prefix}-0of1")
+        forget_session(stack, f"{prefix}-0of1")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,27 +16,12 @@ import pytest
 
 from estate.services import PrivateServices, _pid_cmdline, port_in_use
 from tests.conftest import Stack, free_port, make_settings
-
-ESTATE = [sys.executable, "-m", "estate.cli"]
-
-
-def _env(var_dir: Path, pg_port: int, mqtt_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "MQTT_URL"}}
-    env.update(
-        ESTATE_VAR_DIR=str(var_dir), ESTATE_PG_PORT=str(pg_port), ESTATE_MQTT_PORT=str(mqtt_port)
-    )
-    return env
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ESTATE, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+from tests.helpers import ESTATE_CMD, estate_env, run_estate
 
 
 def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
-    env = _env(tmp_path, 1, 2) | {"ESTATE_PG_PORT": "not-a-port"}
-    done = _run(["env"], env)
+    env = estate_env(tmp_path, 1, 2) | {"ESTATE_PG_PORT": "not-a-port"}
+    done = run_estate(["env"], env)
     assert done.returncode == 2
     assert "ESTATE_PG_PORT='not-a-port'" in done.stderr
 
@@ -46,7 +29,7 @@ def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
 def test_registry_check_reports_problems_with_lines(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nestates:\n  - {code: E1, name: e, area: nowhere}\n")
-    done = _run(["registry", "check", str(bad)], _env(tmp_path, 1, 2))
+    done = run_estate(["registry", "check", str(bad)], estate_env(tmp_path, 1, 2))
     assert done.returncode == 2
     assert "estates[0].area (line 3): unknown area 'nowhere'" in done.stderr
 
@@ -54,11 +37,11 @@ def test_registry_check_reports_problems_with_lines(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_env_masks_passwords_unless_asked(stack: Stack) -> None:
     s = stack.settings
-    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
-    masked = _run(["env"], env).stdout
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
+    masked = run_estate(["env"], env).stdout
     assert "estate:***@" in masked
     assert "estate-service:***@" in masked
-    shown = _run(["env", "--show-secrets"], env).stdout
+    shown = run_estate(["env", "--show-secrets"], env).stdout
     exports = dict(
         shlex.split(line)[1].split("=", 1)
         for line in shown.splitlines()
@@ -70,27 +53,27 @@ def test_env_masks_passwords_unless_asked(stack: Stack) -> None:
 @pytest.mark.integration
 def test_services_status_start_stop(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "var")
-    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
-    assert _run(["services", "status"], env).returncode == 3
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
+    assert run_estate(["services", "status"], env).returncode == 3
     try:
-        started = _run(["services", "start"], env)
+        started = run_estate(["services", "start"], env)
         assert started.returncode == 0, started.stderr
         assert "postgres: started" in started.stdout
-        status = _run(["services", "status"], env)
+        status = run_estate(["services", "status"], env)
         assert status.returncode == 0
         assert "mosquitto: running" in status.stdout
         # A one-shot command reuses running services and leaves them running.
-        assert _run(["db", "upgrade"], env).returncode == 0
-        assert _run(["services", "status"], env).returncode == 0
+        assert run_estate(["db", "upgrade"], env).returncode == 0
+        assert run_estate(["services", "status"], env).returncode == 0
     finally:
-        assert _run(["services", "stop"], env).returncode == 0
-    assert _run(["services", "status"], env).returncode == 3
+        assert run_estate(["services", "stop"], env).returncode == 0
+    assert run_estate(["services", "status"], env).returncode == 3
 
 
 def _start_demo(env: dict[str, str]) -> subprocess.Popen[str]:
     env = env | {"ESTATE_API_PORT": str(free_port())}
     proc = subprocess.Popen(
-        [*ESTATE, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*ESTATE_CMD, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
     lines = []
@@ -117,7 +100,7 @@ def _start_demo(env: dict[str, str]) -> subprocess.Popen[str]:
 @pytest.mark.integration
 def test_demo_stops_on_ctrl_c_leaving_no_process(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "var")
-    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
     proc = _start_demo(env)
     pids = [st.pid for st in PrivateServices(s).status()]
     assert all(pids)
@@ -136,14 +119,14 @@ def test_demo_stops_on_ctrl_c_leaving_no_process(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_a_killed_demo_does_not_break_the_next_one(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "var")
-    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
     proc = _start_demo(env)
     proc.kill()  # no chance to clean up: the servers are orphaned
     proc.wait(timeout=10)
     assert proc.stdout is not None
     proc.stdout.close()
     assert all(st.running for st in PrivateServices(s).status())
-    again = _run(["demo", "--once"], env)
+    again = run_estate(["demo", "--once"], env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "demo registry loaded" in again.stdout
     # The second run adopted the orphans and stopped them on its way out.
@@ -152,11 +135,11 @@ def test_a_killed_demo_does_not_break_the_next_one(tmp_path: Path) -> None:
 
 
 def test_simulate_lists_scenarios_and_refuses_unknown_faults(tmp_path: Path) -> None:
-    env = _env(tmp_path, 1, 2)
-    listed = _run(["simulate", "--list-scenarios"], env)
+    env = estate_env(tmp_path, 1, 2)
+    listed = run_estate(["simulate", "--list-scenarios"], env)
     assert listed.returncode == 0
     assert "trapped_without_event" in listed.stdout
-    bad = _run(["simulate", "--faults", "gremlins"], env)
+    bad = run_estate(["simulate", "--faults", "gremlins"], env)
     assert bad.returncode == 2
     assert "unknown fault(s) ['gremlins']" in bad.stderr
 
@@ -164,9 +147,9 @@ def test_simulate_lists_scenarios_and_refuses_unknown_faults(tmp_path: Path) -> 
 @pytest.mark.integration
 def test_simulate_reports_counts_and_seq_ranges(stack: Stack, tmp_path: Path) -> None:
     s = stack.settings
-    env = _env(s.var_dir, s.pg_port, s.mqtt_port)
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
     out = tmp_path / "report.json"
-    done = _run(
+    done = run_estate(
         [
             "simulate",
             "--scenario",
@@ -198,15 +181,15 @@ def test_maintain_rolls_up_and_applies_retention(stack: Stack, database_url: str
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO telemetry (ts, device_id, seq, floor) VALUES (%s, 1, 1, 4)", [ts])
         conn.execute("INSERT INTO rollup_dirty VALUES ('1m', time_bucket('1 minute', %s))", [ts])
-    env = _env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
     env["DATABASE_URL"] = database_url
     env["ESTATE_RETENTION_RAW_DAYS"] = "60"
-    done = _run(["maintain"], env)
+    done = run_estate(["maintain"], env)
     assert done.returncode == 0, done.stderr
     assert "rollups: 1 minutes and 1 hours recomputed" in done.stdout
     assert "retention: telemetry: 0 chunks dropped" in done.stdout
     env["ESTATE_RETENTION_RAW_DAYS"] = "30"
-    done = _run(["maintain"], env)
+    done = run_estate(["maintain"], env)
     assert "rollups: 0 minutes and 0 hours recomputed" in done.stdout
     assert "retention: telemetry: 1 chunks dropped" in done.stdout
     with psycopg.connect(database_url) as conn:
@@ -216,30 +199,30 @@ def test_maintain_rolls_up_and_applies_retention(stack: Stack, database_url: str
 
 @pytest.mark.integration
 def test_apikey_add_list_revoke(stack: Stack, database_url: str) -> None:
-    env = _env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
     env["DATABASE_URL"] = database_url
-    refused = _run(["apikey", "add", "control-room", "--role", "operator"], env)
+    refused = run_estate(["apikey", "add", "control-room", "--role", "operator"], env)
     assert refused.returncode == 2
     assert "role operator needs --org" in refused.stderr
-    added = _run(["apikey", "add", "ops-bot"], env)
+    added = run_estate(["apikey", "add", "ops-bot"], env)
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("se_")
     assert "shown once" in added.stderr
-    assert "ops-bot" in _run(["apikey", "list"], env).stdout
-    assert _run(["apikey", "revoke", "ops-bot"], env).returncode == 0
-    assert "revoked" in _run(["apikey", "list"], env).stdout
-    assert _run(["apikey", "revoke", "ops-bot"], env).returncode == 2
+    assert "ops-bot" in run_estate(["apikey", "list"], env).stdout
+    assert run_estate(["apikey", "revoke", "ops-bot"], env).returncode == 0
+    assert "revoked" in run_estate(["apikey", "list"], env).stdout
+    assert run_estate(["apikey", "revoke", "ops-bot"], env).returncode == 2
 
 
 @pytest.mark.integration
 def test_silence_add_list_and_alerts(stack: Stack, database_url: str) -> None:
-    env = _env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
     env["DATABASE_URL"] = database_url
-    assert _run(["registry", "load", "demo"], env).returncode == 0
-    refused = _run(["silence", "add", "--estate", "HXY", "--hours", "2"], env)
+    assert run_estate(["registry", "load", "demo"], env).returncode == 0
+    refused = run_estate(["silence", "add", "--estate", "HXY", "--hours", "2"], env)
     assert refused.returncode == 2
     assert "needs --estate, --hours and --reason" in refused.stderr
-    added = _run(
+    added = run_estate(
         [
             "silence",
             "add",
@@ -259,16 +242,16 @@ def test_silence_add_list_and_alerts(stack: Stack, database_url: str) -> None:
         env,
     )
     assert added.returncode == 0, added.stderr
-    listed = _run(["silence", "list"], env).stdout
+    listed = run_estate(["silence", "list"], env).stdout
     assert "HXY/B1/* fire.door_open" in listed
     assert "by wang: door closer replaced" in listed
-    alerts = _run(["alerts", "--all"], env)
+    alerts = run_estate(["alerts", "--all"], env)
     assert (alerts.returncode, alerts.stdout) == (0, "")
-    rules = _run(["rules", "check"], env)
+    rules = run_estate(["rules", "check"], env)
     assert "rules (drainage" in rules.stdout
-    no_cause = _run(["alerts", "false-alarm", "--id", "1"], env)
+    no_cause = run_estate(["alerts", "false-alarm", "--id", "1"], env)
     assert no_cause.returncode == 2
     assert "needs --cause" in no_cause.stderr
-    missing = _run(["alerts", "confirm", "--id", "999"], env)
+    missing = run_estate(["alerts", "confirm", "--id", "999"], env)
     assert missing.returncode == 2
     assert "no alert 999" in missing.stderr
