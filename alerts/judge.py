@@ -216,6 +216,12 @@ class Judge:
             ops += self.remute(now, estates)
         return ops
 
+    def forget(self, keys: Iterable[tuple[int, str]]) -> None:
+        """Drop alerts closed behind the engine's back (an operator's false-alarm verdict):
+        the next occurrence raises a new alert instead of repeating a closed one."""
+        for key in keys:
+            self.open.pop(key, None)
+
     def _apply(self, c: Change) -> Op | None:
         key = (c.device_id, c.rule_id)
         a = self.open.get(key)

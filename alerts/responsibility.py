@@ -16,11 +16,14 @@ This module decides; creating and supervising work orders from it is ``dispatch`
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import psycopg
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.rules import Severity, SeverityName
@@ -35,6 +38,7 @@ Party = Literal[
     "housing_authority",
 ]
 PARTIES: tuple[str, ...] = Party.__args__  # type: ignore[attr-defined]
+Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 class _Model(BaseModel):
@@ -63,6 +67,8 @@ class Deadlines(_Model):
     acknowledge_s: float = Field(gt=0)
     arrive_s: float | None = Field(default=None, gt=0)
     resolve_s: float = Field(gt=0)
+    # 回头看: a resolved order closes once the device has stayed normal this long
+    verify_s: float = Field(default=86400, ge=0)
 
 
 class Row(_Model):
@@ -157,6 +163,59 @@ class Parties:
         return getattr(self, who) if who in PARTIES else who
 
 
+class PartyDirectory:
+    """Resolves party roles to organisations from the registry.
+
+    The device's maintenance company and the estate's property firm are columns; the
+    others are the organisation holding that role whose area is the estate's area or the
+    nearest area above it (a street office for its street, the county's fire brigade for
+    the whole county). An estate with no property firm (community-managed) has none:
+    dispatch then reports a gap and gives the order to the next party in the chain.
+    """
+
+    AREA_PARTIES = ("street_office", "fire_brigade", "market_supervision", "housing_authority")
+
+    def __init__(self, conn: Conn) -> None:
+        self.parent: dict[str, str | None] = dict(
+            conn.execute("SELECT code, parent_code FROM areas").fetchall()
+        )
+        self.by_role_area: dict[tuple[str, str], str] = {}
+        for org, role, area in conn.execute(
+            "SELECT o.code, r.role, o.area_code FROM organisations o"
+            " JOIN organisation_roles r ON r.org_code = o.code"
+            " WHERE o.area_code IS NOT NULL ORDER BY o.code DESC"
+        ):
+            self.by_role_area[(role, area)] = org  # the first code wins on ties
+        self.estates: dict[str, tuple[str, str | None]] = {
+            code: (area, firm)
+            for code, area, firm in conn.execute(
+                "SELECT code, area_code, property_firm_code FROM estates"
+            )
+        }
+
+    def _nearest(self, role: str, area: str | None) -> str | None:
+        seen: set[str] = set()
+        while area is not None and area not in seen:
+            seen.add(area)
+            org = self.by_role_area.get((role, area))
+            if org is not None:
+                return org
+            area = self.parent.get(area)
+        return None
+
+    def parties(self, estate: str, maintenance: str | None) -> Parties:
+        area, firm = self.estates.get(estate, (None, None))
+        found = {p: self._nearest(p, area) for p in self.AREA_PARTIES}
+        return Parties(
+            maintenance_company=maintenance,
+            property_firm=firm,
+            street_office=found["street_office"],
+            fire_brigade=found["fire_brigade"],
+            market_supervision=found["market_supervision"],
+            housing_authority=found["housing_authority"],
+        )
+
+
 class ResponsibilityError(ValueError):
     """The list is invalid; the message lists each problem with its row."""
 
@@ -178,3 +237,74 @@ def shipped_path() -> Path:
 def load(path: Path | None = None) -> ResponsibilityList:
     p = path or shipped_path()
     return parse(p.read_text(encoding="utf-8"), source=str(p))
+
+
+# ---------------------------------------------------------------------- versions
+
+
+@dataclass(frozen=True)
+class Version:
+    version: int  # 0: the shipped file, never stored
+    author: str
+    comment: str
+    created_at: dt.datetime | None
+    rows: ResponsibilityList
+
+
+class VersionConflict(ValueError):
+    """Someone saved a newer version first; the message says which."""
+
+
+def current(conn: Conn) -> Version:
+    """The list in force: the newest stored version, or the shipped file as version 0."""
+    row = conn.execute(
+        "SELECT version, document, author, comment, created_at FROM responsibility_versions"
+        " ORDER BY version DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return Version(0, "shipped", str(shipped_path()), None, load())
+    return Version(int(row[0]), row[2], row[3], row[4], ResponsibilityList.model_validate(row[1]))
+
+
+def current_version(conn: Conn) -> int:
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM responsibility_versions").fetchone()
+    return int(row[0]) if row else 0
+
+
+def save(
+    conn: Conn,
+    rows: ResponsibilityList,
+    *,
+    author: str,
+    comment: str,
+    based_on: int | None,
+    now: dt.datetime,
+) -> int:
+    """Store ``rows`` as the next version and return its number. ``based_on`` is the
+    version the editor started from: if another was saved since, nothing is stored
+    (``VersionConflict``), so no edit silently overwrites another. None: no check."""
+    with conn.transaction():
+        # one writer at a time: the lock makes "read newest, insert next" atomic
+        conn.execute("LOCK TABLE responsibility_versions IN SHARE ROW EXCLUSIVE MODE")
+        newest = current_version(conn)
+        if based_on is not None and based_on != newest:
+            raise VersionConflict(
+                f"the list is at version {newest}, not {based_on}: reload it and edit again"
+            )
+        conn.execute(
+            "INSERT INTO responsibility_versions (version, document, author, comment,"
+            " created_at) VALUES (%s, %s, %s, %s, %s)",
+            (newest + 1, Jsonb(rows.model_dump(mode="json")), author, comment, now),
+        )
+    return newest + 1
+
+
+def history(conn: Conn) -> list[Version]:
+    """Every stored version, newest first."""
+    return [
+        Version(int(v), a, c, t, ResponsibilityList.model_validate(d))
+        for v, d, a, c, t in conn.execute(
+            "SELECT version, document, author, comment, created_at FROM responsibility_versions"
+            " ORDER BY version DESC"
+        )
+    ]

@@ -115,6 +115,10 @@ class AlertStage:
             ops += self.judge.remute(t)
             self._maybe_reload_rules()
         self._store(conn, ops)
+        if periodic and not self._pending:
+            # everything the engine decided is stored: an open alert it knows that the
+            # database has closed was closed by a person (a false alarm)
+            self.judge.forget(store.closed_of(conn, self.judge.open))
         if time.monotonic() - self._last_refresh >= self.refresh_s:
             self._refresh_devices(conn)
         if periodic:

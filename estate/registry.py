@@ -24,10 +24,13 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# estate/v1/orgs/… carries notifications (ingest.contract.ORGS): no estate may be called so
+ORGS = "orgs"
 Kind = Literal["elevator", "fire", "drainage"]
 Role = Literal[
     "property_firm",
@@ -153,6 +156,13 @@ class Estate(_Model):
     owners_committee: bool = False
     buildings: list[Building] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)  # estate-wide: pumps, sump pits
+
+    @field_validator("code")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v == ORGS:
+            raise ValueError(f"estate code {v!r} is reserved: estate/v1/{v}/ carries notifications")
+        return v
 
 
 class Registry(_Model):

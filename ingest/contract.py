@@ -188,6 +188,22 @@ KINDS: dict[str, KindSpec] = {k.kind: k for k in (ELEVATOR, FIRE, DRAINAGE)}
 # --------------------------------------------------------------------------- topics
 
 
+# The service's own output shares the tree (the service account subscribes to estate/#):
+#   estate/v1/{estate}/alerts/{kind}/{device}   alert changes
+#   estate/v1/{estate}/workorders/{id}          work-order changes (the live stream)
+#   estate/v1/{estate}/dispatch/gaps            alerts nobody is responsible for
+#   estate/v1/orgs/{org}/notifications         what one organisation is told
+# None of it is device data; "orgs" is therefore not an estate code.
+SERVICE_SECTIONS = frozenset({"alerts", "workorders", "dispatch"})
+ORGS = "orgs"
+
+
+def service_output(topic: str) -> bool:
+    """True for the service's own publications (not device messages)."""
+    parts = topic.split("/", 4)
+    return len(parts) > 3 and (parts[2] == ORGS or parts[3] in SERVICE_SECTIONS)
+
+
 class ContractError(ValueError):
     """A topic or payload breaks the contract; the message says how."""
 

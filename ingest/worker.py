@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from ingest.batch import DeviceRef, Incoming, Rows, decode_batch, shard_of
-from ingest.contract import Bounds
+from ingest.contract import Bounds, service_output
 from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
 from ingest.writer import Writer
 
@@ -437,7 +437,7 @@ class Worker:
         t0 = time.monotonic()
         mine, _others = self._mine(messages)  # others: acknowledged below, not stored
         # The service's own output (alerts, notifications) shares the tree: not device data.
-        mine = [m for m in mine if "/alerts/" not in m.topic]
+        mine = [m for m in mine if not service_output(m.topic)]
         rows: Rows = decode_batch(mine, self.directory.lookup, bounds=self.config.bounds)
         delay = 0.2
         while True:

@@ -10,68 +10,18 @@ covered by the ingest and alert worker tests; here the clock must be ours to mov
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import psycopg
 import pytest
 
-from alerts.stage import AlertStage
 from estate import registry
-from ingest.batch import Incoming, decode_batch
-from ingest.contract import Bounds
-from ingest.worker import Directory
-from ingest.writer import Writer
-from simulators import runner, scenarios
-from simulators.scenarios import Expectation, Scenario
+from simulators import scenarios
+from simulators.scenarios import Expectation
+from tests.helpers import T0, play
 
 pytestmark = pytest.mark.integration
 Conn = psycopg.Connection[tuple[Any, ...]]
-T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
-
-
-def _time_of(payload: bytes, previous: dt.datetime) -> dt.datetime:
-    """A message's time: its own timestamp, or (a status, a Last Will) the one before."""
-    body = json.loads(payload)
-    first = body[0] if isinstance(body, list) and body else body
-    ts = first.get("ts") if isinstance(first, dict) else None
-    return dt.datetime.fromisoformat(ts) if isinstance(ts, str) else previous
-
-
-def play(conn: Conn, s: Scenario) -> None:
-    """Simulate the scenario, then feed what the devices sent through ingest and the alert
-    stage, one tick at a time, in simulated time."""
-    reg = registry.read(registry.demo_path())
-    fleet = runner.build_fleet(reg, seed=1, estates=[s.estate], devices=s.devices)
-    pub = runner.RecordingPublisher()
-    runner.run(fleet, pub, start=T0, duration_s=s.duration_s, tick_s=s.tick_s, scenario=s)
-    directory = Directory()
-    directory.load(conn)
-    writer = Writer(conn)
-    stage = AlertStage(checkpoint_s=3600)
-    stage.start(conn, owns=lambda e: e == s.estate, publish=None, now=T0)
-    t = T0
-    pending: list[Incoming] = []
-    end_of_tick = T0 + dt.timedelta(seconds=s.tick_s)
-
-    def flush(now: dt.datetime) -> None:
-        rows = decode_batch(pending, directory.lookup, bounds=Bounds())
-        assert not rows.dead, rows.dead[:3]
-        writer.write(rows)
-        stage.batch(conn, rows, now)
-        stage.tick(conn, now)
-        pending.clear()
-
-    for topic, payload, _ in pub.sent:
-        t = _time_of(payload, t)
-        while t >= end_of_tick:
-            flush(end_of_tick)
-            end_of_tick += dt.timedelta(seconds=s.tick_s)
-        pending.append(Incoming(topic, payload, 0, 1, 0, t))
-    # time goes on to the end of the scenario, whether devices speak or not
-    while end_of_tick <= T0 + dt.timedelta(seconds=s.duration_s):
-        flush(end_of_tick)
-        end_of_tick += dt.timedelta(seconds=s.tick_s)
 
 
 def raised(conn: Conn, e: Expectation, estate: str) -> list[dt.datetime]:

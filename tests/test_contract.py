@@ -298,3 +298,21 @@ def test_readme_vocabulary_tables_match_the_code() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- contract:begin -->\n", 1)[1].split("<!-- contract:end -->", 1)[0]
     assert block == contract.markdown(), "run `python -m ingest.contract` and paste into README"
+
+
+def test_service_output_is_told_apart_from_device_data() -> None:
+    assert contract.ORGS == registry.ORGS
+    for topic in (
+        "estate/v1/HXY/alerts/elevator/B1-L1",
+        "estate/v1/HXY/workorders/12",
+        "estate/v1/HXY/dispatch/gaps",
+        "estate/v1/orgs/EM-TS/notifications",
+    ):
+        assert contract.service_output(topic), topic
+    for topic in ("estate/v1/HXY/elevator/B1-L1/telemetry", "estate/v1/HXY/fire/FP/event"):
+        assert not contract.service_output(topic), topic
+    with pytest.raises(registry.RegistryError, match="reserved"):
+        registry.parse(
+            "version: 1\nareas: [{code: C, name: c, level: city}]\n"
+            "estates: [{code: orgs, name: x, area: C}]\n"
+        )
