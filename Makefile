@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python -m bench.telemetry_layout
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.alerts
+	$(BIN)/python -m bench.dispatch
 
 stop: venv
 	$(BIN)/estate services stop

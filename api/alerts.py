@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from alerts import store
+from alerts import dispatch, store
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, allow
 from api.pages import Cursor, Limit, Page, cursor_id, page
@@ -26,7 +26,7 @@ JUDGES = (Role.ADMIN, Role.OPERATOR, Role.MANAGER)  # who may confirm a fire ala
 _ALERT_COLUMNS = (
     "id, alert_type, rule_id, severity, state, confirmation, false_alarm_cause, muted_by,"
     " flapping, incident_id, estate_code, building_code, device_code, kind, first_seen,"
-    " last_seen, cleared_at, occurrences, evidence"
+    " last_seen, cleared_at, occurrences, evidence, acknowledged_at, acknowledged_by"
 )
 
 
@@ -50,6 +50,8 @@ class AlertOut(BaseModel):
     cleared_at: dt.datetime | None
     occurrences: int
     evidence: dict[str, Any] = Field(description="the readings or events that raised it")
+    acknowledged_at: dt.datetime | None = Field(description="seen on the board (console)")
+    acknowledged_by: str | None
 
 
 class ChangeOut(BaseModel):
@@ -151,20 +153,22 @@ def _verdict(c: Conn, p: Principal, alert_id: int, now: dt.datetime, cause: str 
     allow(p, *JUDGES)
     _visible(c, p, alert_id)
     try:
-        store.confirm_fire(c, alert_id, actor=f"key:{p.name}", now=now, false_alarm_cause=cause)
-    except store.AlertActionError as err:
+        dispatch.fire_verdict(c, alert_id, actor=p.actor, now=now, false_alarm_cause=cause)
+    except (store.AlertActionError, dispatch.OrderActionError) as err:
         raise Problem(409, "not-applicable", "Conflict", str(err)) from None
 
 
 @router.post("/alerts/{alert_id}/confirm", status_code=204, responses={409: {}})
 def confirm_alert(c: Db, p: Caller, clock: ClockDep, alert_id: int) -> None:
-    """The control room confirms a fire alarm (GB 25201 §5.3)."""
+    """The control room confirms a fire alarm (GB 25201 §5.3); its work order counts as
+    acknowledged."""
     _verdict(c, p, alert_id, clock(), None)
 
 
 @router.post("/alerts/{alert_id}/false-alarm", status_code=204, responses={409: {}})
 def false_alarm(c: Db, p: Caller, clock: ClockDep, alert_id: int, body: FalseAlarmIn) -> None:
-    """The control room closes a fire alarm as false, with its cause; the alert clears."""
+    """The control room closes a fire alarm as false, with its cause; the alert clears, and
+    its work order is cancelled when nothing else in the incident is open."""
     _verdict(c, p, alert_id, clock(), body.cause)
 
 

@@ -11,17 +11,33 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
-from api import alerts, deadletters, problems
+from api import (
+    alerts,
+    console,
+    deadletters,
+    fund,
+    login,
+    notices,
+    problems,
+    stream,
+    workorders,
+)
 from api.deps import Clock
 from api.problems import Problem
+from api.stream import Bridge, Hub
 from estate import db
 
 API_VERSION = "1"
+# The console: static files, no build step (vanilla JS; nothing third-party).
+WEB_DIR = Path(__file__).parent / "web"
 
 
 def _utcnow() -> dt.datetime:
@@ -33,7 +49,14 @@ class Ready(BaseModel):
     schema_version: int
 
 
-def create_app(database_url: str, *, clock: Clock = _utcnow, pool_size: int = 4) -> FastAPI:
+def create_app(
+    database_url: str,
+    *,
+    clock: Clock = _utcnow,
+    pool_size: int = 4,
+    token_ttl_s: float = 900.0,
+    mqtt_url: str | None = None,
+) -> FastAPI:
     """The application; its connection pool opens and closes with the app's lifespan."""
 
     @asynccontextmanager
@@ -43,9 +66,17 @@ def create_app(database_url: str, *, clock: Clock = _utcnow, pool_size: int = 4)
         )
         pool.open(wait=False)
         app.state.pool, app.state.clock = pool, clock
+        app.state.token_ttl_s = token_ttl_s
+        # the live stream's feed: the changes the workers and the supervisor publish
+        app.state.hub = Hub() if mqtt_url else None
+        app.state.bridge = Bridge(mqtt_url, app.state.hub) if mqtt_url else None
+        if app.state.bridge is not None:
+            app.state.bridge.start()
         try:
             yield
         finally:
+            if app.state.bridge is not None:
+                app.state.bridge.stop()
             pool.close()
 
     app = FastAPI(
@@ -78,6 +109,19 @@ def create_app(database_url: str, *, clock: Clock = _utcnow, pool_size: int = 4)
             )
         return Ready(status="ready", schema_version=latest)
 
+    app.include_router(login.router)
     app.include_router(deadletters.router)
     app.include_router(alerts.router)
+    app.include_router(workorders.router)
+    app.include_router(notices.router)
+    app.include_router(fund.router)
+    app.include_router(fund.public)
+    app.include_router(stream.router)
+    app.include_router(console.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    app.mount("/console", StaticFiles(directory=WEB_DIR, html=True), name="console")
     return app

@@ -1,14 +1,18 @@
-"""Who is calling: API keys now, password logins with issue 8; roles and their scopes.
+"""Who is calling: API keys for machines, password logins for people; roles and scopes.
 
 A key is ``se_<id>_<secret>``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key``.
 Only SHA-256 of the secret is stored (it is 256 random bits, so a slow hash adds nothing),
-compared in constant time. A ``Principal`` carries the role and the organisation or area
+compared in constant time. A person logs in with a name and password (argon2id hashes;
+ten failures in a row lock the account for 15 minutes) and gets a token
+``st_<id>_<secret>``, valid for ``ttl_s`` (15 minutes by default), revocable by logging
+out; tokens are stored like keys. A ``Principal`` carries the role and the organisation or area
 that bound what it sees; routes turn that into SQL conditions (``estate_scope``), so a
 scope is enforced in the query, not only at the door.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -18,10 +22,17 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from psycopg import sql
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 _KEY = re.compile(r"^se_(\d{1,18})_([A-Za-z0-9_-]{20,128})$")
+_TOKEN = re.compile(r"^st_(\d{1,18})_([A-Za-z0-9_-]{20,128})$")
+_hasher = PasswordHasher()  # argon2id with the library's (RFC 9106) defaults
+LOCK_AFTER = 10
+LOCK_FOR = dt.timedelta(minutes=15)
+MIN_PASSWORD = 12
 
 
 class Role(StrEnum):
@@ -47,11 +58,17 @@ AREA_ROLES = {Role.FIRE_INSPECTOR, Role.MARKET_INSPECTOR, Role.STREET_OFFICE}
 
 @dataclass(frozen=True)
 class Principal:
-    key_id: int
+    key_id: int  # the API key's id, or the user's
     name: str
     role: Role
     org_code: str | None
     area_code: str | None
+    kind: str = "key"  # "key" or "user"
+
+    @property
+    def actor(self) -> str:
+        """How audit trails name this caller."""
+        return f"{self.kind}:{self.name}"
 
     def estate_scope(self, column: str) -> sql.Composed:
         """SQL condition limiting ``column`` (an estate code) to what this caller may see."""
@@ -87,22 +104,10 @@ class Principal:
 
 
 class ApiKeyError(ValueError):
-    """A key could not be created; the message says why."""
+    """A key (or user) could not be created; the message says why."""
 
 
-def _hash(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
-
-
-def create_key(
-    conn: Conn,
-    name: str,
-    role: Role,
-    *,
-    org_code: str | None = None,
-    area_code: str | None = None,
-) -> str:
-    """Store a new key and return it (the only time it is shown)."""
+def _check_binding(conn: Conn, role: Role, org_code: str | None, area_code: str | None) -> None:
     if role in ORG_ROLES and org_code is None:
         raise ApiKeyError(f"role {role} needs --org (the organisation it works for)")
     if role in AREA_ROLES and area_code is None:
@@ -123,6 +128,22 @@ def create_key(
         found = conn.execute("SELECT 1 FROM areas WHERE code = %s", (area_code,)).fetchone()
         if found is None:
             raise ApiKeyError(f"area {area_code!r} is not in the registry")
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def create_key(
+    conn: Conn,
+    name: str,
+    role: Role,
+    *,
+    org_code: str | None = None,
+    area_code: str | None = None,
+) -> str:
+    """Store a new key and return it (the only time it is shown)."""
+    _check_binding(conn, role, org_code, area_code)
     secret = secrets.token_urlsafe(32)
     try:
         row = conn.execute(
@@ -157,3 +178,128 @@ def authenticate(conn: Conn, key: str) -> Principal | None:
         return None
     conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row[0],))
     return Principal(int(row[0]), str(row[1]), Role(row[2]), row[3], row[4])
+
+
+# ---------------------------------------------------------------------- people
+
+
+def create_user(
+    conn: Conn,
+    name: str,
+    role: Role,
+    password: str,
+    *,
+    org_code: str | None = None,
+    area_code: str | None = None,
+    display_name: str = "",
+) -> int:
+    """Store a user with an argon2id hash of ``password``; returns the id."""
+    if len(password) < MIN_PASSWORD:
+        raise ApiKeyError(f"a password needs at least {MIN_PASSWORD} characters")
+    _check_binding(conn, role, org_code, area_code)
+    try:
+        row = conn.execute(
+            "INSERT INTO users (name, display_name, role, org_code, area_code, password_hash)"
+            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (name, display_name, role.value, org_code, area_code, _hasher.hash(password)),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise ApiKeyError(f"a user named {name!r} exists already") from None
+    except psycopg.errors.CheckViolation:
+        raise ApiKeyError(f"{name!r} is not a valid user name ([A-Za-z0-9_.@-])") from None
+    assert row is not None
+    return int(row[0])
+
+
+class LoginError(ValueError):
+    """Wrong name or password, or the account is locked or disabled (the message says
+    which only where that leaks nothing an attacker could use)."""
+
+
+def login(conn: Conn, name: str, password: str, *, now: dt.datetime, ttl_s: float) -> str:
+    """Check the password and issue a token valid for ``ttl_s`` seconds."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT id, password_hash, failed_logins, locked_until, disabled_at FROM users"
+            " WHERE name = %s FOR UPDATE",
+            (name,),
+        ).fetchone()
+        if row is None:
+            _hasher.hash(password)  # the same work as a real check: no timing oracle
+            raise LoginError("wrong name or password")
+        uid, stored, failed, locked_until, disabled = row
+        if disabled is not None:
+            raise LoginError("wrong name or password")
+        if locked_until is not None and locked_until > now:
+            raise LoginError(
+                f"too many failed logins: locked until {locked_until:%Y-%m-%d %H:%M} UTC"
+            )
+        try:
+            _hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            failed += 1
+            lock = now + LOCK_FOR if failed >= LOCK_AFTER else None
+            conn.execute(
+                "UPDATE users SET failed_logins = %s, locked_until = %s WHERE id = %s",
+                (0 if lock else failed, lock, uid),
+            )
+            refused = True  # raised after the commit: the count must stick
+        else:
+            refused = False
+    if refused:
+        raise LoginError("wrong name or password")
+    with conn.transaction():
+        if _hasher.check_needs_rehash(stored):
+            conn.execute(
+                "UPDATE users SET password_hash = %s WHERE id = %s", (_hasher.hash(password), uid)
+            )
+        secret = secrets.token_urlsafe(32)
+        got = conn.execute(
+            "INSERT INTO user_tokens (user_id, secret_hash, issued_at, expires_at)"
+            " VALUES (%s, %s, %s, %s) RETURNING id",
+            (uid, _hash(secret), now, now + dt.timedelta(seconds=ttl_s)),
+        ).fetchone()
+        conn.execute(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = %s"
+            " WHERE id = %s",
+            (now, uid),
+        )
+    assert got is not None
+    return f"st_{got[0]}_{secret}"
+
+
+def _token_row(conn: Conn, token: str, now: dt.datetime) -> tuple[int, Principal] | None:
+    m = _TOKEN.match(token)
+    if m is None:
+        return None
+    row = conn.execute(
+        "SELECT t.id, t.secret_hash, u.id, u.name, u.role, u.org_code, u.area_code"
+        " FROM user_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = %s"
+        " AND t.revoked_at IS NULL AND t.expires_at > %s AND u.disabled_at IS NULL",
+        (int(m.group(1)), now),
+    ).fetchone()
+    if row is None or not hmac.compare_digest(bytes(row[1]), _hash(m.group(2))):
+        return None
+    return int(row[0]), Principal(int(row[2]), str(row[3]), Role(row[4]), row[5], row[6], "user")
+
+
+def authenticate_token(conn: Conn, token: str, now: dt.datetime) -> Principal | None:
+    """The user a live token stands for, or None (malformed, unknown, expired, revoked)."""
+    found = _token_row(conn, token, now)
+    return None if found is None else found[1]
+
+
+def logout(conn: Conn, token: str, now: dt.datetime) -> bool:
+    found = _token_row(conn, token, now)
+    if found is None:
+        return False
+    conn.execute("UPDATE user_tokens SET revoked_at = %s WHERE id = %s", (now, found[0]))
+    return True
+
+
+def disable_user(conn: Conn, name: str, now: dt.datetime) -> bool:
+    """Disable the user; their tokens stop working at once."""
+    cur = conn.execute(
+        "UPDATE users SET disabled_at = %s WHERE name = %s AND disabled_at IS NULL", (now, name)
+    )
+    return cur.rowcount == 1

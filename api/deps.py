@@ -8,17 +8,27 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+)
 from psycopg_pool import ConnectionPool
 
-from api.auth import Principal, Role, authenticate
+from api.auth import Principal, Role, authenticate, authenticate_token
 from api.problems import Problem
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 Clock = Callable[[], dt.datetime]
 
-_bearer = HTTPBearer(auto_error=False, description="an API key: se_<id>_<secret>")
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="an API key (se_<id>_<secret>) or a login token (st_<id>_<secret>)",
+)
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+# documents the password flow for /docs' Authorize button; the bearer above reads it
+_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
 def _conn(request: Request) -> Iterator[Conn]:
@@ -43,23 +53,44 @@ def _clock(request: Request) -> Clock:
 ClockDep = Annotated[Clock, Depends(_clock)]
 
 
-def _principal(
-    c: Db,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header: Annotated[str | None, Depends(_header)],
-) -> Principal:
-    key = bearer.credentials if bearer is not None else header
+def resolve(c: Conn, key: str | None, now: dt.datetime) -> Principal:
+    """The caller a key or token stands for, or a 401 problem saying what to send."""
     if not key:
         raise Problem(
             401,
             "not-authenticated",
             "Not authenticated",
-            "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>', or log"
+            " in at POST /api/v1/auth/token and send the token as 'Authorization: Bearer'",
         )
+    if key.startswith("st_"):
+        p = authenticate_token(c, key, now)
+        if p is None:
+            raise Problem(
+                401, "bad-credentials", "Not authenticated",
+                "the token is unknown, expired or revoked: log in again",
+            )  # fmt: skip
+        return p
     p = authenticate(c, key)
     if p is None:
         raise Problem(401, "bad-credentials", "Not authenticated", "the key is unknown or revoked")
     return p
+
+
+def credentials(
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+    _flow: Annotated[str | None, Depends(_oauth2)],
+) -> str | None:
+    """The key or token the request carries (documented in OpenAPI as the schemes)."""
+    return bearer.credentials if bearer is not None else header
+
+
+Credentials = Annotated[str | None, Depends(credentials)]
+
+
+def _principal(c: Db, clock: ClockDep, key: Credentials) -> Principal:
+    return resolve(c, key, clock())
 
 
 Caller = Annotated[Principal, Depends(_principal)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -74,6 +75,15 @@ def install(app: FastAPI) -> None:
         return problem_response(
             exc.status_code, "about:blank", title, str(exc.detail), request.url.path
         )
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # e.g. a NUL character in a text value: PostgreSQL cannot store it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return problem_response(
+            422, "invalid-value", "Invalid value",
+            f"a value in the request cannot be stored or compared: {first}", request.url.path,
+        )  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

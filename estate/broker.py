@@ -7,13 +7,19 @@ computing them here lets the registry write thousands of device credentials in o
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 _ITERATIONS = 101  # mosquitto_passwd's own default for $7$ hashes
 SERVICE_ACCOUNT = "estate-service"
@@ -115,3 +121,34 @@ def write_broker_files(
     write_private(directory / "passwd", render_passwords(users), owner=owner)
     write_private(directory / "acl", render_acl(acl), owner=owner)
     return len(users) - 1
+
+
+@contextlib.contextmanager
+def service_publisher(mqtt_url: str, name: str) -> Iterator[Callable[[str, bytes], None]]:
+    """A QoS 1 publisher as the service account; ``publish`` returns once the broker has
+    the message and raises when it has not within 10 s."""
+    u = urlsplit(mqtt_url)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"estate-{name}-{os.getpid()}",
+        protocol=mqtt.MQTTv311,
+    )  # fmt: skip
+    if u.username:
+        client.username_pw_set(unquote(u.username), unquote(u.password or ""))
+    client.reconnect_delay_set(1, 30)
+    client.connect_async(u.hostname or "127.0.0.1", u.port or 1883)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.02)  # not fatal: publish raises until connected, and callers retry
+
+    def publish(topic: str, body: bytes) -> None:
+        info = client.publish(topic, body, qos=1)
+        info.wait_for_publish(timeout=10)
+        if not info.is_published():
+            raise TimeoutError(f"the broker did not acknowledge {topic} within 10 s")
+
+    try:
+        yield publish
+    finally:
+        client.loop_stop()
+        client.disconnect()

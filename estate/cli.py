@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import getpass
 import json
 import logging
 import os
 import random
+import secrets
 import shlex
 import signal
 import sys
@@ -25,12 +27,15 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
+from alerts import dispatch, ledger, responsibility
 from alerts import store as alert_store
+from alerts.notify import MqttSender, Notifier, WebhookSender
 from alerts.rules import RulesError
 from alerts.rules import parse as parse_rules
 from alerts.stage import AlertStage
-from api.auth import ApiKeyError, Role, create_key, revoke_key
-from estate import db, registry
+from alerts.supervise import SupervisorService
+from api.auth import ApiKeyError, Role, create_key, create_user, disable_user, revoke_key
+from estate import broker, db, registry
 from estate.generate import ProgressBar, generate, write_yaml
 from estate.services import (
     Endpoints,
@@ -42,6 +47,8 @@ from estate.services import (
     port_in_use,
 )
 from estate.settings import Settings, SettingsError, load_settings
+from fund import cases as fund_cases
+from fund import ledger as fund_ledger
 from ingest import deadletters
 from ingest.contract import Bounds, Channel
 from ingest.rollup import Retention, apply_retention, roll_up
@@ -153,7 +160,56 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
         db.upgrade(ep.database_url)
         with db.connect(ep.database_url) as conn:
             report = registry.load(conn, reg)
-    _out(f"loaded: {report}")
+        _out(f"loaded: {report}")
+        synced = _sync_private_broker(settings, ep.database_url)
+    if synced is not None:
+        _out(f"broker: credentials and ACLs for {synced} devices applied (no restart)")
+    else:
+        _out("broker: external; write its files with `estate broker sync --out DIR`")
+    return 0
+
+
+def _registry_devices(database_url: str) -> list[tuple[str, str, str]]:
+    with db.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT estate_code, kind, code FROM devices WHERE active ORDER BY estate_code, code"
+        ).fetchall()
+    return [(str(e), str(k), str(c)) for e, k, c in rows]
+
+
+def _sync_private_broker(settings: Settings, database_url: str) -> int | None:
+    """Every active device's password and ACL into the private broker, applied with
+    SIGHUP; None when the broker is external."""
+    if settings.mqtt_url is not None:
+        return None
+    mosq = next(s for s in PrivateServices(settings).managed() if s.name == "mosquitto")
+    assert isinstance(mosq, PrivateMosquitto)
+    return mosq.sync_devices(_registry_devices(database_url))
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    """Device credentials and ACLs from the registry: into the private broker (applied at
+    once), or as files for an external Mosquitto (``--out``)."""
+    with PrivateServices(settings).running() as ep:
+        if args.out is None:
+            n = _sync_private_broker(settings, ep.database_url)
+            if n is None:
+                raise SettingsError(
+                    "the broker is external (MQTT_URL is set): use --out DIR, copy the files to"
+                    " its password_file and acl_file, and send it SIGHUP"
+                )
+            _out(f"broker: credentials and ACLs for {n} devices applied (no restart)")
+            return 0
+        if settings.device_secret is None:
+            raise SettingsError("--out needs ESTATE_DEVICE_SECRET (it derives device passwords)")
+        service = unquote(urlsplit(ep.mqtt_url).password or "")
+        n = broker.write_broker_files(
+            Path(args.out),
+            service_password=service,
+            secret=settings.device_secret,
+            devices=_registry_devices(ep.database_url),
+        )
+    _out(f"{args.out}/passwd and {args.out}/acl written for {n} devices: reload with SIGHUP")
     return 0
 
 
@@ -187,8 +243,25 @@ def _banner(ep: Endpoints, settings: Settings, *, api_up: bool) -> None:
     _out("  in another terminal: `.venv/bin/estate env` prints the URLs; `.venv/bin/estate psql`")
     _out("  ingest is running; the demo county's 108 simulated devices publish in real time")
     _out("  alerts: in another terminal, e.g. `.venv/bin/estate simulate --speed 0 --scenario")
-    _out("  trapped_with_event` or `fire_confirmed`; then `.venv/bin/estate alerts`")
+    _out("  trapped_with_event` or `smoke_false_alarm`; then `.venv/bin/estate alerts`")
+    _out("  work orders: `.venv/bin/estate orders` (dispatched within a second; a fire alarm")
+    _out("  not confirmed in 3 min escalates to the fire brigade, `estate alerts confirm --id N`")
+    _out("  in time acknowledges it); `.venv/bin/estate orders arrive|resolve --id N`")
     _out("Ctrl-C stops the demo and the private servers it started.")
+
+
+def _demo_fund(database_url: str) -> None:
+    """Fund accounts for the demo county, each with an opening deposit (once: the keys
+    make a restarted demo deposit nothing more)."""
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        fund_cases.open_accounts(conn, now)
+        accounts = conn.execute("SELECT id, building_code FROM fund_accounts").fetchall()
+        for account, building in accounts:
+            amount = 80_000_000 if building else 20_000_000  # 800,000 / 200,000 yuan
+            fund_cases.deposit(conn, int(account), amount, kind="deposit",
+                               key=f"demo-opening-{account}", actor="demo", now=now)  # fmt: skip
+    _out(f"fund: {len(accounts)} accounts with their opening deposits")
 
 
 def _demo_status(database_url: str) -> str:
@@ -200,17 +273,22 @@ def _demo_status(database_url: str) -> str:
             " (SELECT count(*) FROM device_state),"
             " (SELECT count(*) FROM alerts WHERE state = 'open' AND muted_by IS NULL),"
             " (SELECT string_agg(DISTINCT alert_type, ', ') FROM alerts"
-            "   WHERE state = 'open' AND muted_by IS NULL)"
+            "   WHERE state = 'open' AND muted_by IS NULL),"
+            " (SELECT count(*) FROM work_orders WHERE state NOT IN ('closed', 'cancelled')),"
+            " (SELECT count(*) FROM work_order_breaches),"
+            " (SELECT count(*) FROM supervision_items WHERE closed_at IS NULL)"
         ).fetchone()
     assert row is not None
-    tel, evt, dead, online, known, alerts, types = row
+    tel, evt, dead, online, known, alerts, types, orders, breaches, items = row
     return (
         f"stored {tel} readings, {evt} events; {dead} dead letters; {online}/{known} devices"
-        f" online; {alerts} open alerts" + (f" ({types})" if types else "")
+        f" online; {alerts} open alerts"
+        + (f" ({types})" if types else "")
+        + f"; {orders} live work orders, {breaches} deadline breaches, {items} overdue items"
     )
 
 
-def _api_server(database_url: str, settings: Settings) -> Any:
+def _api_server(database_url: str, mqtt_url: str, settings: Settings) -> Any:
     """The API as a uvicorn server for a thread of the demo, or None if its port is taken."""
     import uvicorn  # noqa: PLC0415 - only the API needs the server
 
@@ -220,7 +298,7 @@ def _api_server(database_url: str, settings: Settings) -> Any:
         _err(f"API not started: port {settings.api_port} is taken (set ESTATE_API_PORT)")
         return None
     config = uvicorn.Config(
-        create_app(database_url),
+        create_app(database_url, token_ttl_s=settings.api_token_ttl_s, mqtt_url=mqtt_url),
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
@@ -231,7 +309,11 @@ def _api_server(database_url: str, settings: Settings) -> Any:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     # Signals first: a Ctrl-C right after the banner must still stop everything cleanly.
-    with _stop_on_signals(stop), PrivateServices(settings).running() as ep:
+    with (
+        _stop_on_signals(stop),
+        PrivateServices(settings).running() as ep,
+        contextlib.ExitStack() as stack,
+    ):
         applied = db.upgrade(ep.database_url)
         _out(
             f"schema at version {db.current_version(ep.database_url)} "
@@ -240,14 +322,21 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         reg = registry.read(registry.demo_path())
         with db.connect(ep.database_url) as conn:
             _out(f"demo registry loaded: {registry.load(conn, reg)}")
+        _demo_fund(ep.database_url)
         worker = Worker(
             database_url=ep.database_url,
             mqtt_url=ep.mqtt_url,
             config=_ingest_config(settings, settings.metrics_port),
             stage=AlertStage(rules_path=settings.alert_rules),
         )
-        threads = [threading.Thread(target=worker.run, args=(stop,), name="ingest")]
-        api = None if args.once else _api_server(ep.database_url, settings)
+        publisher = stack.enter_context(broker.service_publisher(ep.mqtt_url, "demo-supervise"))
+        threads = [
+            threading.Thread(target=worker.run, args=(stop,), name="ingest"),
+            threading.Thread(
+                target=_supervisor(ep.database_url, publisher).run, args=(stop,), name="supervise"
+            ),
+        ]
+        api = None if args.once else _api_server(ep.database_url, ep.mqtt_url, settings)
         if api is not None:
             threads.append(threading.Thread(target=api.run, name="api"))
         if not args.once:
@@ -324,7 +413,12 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         db.upgrade(ep.database_url)
         host, port = args.host or settings.api_host, args.port or settings.api_port
         _out(f"API on http://{host}:{port}/api/v1  (OpenAPI docs: http://{host}:{port}/docs)")
-        uvicorn.run(create_app(ep.database_url), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(ep.database_url, token_ttl_s=settings.api_token_ttl_s, mqtt_url=ep.mqtt_url),
+            host=host,
+            port=port,
+            log_level="info",
+        )
     return 0
 
 
@@ -361,6 +455,56 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    """From stdin with --password-stdin (scripts), else asked twice on the terminal."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise SettingsError("no terminal to ask for the password: use --password-stdin")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise SettingsError("the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    """People who log in with a password (argon2id) for short-lived tokens."""
+    if args.action != "list" and not args.name:
+        raise SettingsError(f"estate users {args.action} needs a NAME")
+    with PrivateServices(settings).running() as ep:
+        db.upgrade(ep.database_url)
+        with psycopg.connect(ep.database_url, autocommit=True) as conn:
+            if args.action == "add":
+                password = _read_password(args)
+                try:
+                    create_user(
+                        conn, args.name, Role(args.role), password, org_code=args.org,
+                        area_code=args.area, display_name=args.display_name or "",
+                    )  # fmt: skip
+                except ApiKeyError as err:
+                    raise SettingsError(str(err)) from None
+                _out(f"user {args.name} ({args.role}) added; log in at POST /api/v1/auth/token")
+            elif args.action == "disable":
+                if not disable_user(conn, args.name, dt.datetime.now(dt.UTC)):
+                    raise SettingsError(f"no active user named {args.name!r}")
+                _out(f"disabled {args.name}: their tokens no longer work")
+            else:
+                for name, role, bound, last, disabled, locked in conn.execute(
+                    "SELECT name, role, coalesce(org_code, area_code, ''), last_login_at,"
+                    " disabled_at, locked_until FROM users ORDER BY name"
+                ):
+                    state = (
+                        "disabled"
+                        if disabled
+                        else f"locked until {locked:%H:%M}"
+                        if (locked and locked > dt.datetime.now(dt.UTC))
+                        else "active"
+                    )
+                    seen = f"{last:%Y-%m-%d %H:%M}" if last else "never"
+                    _out(f"{name:24} {role:18} {bound:12} last login {seen}  {state}")
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     """Open alerts (or all) newest first, with their incident and whether muted; or a
     control room's verdict on a fire alarm."""
@@ -372,14 +516,14 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError("estate alerts false-alarm needs --cause (what set it off)")
         with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
             try:
-                alert_store.confirm_fire(
+                dispatch.fire_verdict(
                     conn,
                     args.id,
                     actor=args.actor or os.environ.get("USER", "cli"),
                     now=dt.datetime.now(dt.UTC),
                     false_alarm_cause=cause,
                 )
-            except alert_store.AlertActionError as err:
+            except (alert_store.AlertActionError, dispatch.OrderActionError) as err:
                 raise SettingsError(str(err)) from None
             conn.commit()
         _out(f"alert {args.id}: {'false alarm' if cause else 'confirmed'}")
@@ -400,6 +544,191 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
             f"{aid:6d} {first:%Y-%m-%d %H:%M:%S} {sev:8} {typ:28} {est}/{bld}/{dev}"
             f" {state} x{n} incident {inc or '-'} {extra}".rstrip()
         )
+    return 0
+
+
+def _actor(args: argparse.Namespace) -> str:
+    return str(args.actor or os.environ.get("USER", "cli"))
+
+
+def cmd_orders(args: argparse.Namespace, settings: Settings) -> int:
+    """Live work orders (or all), or a person's step on one."""
+    now = dt.datetime.now(dt.UTC)
+    with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
+        if args.action != "list":
+            if args.id is None:
+                raise SettingsError(f"estate orders {args.action} needs --id")
+            try:
+                state = dispatch.act(
+                    conn, args.id, args.action, actor=_actor(args), now=now, note=args.note
+                )
+            except dispatch.OrderActionError as err:
+                raise SettingsError(str(err)) from None
+            conn.commit()
+            _out(f"work order {args.id}: {state}")
+            return 0
+        rows = conn.execute(
+            "SELECT id, created_at, severity, state, alert_type, estate_code,"
+            " coalesce(building_code, '-'), device_code, coalesce(assignee, '-'),"
+            " escalation_level, ack_due, arrive_due, resolve_due FROM work_orders"
+            " WHERE (%(all)s OR state NOT IN ('closed', 'cancelled'))"
+            " AND (%(e)s::text IS NULL OR estate_code = %(e)s) ORDER BY id DESC LIMIT %(n)s",
+            {"all": args.all, "e": args.estate, "n": args.limit},
+        ).fetchall()
+    for oid, at, sev, st, typ, est, bld, dev, who, lvl, ack, arrive, resolve in rows:
+        dues = " ".join(
+            f"{name} {t:%H:%M:%S}"
+            for name, t in (("ack", ack), ("arrive", arrive), ("resolve", resolve))
+            if t is not None
+        )
+        _out(
+            f"{oid:6d} {at:%Y-%m-%d %H:%M:%S} {sev:8} {st:12} {typ:26} {est}/{bld}/{dev}"
+            f" → {who} (escalation {lvl}) due: {dues}"
+        )
+    return 0
+
+
+def cmd_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    """Register an organisation's webhook (its signing secret is shown once) or list them."""
+    with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
+        if args.action == "add":
+            if not (args.org and args.url):
+                raise SettingsError("estate webhook add needs --org and --url")
+            secret = secrets.token_urlsafe(32)
+            try:
+                conn.execute(
+                    "INSERT INTO webhooks (org_code, url, secret) VALUES (%s, %s, %s)",
+                    (args.org, args.url, secret),
+                )
+            except psycopg.errors.ForeignKeyViolation:
+                raise SettingsError(f"organisation {args.org!r} is not in the registry") from None
+            except psycopg.errors.CheckViolation:
+                raise SettingsError(f"{args.url!r} is not an http(s) URL") from None
+            except psycopg.errors.UniqueViolation:
+                raise SettingsError(f"{args.org} has that webhook already") from None
+            conn.commit()
+            _out(f"webhook for {args.org}: {args.url}\nsigning secret (shown once): {secret}")
+            return 0
+        for org, url, active in conn.execute(
+            "SELECT org_code, url, active FROM webhooks ORDER BY org_code, url"
+        ):
+            _out(f"{org:12} {url} {'' if active else '(inactive)'}".rstrip())
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the ledger of a period as CSV or Excel (by the output file's extension)."""
+    start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC)
+    end = dt.datetime.fromisoformat(args.end).replace(tzinfo=dt.UTC)
+    out = Path(args.output)
+    if out.suffix not in (".csv", ".xlsx"):
+        raise SettingsError(f"{out}: the ledger is written as .csv or .xlsx")
+    with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
+        lines = ledger.lines(conn, start=start, end=end, estate=args.estate, unit=args.unit)
+    if out.suffix == ".csv":
+        out.write_text(ledger.to_csv(lines), encoding="utf-8-sig")
+    else:
+        out.write_bytes(ledger.to_xlsx(lines, title=f"ledger {args.start} to {args.end}"))
+    _out(f"{out}: {len(lines)} work orders")
+    return 0
+
+
+def cmd_responsibility(args: argparse.Namespace, settings: Settings) -> int:
+    """Show the list in force, check or push a file as the next version, or the history."""
+    if args.action in ("check", "push"):
+        if not args.file:
+            raise SettingsError(f"estate responsibility {args.action} needs a file")
+        try:
+            rows = responsibility.load(Path(args.file))
+        except (OSError, responsibility.ResponsibilityError) as err:
+            raise SettingsError(str(err)) from None
+        if args.action == "check":
+            _out(f"{args.file}: {len(rows.rows)} rows, valid")
+            return 0
+    with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
+        if args.action == "push":
+            if not args.comment:
+                raise SettingsError("estate responsibility push needs --comment (what changed)")
+            number = responsibility.save(
+                conn, rows, author=_actor(args), comment=args.comment, based_on=None,
+                now=dt.datetime.now(dt.UTC),
+            )  # fmt: skip
+            conn.commit()
+            _out(f"responsibility list version {number} saved (in force within a second)")
+        elif args.action == "history":
+            for v in responsibility.history(conn):
+                _out(f"v{v.version} {v.created_at:%Y-%m-%d %H:%M} {v.author}: {v.comment}")
+        else:
+            v = responsibility.current(conn)
+            _out(f"# version {v.version} ({v.author}: {v.comment})")
+            for r in v.rows.rows:
+                where = "/".join(x for x in (r.scope.estate, r.scope.building) if x) or "city"
+                what = ",".join(r.alerts) if r.alerts else "*"
+                who = r.responsible if r.dispatch else "(recorded, not dispatched)"
+                _out(f"{where:10} {r.kind:9} {what:50} ≥{r.min_severity:8} → {who}")
+    return 0
+
+
+def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
+    """Dispatch, deadlines, escalation, look-back and notification delivery until stopped."""
+    with PrivateServices(settings).running() as ep:
+        db.upgrade(ep.database_url)
+        stop = threading.Event()
+        with _stop_on_signals(stop), broker.service_publisher(ep.mqtt_url, "supervise") as publish:
+            _supervisor(ep.database_url, publish).run(stop)
+    return 0
+
+
+def _supervisor(database_url: str, publish: Callable[[str, bytes], None]) -> SupervisorService:
+    mqtt_sender = MqttSender(publish)
+    return SupervisorService(
+        database_url,
+        Notifier({"mqtt": mqtt_sender, "stream": mqtt_sender, "webhook": WebhookSender()}),
+    )
+
+
+def cmd_fund(args: argparse.Namespace, settings: Settings) -> int:
+    """The maintenance fund: open accounts, deposits and interest, verify, yearly report."""
+    now = dt.datetime.now(dt.UTC)
+    with PrivateServices(settings).running() as ep:
+        db.upgrade(ep.database_url)
+        with psycopg.connect(ep.database_url, autocommit=True) as conn:
+            if args.action == "verify":
+                result = fund_ledger.verify(conn)
+                if result.ok:
+                    _out(f"fund ledger: {result.entries} entries, chain intact, balances agree")
+                    return 0
+                _out(f"fund ledger: {len(result.problems)} problem(s) in {result.entries} entries")
+                for problem in result.problems:
+                    _out(f"  {problem}")
+                return 3
+            if args.action == "open":
+                _out(f"{fund_cases.open_accounts(conn, now)} fund accounts opened")
+                return 0
+            if args.action == "report":
+                if not args.estate:
+                    raise SettingsError("estate fund report needs --estate")
+                for r in fund_cases.yearly_report(conn, args.estate, args.year or now.year):
+                    _out(
+                        f"{r['name']}: opening {r['opening_fen'] / 100:,.2f}, deposits"
+                        f" {r['deposits_fen'] / 100:,.2f}, interest {r['interest_fen'] / 100:,.2f},"
+                        f" repairs {r['repairs_fen'] / 100:,.2f}, closing"
+                        f" {r['closing_fen'] / 100:,.2f} yuan"
+                    )
+                return 0
+            if not (args.estate and args.amount_fen and args.key):
+                raise SettingsError(
+                    f"estate fund {args.action} needs --estate, --amount-fen, --key"
+                )
+            try:
+                account = fund_cases.account_of(conn, args.estate, args.building)
+                jid = fund_cases.deposit(
+                    conn, account, args.amount_fen, kind=args.action, key=args.key,
+                    actor=_actor(args), now=now, memo=args.memo or "",
+                )  # fmt: skip
+            except (fund_cases.CaseError, fund_ledger.LedgerError) as err:
+                raise SettingsError(str(err)) from None
+            _out(f"journal entry {jid}: {args.amount_fen} fen into account {account}")
     return 0
 
 
@@ -698,6 +1027,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_commands(sub)
     _add_run_commands(sub)
+    _add_access_commands(sub)
+    _add_dispatch_commands(sub)
     _add_alert_commands(sub)
     return p
 
@@ -750,17 +1081,56 @@ def _add_alert_commands(sub: SubParsers) -> None:
     s.set_defaults(func=cmd_rules)
 
 
-def _add_run_commands(sub: SubParsers) -> None:
-    s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
-    s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
-    s.add_argument("--no-alerts", action="store_true", help="store only; evaluate no rules")
-    s.set_defaults(func=cmd_ingest)
+def _add_dispatch_commands(sub: SubParsers) -> None:
+    s = sub.add_parser("orders", help="list work orders, or acknowledge/arrive/resolve/cancel")
+    s.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "acknowledge", "arrive", "resolve", "cancel"],
+    )
+    s.add_argument("--id", type=int, help="the work order (every action but list)")
+    s.add_argument("--note", help="a note; the reason, to cancel")
+    s.add_argument("--actor", help="who is acting (default: $USER)")
+    s.add_argument("--estate")
+    s.add_argument("--all", action="store_true", help="closed and cancelled ones too")
+    s.add_argument("--limit", type=int, default=50)
+    s.set_defaults(func=cmd_orders)
 
-    s = sub.add_parser("api", help="run the HTTP API (FastAPI under uvicorn) until stopped")
-    s.add_argument("--host", help="default ESTATE_API_HOST (127.0.0.1)")
-    s.add_argument("--port", type=int, help="default ESTATE_API_PORT (8700)")
-    s.set_defaults(func=cmd_api)
+    s = sub.add_parser("webhook", help="register an organisation's webhook, or list them")
+    s.add_argument("action", choices=["add", "list"])
+    s.add_argument("--org")
+    s.add_argument("--url")
+    s.set_defaults(func=cmd_webhook)
 
+    s = sub.add_parser("ledger", help="write the work-order ledger of a period (.csv or .xlsx)")
+    s.add_argument("--start", required=True, help="UTC date or time, e.g. 2026-11-01")
+    s.add_argument("--end", required=True, help="UTC, exclusive")
+    s.add_argument("--estate")
+    s.add_argument("--unit", help="only orders assigned to this organisation")
+    s.add_argument("-o", "--output", required=True, help="ledger.csv or ledger.xlsx")
+    s.set_defaults(func=cmd_ledger)
+
+    s = sub.add_parser("responsibility", help="the responsibility list: show, check, push, history")
+    s.add_argument("action", choices=["show", "check", "push", "history"])
+    s.add_argument("file", nargs="?", help="a list YAML (check, push)")
+    s.add_argument("--comment", help="what changed (push)")
+    s.add_argument("--actor", help="who (default: $USER)")
+    s.set_defaults(func=cmd_responsibility)
+
+    s = sub.add_parser("fund", help="the maintenance fund: open, deposit, interest, verify, report")
+    s.add_argument("action", choices=["open", "deposit", "interest", "verify", "report"])
+    s.add_argument("--estate")
+    s.add_argument("--building", help="the building's account (default: the estate's)")
+    s.add_argument("--amount-fen", type=int, help="amount in fen (1 yuan = 100 fen)")
+    s.add_argument("--key", help="idempotency key: the same key twice moves money once")
+    s.add_argument("--memo")
+    s.add_argument("--year", type=int, help="report: the year (default: this one)")
+    s.add_argument("--actor", help="who (default: $USER)")
+    s.set_defaults(func=cmd_fund)
+
+
+def _add_access_commands(sub: SubParsers) -> None:
     s = sub.add_parser("apikey", help="add, list or revoke API keys")
     s.add_argument("action", choices=["add", "list", "revoke"])
     s.add_argument("name", nargs="?", help="the key's name (add, revoke)")
@@ -768,6 +1138,38 @@ def _add_run_commands(sub: SubParsers) -> None:
     s.add_argument("--org", help="organisation code (operator, manager, maintenance)")
     s.add_argument("--area", help="area code (inspectors, street office)")
     s.set_defaults(func=cmd_apikey)
+
+    s = sub.add_parser("broker", help="device credentials and ACLs from the registry")
+    s.add_argument("action", choices=["sync"])
+    s.add_argument("--out", help="write passwd and acl here (for an external Mosquitto)")
+    s.set_defaults(func=cmd_broker)
+
+    s = sub.add_parser("users", help="add, list or disable people who log in with a password")
+    s.add_argument("action", choices=["add", "list", "disable"])
+    s.add_argument("name", nargs="?", help="the login name (add, disable)")
+    s.add_argument("--role", choices=[r.value for r in Role], default="operator")
+    s.add_argument("--org", help="organisation code (operator, manager, maintenance)")
+    s.add_argument("--area", help="area code (inspectors, street office)")
+    s.add_argument("--display-name")
+    s.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    s.set_defaults(func=cmd_users)
+
+
+def _add_run_commands(sub: SubParsers) -> None:
+    s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
+    s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
+    s.add_argument("--no-alerts", action="store_true", help="store only; evaluate no rules")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser(
+        "supervise", help="run dispatch, deadlines, escalation and notifications until stopped"
+    )
+    s.set_defaults(func=cmd_supervise)
+
+    s = sub.add_parser("api", help="run the HTTP API (FastAPI under uvicorn) until stopped")
+    s.add_argument("--host", help="default ESTATE_API_HOST (127.0.0.1)")
+    s.add_argument("--port", type=int, help="default ESTATE_API_PORT (8700)")
+    s.set_defaults(func=cmd_api)
 
     s = sub.add_parser(
         "maintain", help="recompute pending rollups and apply retention once, then exit"

@@ -69,8 +69,12 @@ class Settings(BaseSettings):
     ingest_client_prefix: str = "estate-ingest"  # + "-{k}of{N}": the persistent session's id
     ingest_catch_all: str = "estate/#"  # what a single worker (or shard 0) subscribes to
     alert_rules: Path | None = None  # alert rules YAML; unset: the shipped alerts/rules.yaml
+    emergency_list: Path | None = (
+        None  # the fund's emergency repair list; unset: fund/emergency.yaml
+    )
     api_host: str = "127.0.0.1"  # `estate api` listens here
     api_port: Port = 8700
+    api_token_ttl_s: float = Field(default=900, gt=0, le=86400)  # a login token's lifetime
     # rollups and retention (run by ingest shard 0, or `estate maintain`)
     rollup_every_s: float = Field(default=15, gt=0)
     rollup_settle_s: float = Field(default=5, ge=0)  # a minute is rolled up this long after it ends

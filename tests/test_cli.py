@@ -255,3 +255,38 @@ def test_silence_add_list_and_alerts(stack: Stack, database_url: str) -> None:
     missing = run_estate(["alerts", "confirm", "--id", "999"], env)
     assert missing.returncode == 2
     assert "no alert 999" in missing.stderr
+
+
+@pytest.mark.integration
+def test_dispatch_commands(stack: Stack, database_url: str, tmp_path: Path) -> None:
+    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env["DATABASE_URL"] = database_url
+    assert run_estate(["registry", "load", "demo"], env).returncode == 0
+    shown = run_estate(["responsibility", "show"], env)
+    assert shown.returncode == 0, shown.stderr
+    assert "# version 0" in shown.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrows: [{kind: elevator, responsible: x}]\n")
+    refused = run_estate(["responsibility", "push", str(bad), "--comment", "x"], env)
+    assert refused.returncode == 2
+    assert "dispatching row needs responsible, deadlines and escalation" in refused.stderr
+    pushed = run_estate(
+        ["responsibility", "push", "alerts/responsibility.yaml", "--comment", "as shipped"], env
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert "version 1 saved" in pushed.stdout
+    assert "as shipped" in run_estate(["responsibility", "history"], env).stdout
+    missing = run_estate(["orders", "acknowledge", "--id", "99"], env)
+    assert missing.returncode == 2
+    assert "no work order 99" in missing.stderr
+    hook = run_estate(["webhook", "add", "--org", "NOPE", "--url", "http://x/h"], env)
+    assert hook.returncode == 2
+    assert "not in the registry" in hook.stderr
+    hook = run_estate(["webhook", "add", "--org", "EM-TS", "--url", "http://127.0.0.1/h"], env)
+    assert "signing secret (shown once)" in hook.stdout
+    out = tmp_path / "ledger.xlsx"
+    made = run_estate(
+        ["ledger", "--start", "2026-01-01", "--end", "2027-01-01", "-o", str(out)], env
+    )
+    assert made.returncode == 0, made.stderr
+    assert out.read_bytes()[:2] == b"PK"  # a zip: the xlsx container

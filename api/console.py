@@ -1,0 +1,568 @@
+"""Read models for the console and the inspectors' views: estates, devices and their
+history, silences, the fire and the elevator supervision summaries.
+
+Every query is bounded by the caller's scope (``Principal.alert_scope`` over devices:
+a property firm's estates, a maintenance company's devices, an inspector's domain in
+their area); what is outside it answers 404 or is not counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+from alerts import store
+from api.auth import Principal, Role
+from api.deps import Caller, ClockDep, Conn, Db, allow
+from api.problems import Problem
+from ingest.batch import BOOL_COLUMNS, METRIC_COLUMNS
+
+router = APIRouter(prefix="/api/v1", tags=["console"])
+OPERATORS = (Role.ADMIN, Role.OPERATOR, Role.MANAGER)
+# Devices as the alert scope sees them (its columns: estate_code, kind, device_id).
+_DEVICES = sql.SQL("(SELECT d.*, d.id AS device_id FROM devices d) dv")
+Metric = Annotated[
+    str, Query(pattern=f"^({'|'.join(METRIC_COLUMNS)})$", description="a telemetry column")
+]
+# Rollup level by span: minutes up to two days (≤ 2,880 points), hours beyond.
+_MINUTES_UP_TO = dt.timedelta(days=2)
+
+
+def _scoped_devices(p: Principal) -> sql.Composed:
+    return sql.SQL("SELECT * FROM {} WHERE {}").format(_DEVICES, p.alert_scope())
+
+
+# --------------------------------------------------------------------------- estates
+
+
+class EstateOut(BaseModel):
+    code: str
+    name: str
+    area_code: str
+    address: str | None
+    property_firm_code: str | None
+    buildings: int
+    devices: int = Field(description="devices the caller may see")
+    online: int
+    open_alerts: int
+    critical_alerts: int
+    live_orders: int = Field(description="work orders not closed or cancelled")
+
+
+class BuildingOut(BaseModel):
+    code: str | None = Field(description="null: equipment of the whole estate")
+    name: str
+    devices: int
+    online: int
+    open_alerts: int
+
+
+class DeviceOut(BaseModel):
+    estate_code: str
+    code: str
+    kind: str
+    subtype: str
+    building_code: str | None
+    location: str | None
+    maintenance_code: str | None
+    online: bool | None = Field(description="null: never heard from")
+    last_seen: dt.datetime | None
+    open_alerts: int
+    worst_severity: str | None
+
+
+class EstateDetail(EstateOut):
+    building_list: list[BuildingOut]
+    device_list: list[DeviceOut]
+
+
+_ESTATE_SQL = """
+SELECT e.code, e.name, e.area_code, e.address, e.property_firm_code,
+  (SELECT count(*) FROM buildings b WHERE b.estate_code = e.code),
+  count(sd.id), count(*) FILTER (WHERE ds.online),
+  (SELECT count(*) FROM alerts a WHERE a.estate_code = e.code AND a.state = 'open'
+     AND a.device_id IN (SELECT id FROM sd)),
+  (SELECT count(*) FROM alerts a WHERE a.estate_code = e.code AND a.state = 'open'
+     AND a.severity = 'critical' AND a.device_id IN (SELECT id FROM sd)),
+  (SELECT count(*) FROM work_orders w WHERE w.estate_code = e.code
+     AND w.state NOT IN ('closed', 'cancelled')
+     AND w.device_code IN (SELECT code FROM sd WHERE sd.estate_code = e.code))
+FROM estates e JOIN sd ON sd.estate_code = e.code
+LEFT JOIN device_state ds ON ds.device_id = sd.id
+WHERE {where}
+GROUP BY e.code ORDER BY e.code
+"""
+
+
+def _estates(c: Conn, p: Principal, code: str | None) -> list[EstateOut]:
+    query = sql.SQL("WITH sd AS ({}) " + _ESTATE_SQL).format(
+        _scoped_devices(p),
+        where=sql.SQL("e.code = {}").format(sql.Literal(code)) if code else sql.SQL("true"),
+    )
+    rows = c.execute(query).fetchall()
+    return [EstateOut(**dict(zip(EstateOut.model_fields, r, strict=True))) for r in rows]
+
+
+@router.get("/estates")
+def list_estates(c: Db, p: Caller) -> list[EstateOut]:
+    """Estates where the caller may see at least one device, with their health."""
+    return _estates(c, p, None)
+
+
+_DEVICE_SQL = """
+WITH sd AS ({scoped})
+SELECT sd.estate_code, sd.code, sd.kind, sd.subtype, b.code, sd.location, sd.maintenance_code,
+  ds.online, ds.last_seen,
+  (SELECT count(*) FROM alerts a WHERE a.device_id = sd.id AND a.state = 'open'),
+  (SELECT a.severity FROM alerts a WHERE a.device_id = sd.id AND a.state = 'open'
+     ORDER BY array_position(ARRAY['critical','major','warning','info'], a.severity) LIMIT 1)
+FROM sd LEFT JOIN buildings b ON b.id = sd.building_id
+LEFT JOIN device_state ds ON ds.device_id = sd.id
+WHERE {where}
+ORDER BY sd.estate_code, b.code NULLS LAST, sd.kind, sd.code
+"""
+
+
+def _devices(c: Conn, p: Principal, where: sql.Composable, args: Any = None) -> list[DeviceOut]:
+    query = sql.SQL(_DEVICE_SQL).format(scoped=_scoped_devices(p), where=where)
+    return [
+        DeviceOut(**dict(zip(DeviceOut.model_fields, r, strict=True)))
+        for r in c.execute(query, args)
+    ]
+
+
+@router.get("/estates/{estate}", responses={404: {"description": "not there, or not yours"}})
+def get_estate(c: Db, p: Caller, estate: str) -> EstateDetail:
+    """One estate: its buildings with device health, and every device the caller may see."""
+    found = _estates(c, p, estate)
+    if not found:
+        raise Problem(404, "not-found", "Not found", f"no estate {estate!r} that you may see")
+    devices = _devices(c, p, sql.SQL("sd.estate_code = %s"), (estate,))
+    names: dict[str, str] = dict(
+        c.execute("SELECT code, name FROM buildings WHERE estate_code = %s", (estate,)).fetchall()
+    )
+    groups: dict[str | None, list[DeviceOut]] = {}
+    for d in devices:
+        groups.setdefault(d.building_code, []).append(d)
+    buildings = [
+        BuildingOut(
+            code=b,
+            name=names.get(b, b) if b else "",
+            devices=len(ds),
+            online=sum(1 for d in ds if d.online),
+            open_alerts=sum(d.open_alerts for d in ds),
+        )
+        for b, ds in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+    ]
+    return EstateDetail(**found[0].model_dump(), building_list=buildings, device_list=devices)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class DeviceDetail(DeviceOut):
+    latest: dict[str, Any] = Field(description="metric -> newest value, as ingest last saw it")
+    last_ts: dt.datetime | None
+    offline_cause: str | None
+    params: dict[str, Any]
+    last_maintenance: dt.date | None
+    inspection_due: dt.date | None
+
+
+class SeriesOut(BaseModel):
+    metric: str
+    level: Literal["1m", "1h"] = Field(description="the rollup the points come from")
+    kind: Literal["numeric", "boolean"]
+    # numeric: [bucket, min, mean, max]; boolean: [bucket, share of readings true, 0..1]
+    points: list[list[Any]]
+
+
+def _device_row(c: Conn, p: Principal, estate: str, code: str) -> tuple[Any, ...]:
+    query = sql.SQL(
+        "WITH sd AS ({}) SELECT sd.id, sd.params, sd.last_maintenance, sd.inspection_due,"
+        " ds.latest, ds.last_ts, ds.offline_cause FROM sd"
+        " LEFT JOIN device_state ds ON ds.device_id = sd.id"
+        " WHERE sd.estate_code = %s AND sd.code = %s"
+    ).format(_scoped_devices(p))
+    row = c.execute(query, (estate, code)).fetchone()
+    if row is None:
+        raise Problem(404, "not-found", "Not found", f"no device {estate}/{code} that you may see")
+    return row
+
+
+@router.get("/devices/{estate}/{code}", responses={404: {"description": "not there, or not yours"}})
+def get_device(c: Db, p: Caller, estate: str, code: str) -> DeviceDetail:
+    """One device: registry facts, live values and open alerts."""
+    _, params, maint, due, latest, last_ts, cause = _device_row(c, p, estate, code)
+    (out,) = _devices(c, p, sql.SQL("sd.estate_code = %s AND sd.code = %s"), (estate, code))
+    return DeviceDetail(
+        **out.model_dump(),
+        latest=latest or {},
+        last_ts=last_ts,
+        offline_cause=cause,
+        params=params,
+        last_maintenance=maint,
+        inspection_due=due,
+    )
+
+
+@router.get(
+    "/devices/{estate}/{code}/series",
+    responses={404: {"description": "not there, or not yours"}, 422: {}},
+)
+def device_series(
+    *,
+    c: Db,
+    p: Caller,
+    clock: ClockDep,
+    estate: str,
+    code: str,
+    metric: Metric,
+    start: Annotated[dt.datetime | None, Query(description="default: 6 hours before end")] = None,
+    end: Annotated[dt.datetime | None, Query(description="default: now")] = None,
+) -> SeriesOut:
+    """A metric's history from the rollups: per minute for spans up to two days, per hour
+    beyond. The newest minutes appear once the rollup job has passed (every ~15 s)."""
+    device_id = _device_row(c, p, estate, code)[0]
+    end = end or clock()
+    start = start or end - dt.timedelta(hours=6)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Problem(422, "bad-range", "Bad range", "start and end need a time zone")
+    if not start < end:
+        raise Problem(422, "bad-range", "Bad range", "start must be before end")
+    level: Literal["1m", "1h"] = "1m" if end - start <= _MINUTES_UP_TO else "1h"
+    table = sql.Identifier(f"telemetry_{level}")
+    if metric in BOOL_COLUMNS:
+        cols = sql.SQL("{t}::float8 / nullif({n}, 0)").format(
+            t=sql.Identifier(f"{metric}_true"), n=sql.Identifier(f"{metric}_n")
+        )
+        kind: Literal["numeric", "boolean"] = "boolean"
+        present = sql.Identifier(f"{metric}_n")
+    else:
+        cols = sql.SQL("{mn}, {s} / nullif({n}, 0), {mx}").format(
+            mn=sql.Identifier(f"{metric}_min"),
+            s=sql.Identifier(f"{metric}_sum"),
+            n=sql.Identifier(f"{metric}_n"),
+            mx=sql.Identifier(f"{metric}_max"),
+        )
+        kind = "numeric"
+        present = sql.Identifier(f"{metric}_n")
+    query = sql.SQL(
+        "SELECT bucket, {cols} FROM {table} WHERE device_id = %s AND bucket >= %s"
+        " AND bucket < %s AND {present} > 0 ORDER BY bucket LIMIT 5000"
+    ).format(cols=cols, table=table, present=present)
+    points = [list(r) for r in c.execute(query, (device_id, start, end))]
+    return SeriesOut(metric=metric, level=level, kind=kind, points=points)
+
+
+# --------------------------------------------------------------------------- acknowledge
+
+
+@router.post("/alerts/{alert_id}/acknowledge", status_code=204, tags=["alerts"],
+             responses={404: {}, 409: {}})  # fmt: skip
+def acknowledge_alert(c: Db, p: Caller, clock: ClockDep, alert_id: int) -> None:
+    """The control room has seen an open alert (the board stops its sound and blink). The
+    first acknowledgement stands; repeating it changes nothing."""
+    allow(p, *OPERATORS)
+    query = sql.SQL("SELECT 1 FROM alerts WHERE id = %s AND {}").format(p.alert_scope())
+    if c.execute(query, (alert_id,)).fetchone() is None:
+        raise Problem(404, "not-found", "Not found", f"no alert {alert_id} that you may see")
+    try:
+        store.acknowledge(c, alert_id, actor=p.actor, now=clock())
+    except store.AlertActionError as err:
+        raise Problem(409, "not-applicable", "Conflict", str(err)) from None
+
+
+# --------------------------------------------------------------------------- silences
+
+
+class SilenceIn(BaseModel):
+    estate_code: str = Field(min_length=1, max_length=64)
+    building_code: str | None = Field(default=None, max_length=64)
+    device_code: str | None = Field(default=None, max_length=64)
+    alert_type: str | None = Field(default=None, max_length=100)
+    hours: float = Field(gt=0, le=24 * 14, description="from now; at most two weeks")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class SilenceOut(BaseModel):
+    id: int
+    estate_code: str
+    building_code: str | None
+    device_code: str | None
+    alert_type: str | None
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    author: str
+    reason: str
+
+
+_SILENCE_COLUMNS = (
+    "id, estate_code, building_code, device_code, alert_type, starts_at, ends_at, author, reason"
+)
+
+
+@router.get("/silences")
+def list_silences(c: Db, p: Caller, clock: ClockDep, active: bool = True) -> list[SilenceOut]:
+    """Silences of the caller's estates (active ones by default), newest first."""
+    query = sql.SQL(
+        "SELECT {} FROM silences WHERE {} AND (NOT %s OR ends_at > %s) ORDER BY id DESC LIMIT 500"
+    ).format(sql.SQL(_SILENCE_COLUMNS), p.estate_scope("estate_code"))
+    rows = c.execute(query, (active, clock())).fetchall()
+    return [SilenceOut(**dict(zip(SilenceOut.model_fields, r, strict=True))) for r in rows]
+
+
+@router.post("/silences", status_code=201, responses={403: {}, 404: {}})
+def add_silence(c: Db, p: Caller, clock: ClockDep, body: SilenceIn) -> SilenceOut:
+    """Mute matching alerts for maintenance work: they are still stored and shown, but not
+    notified. Unset matchers match anything in the estate."""
+    allow(p, *OPERATORS)
+    query = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(p.estate_scope("code"))
+    if c.execute(query, (body.estate_code,)).fetchone() is None:
+        raise Problem(404, "not-found", "Not found", f"no estate {body.estate_code!r} of yours")
+    now = clock()
+    row = c.execute(
+        sql.SQL(
+            "INSERT INTO silences (estate_code, building_code, device_code, alert_type,"
+            " starts_at, ends_at, author, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " RETURNING {}"
+        ).format(sql.SQL(_SILENCE_COLUMNS)),
+        (body.estate_code, body.building_code, body.device_code, body.alert_type, now,
+         now + dt.timedelta(hours=body.hours), p.actor, body.reason),
+    ).fetchone()  # fmt: skip
+    assert row is not None
+    return SilenceOut(**dict(zip(SilenceOut.model_fields, row, strict=True)))
+
+
+@router.post("/silences/{silence_id}/expire", responses={403: {}, 404: {}})
+def expire_silence(c: Db, p: Caller, clock: ClockDep, silence_id: int) -> SilenceOut:
+    """End a silence now (the record stays); one already ended is returned unchanged."""
+    allow(p, *OPERATORS)
+    now = clock()
+    row = c.execute(
+        sql.SQL(
+            "UPDATE silences SET ends_at = CASE WHEN ends_at > %(now)s"
+            " THEN greatest(starts_at + interval '1 second', %(now)s) ELSE ends_at END"
+            " WHERE id = %(id)s AND {} RETURNING {}"
+        ).format(p.estate_scope("estate_code"), sql.SQL(_SILENCE_COLUMNS)),
+        {"now": now, "id": silence_id},
+    ).fetchone()
+    if row is None:
+        raise Problem(404, "not-found", "Not found", f"no silence {silence_id} of yours")
+    return SilenceOut(**dict(zip(SilenceOut.model_fields, row, strict=True)))
+
+
+# --------------------------------------------------------------------------- views
+
+
+class FireAlertRow(BaseModel):
+    alert_id: int
+    estate_code: str
+    building_code: str | None
+    device_code: str
+    alert_type: str
+    severity: str
+    confirmation: str | None
+    first_seen: dt.datetime
+    open_s: float = Field(description="seconds open at the time of the request")
+    value: float | None = Field(description="the device's latest pressure, where it has one")
+
+
+class NoticeRow(BaseModel):
+    id: int
+    number: str
+    estate_code: str
+    problem: str
+    deadline: dt.date
+    state: str
+    overdue: bool
+
+
+class FireView(BaseModel):
+    unconfirmed_alarms: list[FireAlertRow]
+    long_faults: list[FireAlertRow] = Field(description="faults open longer than fault_hours")
+    disabled_points: list[FireAlertRow]
+    pressure_out_of_range: list[FireAlertRow]
+    notices: list[NoticeRow]
+
+
+_FIRE_SQL = """
+SELECT a.id, a.estate_code, a.building_code, a.device_code, a.alert_type, a.severity,
+  a.confirmation, a.first_seen, extract(epoch FROM %(now)s - a.first_seen),
+  (ds.latest ->> 'pressure_mpa')::float8
+FROM (SELECT * FROM alerts WHERE {scope}) a LEFT JOIN device_state ds ON ds.device_id = a.device_id
+WHERE a.state = 'open' AND a.kind = 'fire' AND {which}
+ORDER BY a.first_seen LIMIT 500
+"""
+
+
+def _fire_rows(c: Conn, p: Principal, which: str, args: dict[str, Any]) -> list[FireAlertRow]:
+    query = sql.SQL(_FIRE_SQL).format(scope=p.alert_scope(), which=sql.SQL(which))
+    return [
+        FireAlertRow(**dict(zip(FireAlertRow.model_fields, r, strict=True)))
+        for r in c.execute(query, args)
+    ]
+
+
+def _notices(c: Conn, p: Principal, authority: str, now: dt.datetime) -> list[NoticeRow]:
+    query = sql.SQL(
+        "SELECT id, number, estate_code, problem, deadline, state,"
+        " state IN ('issued', 'reopened') AND deadline < %s::date"
+        " FROM notices WHERE authority = %s AND {} ORDER BY id DESC LIMIT 200"
+    ).format(p.estate_scope("estate_code"))
+    return [
+        NoticeRow(**dict(zip(NoticeRow.model_fields, r, strict=True)))
+        for r in c.execute(query, (now, authority))
+    ]
+
+
+@router.get("/views/fire")
+def fire_view(
+    c: Db,
+    p: Caller,
+    clock: ClockDep,
+    fault_hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24.0,
+) -> FireView:
+    """Fire systems across the caller's scope: alarms not yet confirmed, faults open too
+    long, panel points disabled, pressures out of range, and the fire notices."""
+    now = clock()
+    args = {"now": now, "long": dt.timedelta(hours=fault_hours)}
+    return FireView(
+        unconfirmed_alarms=_fire_rows(
+            c, p, "a.alert_type = 'fire.alarm' AND a.confirmation = 'to_be_confirmed'", args
+        ),
+        long_faults=_fire_rows(
+            c,
+            p,
+            "a.alert_type IN ('fire.fault', 'fire.pump_fault', 'fire.offline',"
+            " 'fire.point_offline', 'device.offline') AND a.first_seen < %(now)s - %(long)s",
+            args,
+        ),
+        disabled_points=_fire_rows(c, p, "a.alert_type = 'fire.point_disabled'", args),
+        pressure_out_of_range=_fire_rows(
+            c,
+            p,
+            "a.alert_type IN ('fire.pressure_low', 'fire.pressure_high', 'fire.pressure_falling')",
+            args,
+        ),
+        notices=_notices(c, p, "fire", now),
+    )
+
+
+class CompanyRow(BaseModel):
+    maintenance_code: str | None
+    elevators: int
+    trapped_orders: int
+    median_ack_s: float | None
+    median_arrive_s: float | None
+    breaches: int
+    elevator_alerts: int
+    alerts_per_elevator: float = Field(description="elevator alerts raised in the period")
+
+
+class TrappedRow(BaseModel):
+    order_id: int
+    estate_code: str
+    device_code: str
+    assignee: str | None
+    state: str
+    created_at: dt.datetime
+    ack_s: float | None
+    arrive_s: float | None
+    breached: bool
+
+
+class OverdueRow(BaseModel):
+    estate_code: str
+    device_code: str
+    item: str
+    due: dt.date
+    maintenance_code: str | None
+
+
+class ElevatorView(BaseModel):
+    since: dt.datetime
+    companies: list[CompanyRow]
+    trapped: list[TrappedRow]
+    overdue: list[OverdueRow]
+    notices: list[NoticeRow]
+
+
+@router.get("/views/elevators")
+def elevator_view(
+    c: Db,
+    p: Caller,
+    clock: ClockDep,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> ElevatorView:
+    """Elevators across the caller's scope for the last ``days``: trapped-passenger orders
+    and response times by maintenance company, fault rates, maintenance and inspection
+    overdue, and the market-supervision notices."""
+    now = clock()
+    since = now - dt.timedelta(days=days)
+    scoped = _scoped_devices(p)
+    trapped_q = sql.SQL(
+        "WITH sd AS ({}) SELECT w.id, w.estate_code, w.device_code, w.assignee, w.state,"
+        " w.created_at, extract(epoch FROM w.acknowledged_at - w.dispatched_at),"
+        " extract(epoch FROM w.arrived_at - w.dispatched_at),"
+        " EXISTS (SELECT 1 FROM work_order_breaches b WHERE b.order_id = w.id)"
+        " FROM work_orders w WHERE w.alert_type = 'elevator.trapped' AND w.created_at >= %s"
+        " AND (w.estate_code, w.device_code) IN (SELECT estate_code, code FROM sd"
+        " WHERE kind = 'elevator') ORDER BY w.id DESC LIMIT 500"
+    ).format(scoped)
+    trapped = [
+        TrappedRow(**dict(zip(TrappedRow.model_fields, r, strict=True)))
+        for r in c.execute(trapped_q, (since,))
+    ]
+    companies_q = sql.SQL(
+        "WITH sd AS ({}), lifts AS (SELECT * FROM sd WHERE kind = 'elevator'),"
+        " orders AS (SELECT w.*, l.maintenance_code AS mc FROM work_orders w JOIN lifts l"
+        "   ON l.estate_code = w.estate_code AND l.code = w.device_code"
+        "   WHERE w.alert_type = 'elevator.trapped' AND w.created_at >= %(since)s)"
+        " SELECT l.maintenance_code, count(*),"
+        " (SELECT count(*) FROM orders o WHERE o.mc IS NOT DISTINCT FROM l.maintenance_code),"
+        " (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+        "   o.acknowledged_at - o.dispatched_at)) FROM orders o"
+        "   WHERE o.mc IS NOT DISTINCT FROM l.maintenance_code),"
+        " (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+        "   o.arrived_at - o.dispatched_at)) FROM orders o"
+        "   WHERE o.mc IS NOT DISTINCT FROM l.maintenance_code),"
+        " (SELECT count(*) FROM work_order_breaches b JOIN orders o ON o.id = b.order_id"
+        "   WHERE o.mc IS NOT DISTINCT FROM l.maintenance_code),"
+        " (SELECT count(*) FROM alerts a WHERE a.device_id = ANY(array_agg(l.id))"
+        "   AND a.first_seen >= %(since)s)"
+        " FROM lifts l GROUP BY l.maintenance_code ORDER BY l.maintenance_code NULLS LAST"
+    ).format(scoped)
+    companies = [
+        CompanyRow(
+            maintenance_code=mc,
+            elevators=n,
+            trapped_orders=t,
+            median_ack_s=ack,
+            median_arrive_s=arr,
+            breaches=br,
+            elevator_alerts=al,
+            alerts_per_elevator=round(al / n, 3) if n else 0.0,
+        )
+        for mc, n, t, ack, arr, br, al in c.execute(companies_q, {"since": since})
+    ]
+    overdue_q = sql.SQL(
+        "WITH sd AS ({}) SELECT s.estate_code, s.device_code, s.item, s.due, s.maintenance_code"
+        " FROM supervision_items s WHERE s.closed_at IS NULL"
+        " AND s.device_id IN (SELECT id FROM sd) ORDER BY s.due LIMIT 500"
+    ).format(scoped)
+    overdue = [
+        OverdueRow(**dict(zip(OverdueRow.model_fields, r, strict=True)))
+        for r in c.execute(overdue_q)
+    ]
+    return ElevatorView(
+        since=since,
+        companies=companies,
+        trapped=trapped,
+        overdue=overdue,
+        notices=_notices(c, p, "market", now),
+    )

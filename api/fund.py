@@ -1,0 +1,290 @@
+"""``/api/v1/fund``: the maintenance fund's accounts, deposits and emergency repair cases;
+``/api/v1/public``: the owners' disclosure and the yearly fund report, open to anyone.
+
+Who does what: the housing authority (and admin) records deposits and interest and pays
+settlements; the estate's property firm (operator, manager) or, where there is none, the
+street office opens cases, estimates, invokes the standing authorisation and reports the
+repair; the street office or the housing authority approves. Every request that moves
+money needs an ``Idempotency-Key`` header: repeating it repeats nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+from api.auth import Principal, Role
+from api.deps import Caller, ClockDep, Conn, Db, allow
+from api.pages import Cursor, Limit, Page, cursor_id, page
+from api.problems import Problem
+from fund import cases, ledger
+
+router = APIRouter(prefix="/api/v1/fund", tags=["fund"])
+public = APIRouter(prefix="/api/v1/public", tags=["public"])
+READERS = (Role.ADMIN, Role.HOUSING_AUTHORITY, Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE)
+CASE_WORKERS = (Role.ADMIN, Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE)
+PAYERS = (Role.ADMIN, Role.HOUSING_AUTHORITY)
+IdempotencyKey = Annotated[
+    str,
+    Header(alias="Idempotency-Key", min_length=1, max_length=200,
+           description="repeat it to retry safely: the money moves once"),
+]  # fmt: skip
+
+
+def fund_scope(p: Principal) -> sql.Composable:
+    """SQL condition over ``estate_code`` for the fund records ``p`` may see."""
+    if p.role in (Role.ADMIN, Role.HOUSING_AUTHORITY):
+        return sql.SQL("true")
+    if p.role in (Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE):
+        return p.estate_scope("estate_code")
+    return sql.SQL("false")
+
+
+class AccountOut(BaseModel):
+    id: int
+    estate_code: str
+    building_code: str | None
+    name: str
+    balance_fen: int
+    opened_at: dt.datetime
+
+
+class DepositIn(BaseModel):
+    amount_fen: int = Field(gt=0, le=10**13)
+    kind: Literal["deposit", "interest"] = "deposit"
+    memo: str = Field(default="", max_length=500)
+
+
+class JournalOut(BaseModel):
+    journal_id: int
+    account_id: int
+    balance_fen: int
+
+
+class CaseIn(BaseModel):
+    item: str = Field(pattern=r"^[a-z0-9_]{1,64}$", description="an emergency-list item id")
+    alert_id: int | None = None
+    order_id: int | None = None
+
+
+class StepIn(BaseModel):
+    estimate_fen: int | None = Field(default=None, gt=0, le=10**13)
+    by: Literal["authority", "standing"] | None = Field(
+        default=None, description="approve: your own authority, or the standing authorisation"
+    )
+    note: str = Field(default="", max_length=2000)
+
+
+class SettleIn(BaseModel):
+    cost_fen: int = Field(gt=0, le=10**13)
+    invoice_ref: str = Field(min_length=1, max_length=200)
+
+
+class CaseOut(BaseModel):
+    id: int
+    account_id: int
+    estate_code: str
+    building_code: str | None
+    item: str
+    alert_id: int | None
+    order_id: int | None
+    state: Literal["opened", "estimated", "approved", "repaired", "settled", "refused"]
+    estimate_fen: int | None
+    approval: str | None
+    cost_fen: int | None
+    invoice_ref: str | None
+    journal_id: int | None
+    refused_reason: str | None
+    opened_by: str
+    opened_at: dt.datetime
+    settled_at: dt.datetime | None
+
+
+class CaseDetail(CaseOut):
+    evidence: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+_CASE_COLUMNS = ", ".join(CaseOut.model_fields)
+
+
+def _case(c: Conn, p: Principal, case_id: int) -> CaseOut:
+    q = sql.SQL("SELECT {} FROM fund_cases WHERE id = %s AND {}").format(
+        sql.SQL(_CASE_COLUMNS), fund_scope(p)
+    )
+    row = c.execute(q, (case_id,)).fetchone()
+    if row is None:
+        raise Problem(404, "not-found", "Not found", f"no fund case {case_id} that you may see")
+    return CaseOut(**dict(zip(CaseOut.model_fields, row, strict=True)))
+
+
+@router.get("/accounts")
+def list_accounts(
+    *, c: Db, p: Caller, estate: str | None = None, limit: Limit = 100, cursor: Cursor = None
+) -> Page[AccountOut]:
+    """Fund accounts with their balances, within scope."""
+    allow(p, *READERS)
+    q = sql.SQL(
+        "SELECT id, estate_code, building_code, name, balance_fen, opened_at FROM fund_accounts"
+        " WHERE {} AND (%(e)s::text IS NULL OR estate_code = %(e)s)"
+        " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s) ORDER BY id DESC LIMIT %(limit)s"
+    ).format(fund_scope(p))
+    rows = c.execute(q, {"e": estate, "cursor": cursor_id(cursor), "limit": limit}).fetchall()
+    items = [AccountOut(**dict(zip(AccountOut.model_fields, r, strict=True))) for r in rows]
+    return page(items, limit, lambda a: a.id)
+
+
+@router.post("/accounts/{account_id}/deposits", status_code=201, responses={409: {}})
+def add_deposit(
+    *, c: Db, p: Caller, clock: ClockDep, account_id: int, body: DepositIn, key: IdempotencyKey
+) -> JournalOut:
+    """Owners' deposits or interest (housing authority, admin)."""
+    allow(p, *PAYERS)
+    if c.execute("SELECT 1 FROM fund_accounts WHERE id = %s", (account_id,)).fetchone() is None:
+        raise Problem(404, "not-found", "Not found", f"no fund account {account_id}")
+    try:
+        jid = cases.deposit(c, account_id, body.amount_fen, kind=body.kind, key=key,
+                            actor=p.actor, now=clock(), memo=body.memo)  # fmt: skip
+    except ledger.LedgerError as err:
+        raise Problem(409, "refused", "Refused", str(err)) from None
+    (balance,) = c.execute(
+        "SELECT balance_fen FROM fund_accounts WHERE id = %s", (account_id,)
+    ).fetchone() or (0,)
+    return JournalOut(journal_id=jid, account_id=account_id, balance_fen=int(balance))
+
+
+@router.get("/cases")
+def list_cases(
+    *, c: Db, p: Caller, state: str | None = None, limit: Limit = 50, cursor: Cursor = None
+) -> Page[CaseOut]:
+    """Emergency repair cases newest first, within scope."""
+    allow(p, *READERS)
+    q = sql.SQL(
+        "SELECT {} FROM fund_cases WHERE {} AND (%(s)s::text IS NULL OR state = %(s)s)"
+        " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s) ORDER BY id DESC LIMIT %(limit)s"
+    ).format(sql.SQL(_CASE_COLUMNS), fund_scope(p))
+    rows = c.execute(q, {"s": state, "cursor": cursor_id(cursor), "limit": limit}).fetchall()
+    items = [CaseOut(**dict(zip(CaseOut.model_fields, r, strict=True))) for r in rows]
+    return page(items, limit, lambda x: x.id)
+
+
+@router.get("/cases/{case_id}", responses={404: {}})
+def get_case(c: Db, p: Caller, case_id: int) -> CaseDetail:
+    """One case with its evidence and every decision (who, when, what)."""
+    allow(p, *READERS)
+    base = _case(c, p, case_id)
+    (evidence,) = c.execute(
+        "SELECT evidence FROM fund_cases WHERE id = %s", (case_id,)
+    ).fetchone() or ({},)
+    events = [
+        {"at": at, "change": ch, "actor": actor, "detail": detail}
+        for at, ch, actor, detail in c.execute(
+            "SELECT at, change, actor, detail FROM fund_case_events WHERE case_id = %s ORDER BY id",
+            (case_id,),
+        )
+    ]
+    return CaseDetail(**base.model_dump(), evidence=evidence, events=events)
+
+
+@router.post("/cases", status_code=201, responses={404: {}, 422: {"description": "ineligible"}})
+def open_case(c: Db, p: Caller, clock: ClockDep, body: CaseIn) -> CaseOut:
+    """Open a case from an alert or a work order the caller may see; an ineligible one is
+    refused with the reason (and kept on record)."""
+    allow(p, *CASE_WORKERS)
+    if (body.alert_id is None) == (body.order_id is None):
+        raise Problem(422, "bad-case", "Bad case", "give one alert_id or one order_id")
+    table, ident = ("alerts", body.alert_id) if body.alert_id else ("work_orders", body.order_id)
+    q = sql.SQL("SELECT 1 FROM {} WHERE id = %s AND {}").format(
+        sql.Identifier(table), fund_scope(p)
+    )
+    if c.execute(q, (ident,)).fetchone() is None:
+        raise Problem(404, "not-found", "Not found", f"no {table[:-1]} {ident} that you may see")
+    try:
+        cid = cases.open_case(c, item=body.item, alert_id=body.alert_id, order_id=body.order_id,
+                              actor=p.actor, now=clock())  # fmt: skip
+    except cases.CaseError as err:
+        raise Problem(422, "ineligible", "Not eligible", str(err)) from None
+    return _case(c, p, cid)
+
+
+# declared before the generic step: /settle must not be read as an {action}
+@router.post("/cases/{case_id}/settle", responses={403: {}, 404: {}, 409: {}})
+def settle_case(
+    *, c: Db, p: Caller, clock: ClockDep, case_id: int, body: SettleIn, key: IdempotencyKey
+) -> CaseOut:
+    """Pay the actual cost from the account (housing authority, admin) and apportion it to
+    the owners by floor area. Refused if the balance cannot cover it; paid once."""
+    allow(p, *PAYERS)
+    _case(c, p, case_id)
+    try:
+        cases.settle(c, case_id, cost_fen=body.cost_fen, invoice_ref=body.invoice_ref, key=key,
+                     actor=p.actor, now=clock())  # fmt: skip
+    except (cases.CaseError, ledger.LedgerError) as err:
+        raise Problem(409, "refused", "Refused", str(err)) from None
+    return _case(c, p, case_id)
+
+
+@router.post("/cases/{case_id}/{action}", responses={403: {}, 404: {}, 409: {}})
+def step_case(
+    *,
+    c: Db,
+    p: Caller,
+    clock: ClockDep,
+    case_id: int,
+    action: Literal["estimate", "approve", "repaired"],
+    body: StepIn,
+) -> CaseOut:
+    """``estimate`` (estimate_fen), ``approve`` (by: authority = a street office or the
+    housing authority deciding; standing = the owners' standing authorisation, checked
+    against its limits), ``repaired`` (note)."""
+    _case(c, p, case_id)
+    now = clock()
+    try:
+        if action == "approve":
+            if body.by == "authority":
+                allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY)
+                cases.approve(c, case_id, by=f"{p.role.value}:{p.name}", actor=p.actor, now=now)
+            else:
+                allow(p, *CASE_WORKERS)
+                cases.approve(c, case_id, by="standing", actor=p.actor, now=now)
+        elif action == "estimate":
+            allow(p, *CASE_WORKERS)
+            if body.estimate_fen is None:
+                raise Problem(422, "bad-step", "Bad step", "estimate needs estimate_fen")
+            cases.estimate(c, case_id, body.estimate_fen, actor=p.actor, now=now)
+        else:
+            allow(p, *CASE_WORKERS)
+            cases.repaired(c, case_id, note=body.note, actor=p.actor, now=now)
+    except cases.CaseError as err:
+        raise Problem(409, "not-applicable", "Conflict", str(err)) from None
+    return _case(c, p, case_id)
+
+
+# ---------------------------------------------------------------------- public
+
+
+@public.get("/estates/{estate}/disclosure")
+def disclosure(c: Db, estate: str, building: str | None = None) -> list[cases.Disclosed]:
+    """Completed emergency repairs of an estate (or one ``building``), what each cost and
+    each owner's share (public: no login)."""
+    if c.execute("SELECT 1 FROM estates WHERE code = %s", (estate,)).fetchone() is None:
+        raise Problem(404, "not-found", "Not found", f"no estate {estate}")
+    return [d for d in cases.disclosure(c, estate) if building is None or d.building == building]
+
+
+@public.get("/estates/{estate}/fund-report")
+def fund_report(
+    c: Db, clock: ClockDep, estate: str, year: int | None = None
+) -> list[dict[str, Any]]:
+    """The yearly fund report per account: opening balance, deposits, interest, repairs,
+    closing balance, in fen (public: no login)."""
+    if c.execute("SELECT 1 FROM estates WHERE code = %s", (estate,)).fetchone() is None:
+        raise Problem(404, "not-found", "Not found", f"no estate {estate}")
+    y = year if year is not None else clock().year
+    if not 2000 <= y <= 2100:
+        raise Problem(422, "bad-year", "Bad year", "the year must be between 2000 and 2100")
+    return cases.yearly_report(c, estate, y)

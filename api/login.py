@@ -1,0 +1,69 @@
+"""``/api/v1/auth``: password login (OAuth 2 password flow) for people, logout, and who
+the caller is."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordRequestForm
+from pydantic import BaseModel
+
+from api.auth import LoginError, login, logout
+from api.deps import Caller, ClockDep, Db
+from api.problems import Problem
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+_bearer = HTTPBearer(auto_error=False)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (OAuth 2's token type, no secret)
+    expires_in: int
+
+
+class MeOut(BaseModel):
+    name: str
+    kind: Literal["key", "user"]
+    role: str
+    org_code: str | None
+    area_code: str | None
+
+
+@router.post("/token", responses={401: {"description": "wrong name or password, or locked"}})
+def token(
+    c: Db,
+    clock: ClockDep,
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> TokenOut:
+    """Log in with a name and password (form fields ``username``, ``password``); the token
+    is sent as ``Authorization: Bearer <token>`` and expires after ``expires_in`` seconds."""
+    ttl: float = request.app.state.token_ttl_s
+    try:
+        t = login(c, form.username, form.password, now=clock(), ttl_s=ttl)
+    except LoginError as err:
+        raise Problem(401, "bad-credentials", "Not authenticated", str(err)) from None
+    return TokenOut(access_token=t, expires_in=int(ttl))
+
+
+@router.post("/logout", status_code=204)
+def sign_out(
+    c: Db,
+    clock: ClockDep,
+    p: Caller,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Revoke the token this request carries (an API key is revoked with the CLI)."""
+    if p.kind != "user" or bearer is None or not logout(c, bearer.credentials, clock()):
+        raise Problem(400, "not-a-login", "Bad request", "only a login token can be logged out")
+
+
+@router.get("/me")
+def me(p: Caller) -> MeOut:
+    """The caller's name, role and binding."""
+    return MeOut(
+        name=p.name, kind="user" if p.kind == "user" else "key", role=p.role.value,
+        org_code=p.org_code, area_code=p.area_code,
+    )  # fmt: skip

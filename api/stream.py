@@ -1,0 +1,201 @@
+"""``GET /api/v1/stream``: alert and work-order changes as server-sent events, each caller
+seeing only what its scope allows.
+
+The workers and the supervisor publish every change on MQTT (``estate/v1/{estate}/alerts/…``
+and ``…/workorders/{id}``); the API process bridges those topics into a ``Hub`` that every
+open stream reads. Each event is checked against the caller's scope in the database (the
+same conditions as the list routes) before it is sent, so a stream shows exactly what
+``GET /api/v1/alerts`` and ``/work-orders`` would. Events carry an ``id``; a client that
+reconnects with ``Last-Event-ID`` gets what it missed from the last 1,000 events.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import paho.mqtt.client as mqtt
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+from paho.mqtt.enums import CallbackAPIVersion
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from api.auth import Principal
+from api.deps import Clock, Conn, Credentials, resolve
+from api.problems import Problem
+from api.workorders import order_scope
+
+log = logging.getLogger("estate.api.stream")
+router = APIRouter(prefix="/api/v1", tags=["stream"])
+HEARTBEAT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Item:
+    seq: int
+    kind: str  # "alert" or "workorder"
+    body: dict[str, Any]
+
+
+class Hub:
+    """Fan-out with a replay buffer; a slow reader loses the oldest of its own items."""
+
+    def __init__(self, keep: int = 1000, per_reader: int = 10_000) -> None:
+        self._lock = threading.Condition()
+        self._recent: collections.deque[Item] = collections.deque(maxlen=keep)
+        self._readers: list[collections.deque[Item]] = []
+        self._seq = 0
+        self.per_reader = per_reader
+
+    def put(self, kind: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._seq += 1
+            item = Item(self._seq, kind, body)
+            self._recent.append(item)
+            for q in self._readers:
+                q.append(item)
+            self._lock.notify_all()
+
+    @contextmanager
+    def reader(self, after: int | None) -> Iterator[collections.deque[Item]]:
+        q: collections.deque[Item] = collections.deque(maxlen=self.per_reader)
+        with self._lock:
+            if after is not None:
+                q.extend(i for i in self._recent if i.seq > after)
+            self._readers.append(q)
+        try:
+            yield q
+        finally:
+            with self._lock:
+                self._readers.remove(q)
+
+    def wait(self, q: collections.deque[Item], timeout: float) -> Item | None:
+        with self._lock:
+            if not q and not self._lock.wait_for(lambda: bool(q), timeout):
+                return None
+            return q.popleft()
+
+
+class Bridge:
+    """Subscribes (as the service account) to the changes the service publishes."""
+
+    TOPICS = ("estate/v1/+/alerts/#", "estate/v1/+/workorders/#")
+
+    def __init__(self, mqtt_url: str, hub: Hub) -> None:
+        u = urlsplit(mqtt_url)
+        self.hub = hub
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"estate-api-stream-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv311,
+        )
+        if u.username:
+            self.client.username_pw_set(unquote(u.username), unquote(u.password or ""))
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 30)
+        self.client.connect_async(u.hostname or "127.0.0.1", u.port or 1883)
+        self.connected = threading.Event()
+
+    def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if not rc.is_failure:
+            c.subscribe([(t, 1) for t in self.TOPICS])
+            self.connected.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+        try:
+            body = json.loads(m.payload)
+        except ValueError:
+            log.warning("stream: not JSON on %s; skipped", m.topic)
+            return
+        if not isinstance(body, dict):
+            return
+        self.hub.put("workorder" if "/workorders/" in m.topic else "alert", body)
+
+    def start(self) -> None:
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _visible(c: Conn, p: Principal, item: Item) -> bool:
+    """Whether ``p`` may see this change, by the same conditions as the list routes."""
+    ident = item.body.get("id")
+    if not isinstance(ident, int):
+        return False
+    if item.kind == "alert":
+        q = sql.SQL("SELECT 1 FROM alerts WHERE id = %s AND {}").format(p.alert_scope())
+    else:
+        q = sql.SQL("SELECT 1 FROM work_orders WHERE id = %s AND {}").format(order_scope(p))
+    return c.execute(q, (ident,)).fetchone() is not None
+
+
+def _frame(item: Item) -> str:
+    data = json.dumps(item.body, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {item.seq}\nevent: {item.kind}\ndata: {data}\n\n"
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+        503: {"description": "the live feed (the broker) is not connected"},
+    },
+)
+async def stream(
+    request: Request,
+    key: Credentials,
+    last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,18}$")] = None,
+) -> StreamingResponse:
+    """Alert changes (``event: alert``) and work-order changes (``event: workorder``) in
+    the caller's scope, as they happen; a comment line every 15 s keeps proxies open."""
+    hub: Hub | None = request.app.state.hub
+    bridge: Bridge | None = request.app.state.bridge
+    if hub is None or bridge is None or not bridge.connected.is_set():
+        raise Problem(
+            503, "stream-unavailable", "Live stream unavailable",
+            "the API has no connection to the broker (is MQTT_URL set and the broker up?)",
+        )  # fmt: skip
+    pool: ConnectionPool[Conn] = request.app.state.pool
+    clock: Clock = request.app.state.clock
+
+    def who() -> Principal:
+        # a connection only while checking: a stream must not hold one for its lifetime
+        with pool.connection(timeout=5) as c:
+            return resolve(c, key, clock())
+
+    p = await anyio.to_thread.run_sync(who)
+    after = int(last_event_id) if last_event_id else None
+
+    def check(item: Item) -> bool:
+        with pool.connection(timeout=5) as c:
+            return _visible(c, p, item)
+
+    async def events() -> AsyncIterator[str]:
+        with hub.reader(after) as q:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                item = await anyio.to_thread.run_sync(hub.wait, q, HEARTBEAT_S)
+                if item is None:
+                    yield ": keep-alive\n\n"
+                elif await anyio.to_thread.run_sync(check, item):
+                    yield _frame(item)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,463 @@
+// The console: one page, hash routes, the API under /api/v1 with the login's bearer token.
+// Live changes come from GET /api/v1/stream read with fetch (EventSource cannot send the
+// Authorization header); a poll every 15 s covers a broken stream.
+"use strict";
+const $ = sel => document.querySelector(sel);
+const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const SEV_RANK = { critical: 0, major: 1, warning: 2, info: 3 };
+const OPERATORS = ["admin", "operator", "manager"];
+const NAV = {  // what each role looks at, first = home
+  admin: ["board", "estates", "orders", "silences", "fire", "elevators"],
+  operator: ["board", "orders", "estates", "silences", "fire"],
+  manager: ["board", "orders", "estates", "silences", "fire", "elevators"],
+  maintenance: ["orders", "board", "estates"],
+  fire_inspector: ["fire", "board", "estates"],
+  market_inspector: ["elevators", "board", "orders", "estates"],
+  housing_authority: ["estates", "elevators", "fire", "board"],
+  street_office: ["board", "orders", "estates", "fire", "elevators"],
+  owner: ["disclosure"],
+};
+const S = { token: sessionStorage.getItem("token"), me: null, stream: null, timers: [], sound: false, audio: null };
+
+class ApiError extends Error { constructor(status, body) { super(body.detail || body.title || status); this.status = status; this.body = body; } }
+
+async function api(path, opts = {}) {
+  const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
+  if (S.token) headers.Authorization = `Bearer ${S.token}`;
+  if (opts.json !== undefined) { headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(opts.json); }
+  const r = await fetch(`/api/v1${path}`, { method: opts.method || "GET", headers, body: opts.body });
+  if (r.status === 401 && S.token) { signOut(t("session_over")); throw new ApiError(401, {}); }
+  if (r.status === 204) return null;
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new ApiError(r.status, body);
+  return body;
+}
+
+// ------------------------------------------------------------------ formatting
+const fmtTime = s => s ? new Date(s).toLocaleString(LANG ? "en-GB" : "zh-CN", { hour12: false }) : "—";
+function fmtDur(sec) {
+  if (sec === null || sec === undefined) return "—";
+  const neg = sec < 0; sec = Math.abs(Math.round(sec));
+  const d = Math.floor(sec / 86400), h = Math.floor(sec % 86400 / 3600), m = Math.floor(sec % 3600 / 60), s = sec % 60;
+  const txt = d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}:${String(s).padStart(2, "0")}`;
+  return neg ? `-${txt}` : txt;
+}
+const yuan = fen => (fen / 100).toLocaleString(LANG ? "en-GB" : "zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const sev = s => `<span class="sev sev-${esc(s)}">${esc(tState(s))}</span>`;
+const devLink = (e, c) => `<a href="#/device/${encodeURIComponent(e)}/${encodeURIComponent(c)}">${esc(e)} / ${esc(c)}</a>`;
+const table = (heads, rows, attrs = "") => rows.length
+  ? `<div class="scroll"><table ${attrs}><thead><tr>${heads.map(h => `<th>${esc(t(h))}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>`
+  : `<p class="empty">${esc(t("none"))}</p>`;
+
+// ------------------------------------------------------------------ session
+async function signIn(user, pass) {
+  const form = new URLSearchParams({ username: user, password: pass });
+  const r = await fetch("/api/v1/auth/token", { method: "POST", body: form });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new ApiError(r.status, body);
+  S.token = body.access_token; sessionStorage.setItem("token", S.token);
+  enableSound();  // a click started this: browsers allow sound from here on
+}
+function signOut(message) {
+  if (S.token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${S.token}` } }).catch(() => {});
+  S.token = null; S.me = null; sessionStorage.removeItem("token"); stopStream();
+  location.hash = "#/login"; if (message) sessionStorage.setItem("message", message);
+}
+function enableSound() {
+  try { S.audio = S.audio || new AudioContext(); S.audio.resume(); S.sound = true; $("#sound").hidden = true; } catch (e) { S.sound = false; }
+}
+function beep() {  // two short tones: the critical-alert signal
+  if (!S.sound || !S.audio) return;
+  const now = S.audio.currentTime;
+  for (const [f, at] of [[880, 0], [660, 0.25]]) {
+    const o = S.audio.createOscillator(), g = S.audio.createGain();
+    o.frequency.value = f; g.gain.value = 0.15; o.connect(g); g.connect(S.audio.destination);
+    o.start(now + at); o.stop(now + at + 0.2);
+  }
+}
+
+// ------------------------------------------------------------------ live stream
+const listeners = new Set();
+function startStream() {
+  if (S.stream || !S.token) return;
+  const ctrl = new AbortController(); S.stream = ctrl;
+  (async () => {
+    let lastId = null;
+    while (!ctrl.signal.aborted) {
+      try {
+        const headers = { Authorization: `Bearer ${S.token}`, Accept: "text/event-stream" };
+        if (lastId) headers["Last-Event-ID"] = lastId;
+        const r = await fetch("/api/v1/stream", { headers, signal: ctrl.signal });
+        if (!r.ok) throw new Error(r.status);
+        setLive(true);
+        const reader = r.body.getReader(), dec = new TextDecoder();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += dec.decode(value, { stream: true });
+          let i;
+          while ((i = buf.indexOf("\n\n")) >= 0) {
+            const frame = buf.slice(0, i); buf = buf.slice(i + 2);
+            const ev = { event: "message", data: "" };
+            for (const line of frame.split("\n")) {
+              if (line.startsWith("id: ")) lastId = line.slice(4);
+              else if (line.startsWith("event: ")) ev.event = line.slice(7);
+              else if (line.startsWith("data: ")) ev.data += line.slice(6);
+            }
+            if (ev.data) { let body = null; try { body = JSON.parse(ev.data); } catch (e) { /* keep null */ }
+              for (const f of listeners) f(ev.event, body); }
+          }
+        }
+      } catch (e) { if (ctrl.signal.aborted) return; }
+      setLive(false);
+      await new Promise(res => setTimeout(res, 3000));
+    }
+  })();
+}
+function stopStream() { if (S.stream) S.stream.abort(); S.stream = null; setLive(false); }
+function setLive(on) { const el = $("#live"); el.className = `live ${on ? "on" : "off"}`; el.textContent = t(on ? "live" : "offline"); el.dataset.i18n = on ? "live" : "offline"; }
+
+// ------------------------------------------------------------------ routing
+function every(ms, f) { S.timers.push(setInterval(f, ms)); }
+function onLive(f) { listeners.add(f); S.cleanup.push(() => listeners.delete(f)); }
+function debounce(f, ms) { let h = null; return () => { clearTimeout(h); h = setTimeout(f, ms); }; }
+
+async function route() {
+  for (const h of S.timers) clearInterval(h); S.timers = [];
+  for (const f of S.cleanup || []) f(); S.cleanup = [];
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const [page, ...args] = parts;
+  const view = $("#view");
+  if (page === "public") return renderPublic(view, args[0]);
+  if (!S.token) return renderLogin(view);
+  if (!S.me) {
+    try { S.me = await api("/auth/me"); } catch (e) { return; }
+    startStream();
+  }
+  renderHeader();
+  const pages = { board: renderBoard, alert: renderAlert, estates: renderEstates, estate: renderEstate,
+    device: renderDevice, orders: renderOrders, silences: renderSilences, fire: renderFire,
+    elevators: renderElevators, disclosure: renderDisclosureChooser };
+  const home = (NAV[S.me.role] || ["board"])[0];
+  const f = pages[page] || pages[home];
+  view.innerHTML = `<p class="muted">${t("loading")}</p>`;
+  try { await f(view, ...args); } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    view.innerHTML = `<p class="error">${esc(e instanceof ApiError && e.status === 404 ? t("not_found") : e.message)}</p>`;
+  }
+}
+
+function renderHeader() {
+  const page = location.hash.replace(/^#\/?/, "").split("/")[0];
+  const nav = S.me ? NAV[S.me.role] || [] : [];
+  $("#nav").innerHTML = nav.map(p => `<a href="#/${p}" data-nav="${p}" class="${p === page ? "on" : ""}">${esc(t(p))}</a>`).join("");
+  $("#who").textContent = S.me ? `${S.me.name} · ${S.me.role}` : "";
+  $("#logout").hidden = !S.me;
+  $("#sound").hidden = !S.me || S.sound;
+  $("#lang").textContent = LANG ? "中文" : "English";
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
+
+function renderLogin(view) {
+  renderHeader();
+  const msg = sessionStorage.getItem("message") || ""; sessionStorage.removeItem("message");
+  view.innerHTML = `<form class="login" id="login-form">
+    <h1>${esc(t("login"))}</h1>
+    <label>${esc(t("username"))}<br><input name="username" autocomplete="username" required></label>
+    <label>${esc(t("password"))}<br><input name="password" type="password" autocomplete="current-password" required></label>
+    <button class="primary" type="submit">${esc(t("login"))}</button>
+    <p class="error" id="login-error">${esc(msg)}</p></form>`;
+  $("#login-form").onsubmit = async ev => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    try { await signIn(f.get("username"), f.get("password")); location.hash = "#/"; route(); }
+    catch (e) { $("#login-error").textContent = `${t("login_failed")}: ${e.message}`; }
+  };
+}
+
+// ------------------------------------------------------------------ alert board
+async function renderBoard(view) {
+  view.innerHTML = `<h1>${esc(t("board"))} <span class="muted" id="board-count"></span></h1><div id="board"></div>`;
+  const load = async () => {
+    const page = await api("/alerts?state=open&limit=500");
+    const alerts = page.items.sort((a, b) => SEV_RANK[a.severity] - SEV_RANK[b.severity] || b.first_seen.localeCompare(a.first_seen));
+    $("#board-count").textContent = `(${alerts.length})`;
+    const canAct = OPERATORS.includes(S.me.role);
+    const rows = alerts.map(a => {
+      const unacked = !a.acknowledged_at;
+      const fire = a.alert_type === "fire.alarm" && a.confirmation === "to_be_confirmed";
+      const acts = !canAct ? "" : (unacked ? `<button data-ack="${a.id}">${esc(t("acknowledge"))}</button> ` : `<span class="ok">${esc(t("acknowledged"))}</span> `)
+        + (fire ? `<button data-confirm="${a.id}">${esc(t("confirm_fire"))}</button> <button data-false="${a.id}">${esc(t("false_alarm"))}</button>` : "");
+      return `<tr class="alert-row ${esc(a.severity)} ${unacked ? "unacked" : ""}" data-alert-id="${a.id}" data-alert-type="${esc(a.alert_type)}">
+        <td>${sev(a.severity)}</td>
+        <td><a href="#/alert/${a.id}">${esc(tAlert(a.alert_type))}</a>${a.muted_by ? ` <span class="muted">(${esc(t("muted"))})</span>` : ""}
+          ${a.confirmation ? `<br><span class="muted">${esc(tState(a.confirmation))}</span>` : ""}</td>
+        <td>${devLink(a.estate_code, a.device_code)}<br><span class="muted">${esc(a.building_code || "")}</span></td>
+        <td class="num">${fmtTime(a.first_seen)}<br><span class="muted" data-since="${esc(a.first_seen)}"></span></td>
+        <td>${acts}</td></tr>`;
+    });
+    $("#board").innerHTML = alerts.length ? table(["severity", "type", "device", "since", "action"], rows, 'id="alert-table"')
+      : `<p class="empty" id="no-alerts">${esc(t("no_alerts"))}</p>`;
+    tick();
+    S.critical = alerts.some(a => a.severity === "critical" && !a.acknowledged_at && !a.muted_by);
+  };
+  const tick = () => { for (const el of document.querySelectorAll("[data-since]")) el.textContent = fmtDur((Date.now() - new Date(el.dataset.since)) / 1000); };
+  $("#board").onclick = async ev => {
+    const b = ev.target.closest("button"); if (!b) return;
+    b.disabled = true;
+    try {
+      if (b.dataset.ack) await api(`/alerts/${b.dataset.ack}/acknowledge`, { method: "POST" });
+      if (b.dataset.confirm) await api(`/alerts/${b.dataset.confirm}/confirm`, { method: "POST" });
+      if (b.dataset.false) { const cause = prompt(t("cause")); if (!cause) { b.disabled = false; return; }
+        await api(`/alerts/${b.dataset.false}/false-alarm`, { method: "POST", json: { cause } }); }
+    } catch (e) { alert(e.message); }
+    await load();
+  };
+  await load();
+  onLive(debounce((ev) => load().catch(() => {}), 300));
+  every(15000, () => load().catch(() => {}));
+  every(1000, tick);
+  every(2500, () => { if (S.critical) beep(); });
+}
+
+// ------------------------------------------------------------------ incident detail
+const METRIC_OF = { "elevator": "floor", "fire": "pressure_mpa", "drainage": "level_m" };
+function metricFor(alertType, kind, latest) {
+  if (/pressure/.test(alertType)) return "pressure_mpa";
+  if (/tank|level|overflow/.test(alertType)) return "level_m";
+  if (/overspeed/.test(alertType)) return "speed_mps";
+  if (/residual/.test(alertType)) return "residual_current_ma";
+  if (/temperature/.test(alertType)) return "cable_temp_c";
+  if (/pump/.test(alertType)) return "pump_running";
+  if (/door/.test(alertType) && kind === "fire") return "open";
+  if (/water_detected/.test(alertType)) return "water_detected";
+  const m = METRIC_OF[kind];
+  return latest && m in latest ? m : Object.keys(latest || {})[0] || m;
+}
+
+async function renderAlert(view, id) {
+  const a = await api(`/alerts/${encodeURIComponent(id)}`);
+  const dev = await api(`/devices/${encodeURIComponent(a.estate_code)}/${encodeURIComponent(a.device_code)}`).catch(() => null);
+  const orders = (await api(`/work-orders?state=all&estate=${encodeURIComponent(a.estate_code)}&limit=200`).catch(() => ({ items: [] }))).items;
+  const order = orders.find(o => o.incident_id === a.incident_id);
+  const metric = metricFor(a.alert_type, a.kind, dev && dev.latest);
+  view.innerHTML = `<h1>${sev(a.severity)} ${esc(tAlert(a.alert_type))} · ${devLink(a.estate_code, a.device_code)}</h1>
+    <p>${esc(t("state"))}: <b>${esc(tState(a.state))}</b> ${a.confirmation ? `· ${esc(tState(a.confirmation))}` : ""}
+      · ${esc(t("since"))} ${fmtTime(a.first_seen)} ${a.acknowledged_at ? `· ${esc(t("acknowledged"))} ${fmtTime(a.acknowledged_at)} (${esc(a.acknowledged_by)})` : ""}</p>
+    ${order ? `<p>${esc(t("work_order"))} <a href="#/orders">#${order.id}</a>: ${esc(tState(order.state))} → ${esc(order.assignee || "—")}</p>` : ""}
+    <h2>${esc(t("evidence"))}: ${esc(metric)}</h2>
+    <svg class="chart" id="evidence-chart"></svg>
+    <pre class="card">${esc(JSON.stringify(a.evidence, null, 2))}</pre>
+    <h2>${esc(t("changes"))}</h2>
+    ${table(["since", "state", "severity", "author"], a.changes.map(c => `<tr><td>${fmtTime(c.at)}</td><td>${esc(c.change)}</td><td>${sev(c.severity)}</td><td>${esc(c.actor)}</td></tr>`))}`;
+  const start = new Date(new Date(a.first_seen).getTime() - 30 * 60e3);
+  const end = new Date(Math.min(Date.now(), (a.cleared_at ? new Date(a.cleared_at).getTime() : Date.now()) + 10 * 60e3));
+  await chartInto($("#evidence-chart"), a.estate_code, a.device_code, metric, start, end, [{ at: a.first_seen, label: tAlert(a.alert_type) }]);
+}
+
+async function chartInto(svg, estate, code, metric, start, end, marks) {
+  const initial = [start, end];
+  const draw = async (s, e) => {
+    const q = new URLSearchParams({ metric, start: s.toISOString(), end: e.toISOString() });
+    const series = await api(`/devices/${encodeURIComponent(estate)}/${encodeURIComponent(code)}/series?${q}`);
+    svg.dataset.points = series.points.length; svg.dataset.level = series.level;
+    drawChart(svg, series, { start: s, end: e, marks, onZoom: (a, b) => draw(a, b), onReset: () => draw(...initial) });
+  };
+  await draw(start, end);
+  return draw;
+}
+
+// ------------------------------------------------------------------ estates and devices
+async function renderEstates(view) {
+  const estates = await api("/estates");
+  view.innerHTML = `<h1>${esc(t("estates"))}</h1><div class="cards">${estates.map(e => `
+    <a class="card" href="#/estate/${encodeURIComponent(e.code)}" style="text-decoration:none;color:inherit" data-estate="${esc(e.code)}">
+      <h3>${esc(e.name)} <span class="muted">${esc(e.code)}</span></h3>
+      <div>${esc(t("devices"))} <b class="num">${e.devices}</b> · ${esc(t("online"))} <b class="num ${e.online < e.devices ? "overdue" : "ok"}">${e.online}</b></div>
+      <div>${esc(t("open_alerts"))} <b class="num">${e.open_alerts}</b> · ${esc(t("critical"))} <b class="num ${e.critical_alerts ? "overdue" : ""}">${e.critical_alerts}</b></div>
+      <div>${esc(t("live_orders"))} <b class="num">${e.live_orders}</b> · ${esc(t("buildings"))} ${e.buildings}</div></a>`).join("")}</div>`;
+}
+
+async function renderEstate(view, code) {
+  const e = await api(`/estates/${encodeURIComponent(code)}`);
+  const orders = (await api(`/work-orders?estate=${encodeURIComponent(code)}&limit=100`).catch(() => ({ items: [] }))).items;
+  view.innerHTML = `<h1>${esc(e.name)} <span class="muted">${esc(e.code)}</span></h1>
+    <p class="muted">${esc(e.address || "")} · <a href="#/public/${encodeURIComponent(e.code)}">${esc(t("disclosure"))}</a></p>
+    <h2>${esc(t("buildings"))}</h2>
+    ${table(["building", "devices", "online", "open_alerts"], e.building_list.map(b => `<tr><td>${esc(b.name || t("shared"))}</td><td class="num">${b.devices}</td>
+      <td class="num ${b.online < b.devices ? "overdue" : "ok"}">${b.online}</td><td class="num">${b.open_alerts}</td></tr>`))}
+    <h2>${esc(t("live_orders"))}</h2>
+    ${table(["work_order", "type", "device", "state", "assignee"], orders.map(o => `<tr><td>#${o.id}</td><td>${esc(tAlert(o.alert_type))}</td><td>${devLink(o.estate_code, o.device_code)}</td><td>${esc(tState(o.state))}</td><td>${esc(o.assignee || "—")}</td></tr>`))}
+    <h2>${esc(t("devices"))}</h2>
+    ${table(["device", "kind", "building", "online", "last_seen", "open_alerts"], e.device_list.map(d => `<tr><td>${devLink(d.estate_code, d.code)}</td><td>${esc(d.kind)} / ${esc(d.subtype)}</td>
+      <td>${esc(d.building_code || t("shared"))}</td><td class="${d.online ? "ok" : "overdue"}">${d.online === null ? "—" : d.online ? "●" : "○"}</td>
+      <td>${fmtTime(d.last_seen)}</td><td>${d.open_alerts ? sev(d.worst_severity) + " " + d.open_alerts : ""}</td></tr>`))}`;
+}
+
+async function renderDevice(view, estate, code) {
+  const path = `/devices/${encodeURIComponent(estate)}/${encodeURIComponent(code)}`;
+  const d = await api(path);
+  const metrics = Object.keys(d.latest).filter(k => !["ts", "seq"].includes(k));
+  let metric = metricFor("", d.kind, d.latest);
+  view.innerHTML = `<h1>${esc(d.estate_code)} / ${esc(d.code)} <span class="muted">${esc(d.kind)} · ${esc(d.subtype)} · ${esc(d.location || "")}</span></h1>
+    <p>${esc(t("online"))}: <b class="${d.online ? "ok" : "overdue"}">${d.online ? "●" : "○"}</b> · ${esc(t("last_seen"))} ${fmtTime(d.last_seen)}
+      · ${esc(t("company"))} ${esc(d.maintenance_code || "—")} ${d.inspection_due ? `· ${esc(t("due"))} ${esc(d.inspection_due)}` : ""}</p>
+    <h2>${esc(t("latest"))}</h2><div class="cards" id="latest"></div>
+    <h2>${esc(t("history"))}</h2>
+    <form class="inline" id="chart-form"><label>${esc(t("metric"))}<select name="metric">${metrics.map(m => `<option ${m === metric ? "selected" : ""}>${esc(m)}</option>`).join("")}</select></label>
+      <label>${esc(t("range"))}<select name="range"><option value="1">1h</option><option value="6" selected>6h</option><option value="24">24h</option><option value="168">7d</option><option value="720">30d</option></select></label>
+      <span class="muted">${esc(t("zoom_hint"))}</span></form>
+    <svg class="chart" id="device-chart"></svg>`;
+  const showLatest = v => { $("#latest").innerHTML = Object.entries(v.latest).map(([k, x]) => `<div class="card" data-metric="${esc(k)}"><div class="muted">${esc(k)}</div><div class="stat num">${esc(typeof x === "number" ? +x.toFixed(3) : x)}</div></div>`).join(""); };
+  showLatest(d);
+  const draw = () => { const f = new FormData($("#chart-form")); metric = f.get("metric");
+    const end = new Date(), start = new Date(end - Number(f.get("range")) * 3600e3);
+    return chartInto($("#device-chart"), estate, code, metric, start, end, []); };
+  $("#chart-form").onchange = () => draw().catch(e => alert(e.message));
+  if (metrics.length) await draw();
+  every(5000, async () => showLatest(await api(path)));
+}
+
+// ------------------------------------------------------------------ work orders
+function nextDue(o) {
+  if (["created", "dispatched", "reopened"].includes(o.state)) return ["ack_due", o.ack_due];
+  if (o.state === "acknowledged") return o.arrive_due ? ["arrive_due", o.arrive_due] : ["resolve_due", o.resolve_due];
+  if (o.state === "on_site") return ["resolve_due", o.resolve_due];
+  return [null, null];
+}
+async function renderOrders(view) {
+  view.innerHTML = `<h1>${esc(t("orders"))}</h1><div id="orders"></div>`;
+  const canStep = o => ["admin", "operator", "manager"].includes(S.me.role) || (S.me.role === "maintenance" && o.assignee === S.me.org_code);
+  const load = async () => {
+    const orders = (await api("/work-orders?state=live&limit=200")).items
+      .sort((a, b) => (nextDue(a)[1] || "9").localeCompare(nextDue(b)[1] || "9"));
+    $("#orders").innerHTML = table(["work_order", "type", "device", "assignee", "state", "deadline", "remaining", "action"], orders.map(o => {
+      const [which, due] = nextDue(o);
+      const step = { created: "acknowledge", dispatched: "acknowledge", reopened: "acknowledge", acknowledged: "arrive", on_site: "resolve" }[o.state];
+      return `<tr data-order-id="${o.id}" data-state="${esc(o.state)}"><td>#${o.id}${o.escalation_level ? ` <span class="overdue">↑${o.escalation_level}</span>` : ""}</td>
+        <td>${sev(o.severity)} ${esc(tAlert(o.alert_type))}</td><td>${devLink(o.estate_code, o.device_code)}</td><td>${esc(o.assignee || "—")}</td>
+        <td>${esc(tState(o.state))}</td><td>${which ? esc(t(which)) + "<br>" + fmtTime(due) : ""}</td>
+        <td class="num" ${due ? `data-due="${esc(due)}"` : ""}></td>
+        <td>${step && canStep(o) ? `<button data-step="${step}" data-id="${o.id}">${esc(t(step))}</button>` : ""}</td></tr>`;
+    }), 'id="order-table"');
+    tick();
+  };
+  const tick = () => { for (const el of document.querySelectorAll("[data-due]")) {
+    const left = (new Date(el.dataset.due) - Date.now()) / 1000;
+    el.textContent = left >= 0 ? `${fmtDur(left)} ${t("remaining")}` : `${t("overdue")} ${fmtDur(-left)}`;
+    el.className = `num ${left < 0 ? "overdue" : left < 120 ? "overdue" : ""}`; } };
+  $("#orders").onclick = async ev => { const b = ev.target.closest("button[data-step]"); if (!b) return; b.disabled = true;
+    try { await api(`/work-orders/${b.dataset.id}/${b.dataset.step}`, { method: "POST" }); } catch (e) { alert(e.message); } await load(); };
+  await load();
+  onLive(debounce(() => load().catch(() => {}), 300));
+  every(15000, () => load().catch(() => {}));
+  every(1000, tick);
+}
+
+// ------------------------------------------------------------------ silences
+async function renderSilences(view) {
+  const estates = await api("/estates");
+  const canAct = OPERATORS.includes(S.me.role);
+  const load = async () => {
+    const rows = await api("/silences");
+    $("#silences").innerHTML = table(["estate", "device", "alert_type", "ends", "author", "reason", "action"], rows.map(s => `<tr data-silence-id="${s.id}">
+      <td>${esc(s.estate_code)} ${esc(s.building_code || "")}</td><td>${esc(s.device_code || "*")}</td><td>${esc(s.alert_type || "*")}</td>
+      <td>${fmtTime(s.ends_at)}</td><td>${esc(s.author)}</td><td>${esc(s.reason)}</td>
+      <td>${canAct ? `<button data-expire="${s.id}">${esc(t("expire"))}</button>` : ""}</td></tr>`));
+  };
+  view.innerHTML = `<h1>${esc(t("silences"))}</h1>
+    ${canAct ? `<form class="inline" id="silence-form">
+      <label>${esc(t("estate"))}<select name="estate_code">${estates.map(e => `<option value="${esc(e.code)}">${esc(e.name)}</option>`).join("")}</select></label>
+      <label>${esc(t("device"))}<input name="device_code" size="8"></label>
+      <label>${esc(t("alert_type"))}<input name="alert_type" size="14"></label>
+      <label>${esc(t("hours"))}<input name="hours" type="number" min="0.1" step="0.1" value="2" style="width:5em"></label>
+      <label>${esc(t("reason"))}<input name="reason" required></label>
+      <button class="primary" type="submit">${esc(t("add"))}</button></form>` : ""}
+    <div id="silences"></div>`;
+  if (canAct) $("#silence-form").onsubmit = async ev => { ev.preventDefault(); const f = new FormData(ev.target);
+    const body = { estate_code: f.get("estate_code"), hours: Number(f.get("hours")), reason: f.get("reason") };
+    if (f.get("device_code")) body.device_code = f.get("device_code"); if (f.get("alert_type")) body.alert_type = f.get("alert_type");
+    try { await api("/silences", { method: "POST", json: body }); ev.target.reset(); } catch (e) { alert(e.message); } await load(); };
+  $("#silences").onclick = async ev => { const b = ev.target.closest("button[data-expire]"); if (!b) return;
+    await api(`/silences/${b.dataset.expire}/expire`, { method: "POST" }).catch(e => alert(e.message)); await load(); };
+  await load();
+}
+
+// ------------------------------------------------------------------ inspectors
+const noticeRows = ns => ns.map(n => `<tr data-notice="${esc(n.number)}"><td>${esc(n.number)}</td><td>${esc(n.estate_code)}</td><td>${esc(n.problem)}</td>
+  <td class="${n.overdue ? "overdue" : ""}">${esc(n.deadline)}</td><td>${esc(tState(n.state))}</td></tr>`);
+async function renderFire(view) {
+  const load = async () => {
+    const v = await api("/views/fire");
+    const rows = list => list.map(r => `<tr data-alert-id="${r.alert_id}"><td>${sev(r.severity)} <a href="#/alert/${r.alert_id}">${esc(tAlert(r.alert_type))}</a></td>
+      <td>${devLink(r.estate_code, r.device_code)}</td><td>${fmtTime(r.first_seen)}</td><td class="num">${fmtDur(r.open_s)}</td>
+      <td class="num">${r.value ?? ""}</td></tr>`);
+    const heads = ["type", "device", "since", "open_for", "value"];
+    view.innerHTML = `<h1>${esc(t("fire"))}</h1>
+      <div class="cards">${[["unconfirmed", v.unconfirmed_alarms], ["long_faults", v.long_faults], ["disabled_points", v.disabled_points], ["pressure", v.pressure_out_of_range], ["notices", v.notices]]
+        .map(([k, l]) => `<div class="card"><div class="muted">${esc(t(k))}</div><div class="stat num ${l.length && k === "unconfirmed" ? "overdue" : ""}" data-count="${k}">${l.length}</div></div>`).join("")}</div>
+      <h2>${esc(t("unconfirmed"))}</h2>${table(heads, rows(v.unconfirmed_alarms), 'id="fire-unconfirmed"')}
+      <h2>${esc(t("long_faults"))}</h2>${table(heads, rows(v.long_faults))}
+      <h2>${esc(t("disabled_points"))}</h2>${table(heads, rows(v.disabled_points))}
+      <h2>${esc(t("pressure"))}</h2>${table(heads, rows(v.pressure_out_of_range))}
+      <h2>${esc(t("notices"))}</h2>${table(["number", "estate", "problem", "deadline", "state"], noticeRows(v.notices))}`;
+  };
+  await load();
+  onLive(debounce(() => load().catch(() => {}), 500));
+  every(30000, () => load().catch(() => {}));
+}
+
+async function renderElevators(view) {
+  const v = await api("/views/elevators?days=30");
+  view.innerHTML = `<h1>${esc(t("elevators"))} <span class="muted">${esc(t("period"))}: ${fmtTime(v.since)} –</span></h1>
+    <h2>${esc(t("company"))}</h2>
+    ${table(["company", "devices", "trapped", "median_ack", "median_arrive", "breaches", "fault_rate"], v.companies.map(c => `<tr data-company="${esc(c.maintenance_code || "")}">
+      <td>${esc(c.maintenance_code || "—")}</td><td class="num">${c.elevators}</td><td class="num">${c.trapped_orders}</td>
+      <td class="num">${fmtDur(c.median_ack_s)}</td><td class="num">${fmtDur(c.median_arrive_s)}</td>
+      <td class="num ${c.breaches ? "overdue" : ""}">${c.breaches}</td><td class="num">${c.alerts_per_elevator}</td></tr>`), 'id="company-table"')}
+    <h2>${esc(t("trapped"))}</h2>
+    ${table(["work_order", "device", "assignee", "state", "since", "median_ack", "median_arrive"], v.trapped.map(o => `<tr data-order-id="${o.order_id}">
+      <td>#${o.order_id} ${o.breached ? `<span class="overdue">${esc(t("overdue"))}</span>` : ""}</td><td>${devLink(o.estate_code, o.device_code)}</td>
+      <td>${esc(o.assignee || "—")}</td><td>${esc(tState(o.state))}</td><td>${fmtTime(o.created_at)}</td>
+      <td class="num">${fmtDur(o.ack_s)}</td><td class="num">${fmtDur(o.arrive_s)}</td></tr>`), 'id="trapped-table"')}
+    <h2>${esc(t("overdue_items"))}</h2>
+    ${table(["device", "item", "due", "company"], v.overdue.map(i => `<tr><td>${devLink(i.estate_code, i.device_code)}</td><td>${esc(tState(i.item))}</td>
+      <td class="overdue">${esc(i.due)}</td><td>${esc(i.maintenance_code || "—")}</td></tr>`))}
+    <h2>${esc(t("notices"))}</h2>${table(["number", "estate", "problem", "deadline", "state"], noticeRows(v.notices))}`;
+}
+
+// ------------------------------------------------------------------ owners (public)
+function renderDisclosureChooser(view) {
+  view.innerHTML = `<h1>${esc(t("disclosure"))}</h1><form class="inline" id="pick"><label>${esc(t("estate"))}<input name="estate" required placeholder="HXY"></label>
+    <button class="primary">${esc(t("disclosure"))}</button></form>`;
+  $("#pick").onsubmit = ev => { ev.preventDefault(); location.hash = `#/public/${encodeURIComponent(new FormData(ev.target).get("estate"))}`; };
+}
+
+async function renderPublic(view, estate) {
+  renderHeader();
+  if (!estate) return renderDisclosureChooser(view);
+  const base = `/api/v1/public/estates/${encodeURIComponent(estate)}`;
+  const get = async p => { const r = await fetch(base + p); const b = await r.json(); if (!r.ok) throw new ApiError(r.status, b); return b; };
+  try {
+    const [repairs, report] = await Promise.all([get("/disclosure"), get("/fund-report")]);
+    view.innerHTML = `<h1>${esc(t("disclosure"))} · ${esc(estate)}</h1><p class="muted">${esc(t("public_hint"))}</p>
+      <h2>${esc(t("repairs"))}</h2>
+      ${repairs.length ? repairs.map(r => `<div class="card" data-case="${r.case_id}"><h3>${esc(r.item)} · ${esc(r.building || t("shared"))} · ¥${yuan(r.cost_fen)}</h3>
+        <div class="muted">${fmtTime(r.settled_at)} · ${esc(t("invoice"))} ${esc(r.invoice_ref)} · ${esc(t("approval"))} ${esc(r.approval)}</div>
+        <details><summary>${esc(t("shares"))} (${r.shares.length})</summary>${table(["building", "unit", "share"], r.shares.map(s => `<tr><td>${esc(s.building)}</td><td>${esc(s.unit)}</td><td class="num">¥${yuan(s.share_fen)}</td></tr>`))}</details></div>`).join("")
+        : `<p class="empty">${esc(t("none"))}</p>`}
+      <h2>${esc(t("fund_report"))} ${esc(report.year ?? "")}</h2>
+      ${table(["account", "opening", "deposits", "interest", "repairs", "closing"], (report.accounts || report).map(a => `<tr><td>${esc(a.name)}</td>
+        <td class="num">${yuan(a.opening_fen)}</td><td class="num">${yuan(a.deposits_fen)}</td><td class="num">${yuan(a.interest_fen)}</td>
+        <td class="num">${yuan(a.repairs_fen)}</td><td class="num">${yuan(a.closing_fen)}</td></tr>`), 'id="fund-report"')}`;
+  } catch (e) { view.innerHTML = `<p class="error">${esc(e.status === 404 ? t("not_found") : e.message)}</p>`; }
+}
+
+// ------------------------------------------------------------------ start
+$("#lang").onclick = () => { setLang(!LANG); route(); };
+$("#logout").onclick = () => signOut();
+$("#sound").onclick = () => enableSound() || renderHeader();
+window.addEventListener("hashchange", route);
+setLang(LANG === 1);
+route();

@@ -1,0 +1,75 @@
+// The console's words: Chinese first, English available (the choice is kept per browser).
+"use strict";
+const WORDS = {
+  brand: ["智慧物业监测", "smart-estate"],
+  offline: ["离线", "offline"], live: ["实时", "live"],
+  sound_on: ["开启声音", "enable sound"], logout: ["退出", "log out"],
+  login: ["登录", "Log in"], username: ["用户名", "User name"], password: ["密码", "Password"],
+  login_failed: ["登录失败", "Login failed"],
+  board: ["告警看板", "Alert board"], estates: ["小区概况", "Estates"], orders: ["工单", "Work orders"],
+  silences: ["屏蔽", "Silences"], fire: ["消防监管", "Fire inspection"],
+  elevators: ["电梯监管", "Elevator supervision"], disclosure: ["维修资金公示", "Fund disclosure"],
+  severity: ["级别", "Severity"], type: ["类型", "Type"], estate: ["小区", "Estate"],
+  building: ["楼栋", "Building"], device: ["设备", "Device"], since: ["开始", "Since"],
+  state: ["状态", "State"], action: ["操作", "Action"], acknowledge: ["确认收到", "Acknowledge"],
+  acknowledged: ["已确认", "Acknowledged"], confirm_fire: ["确认火警", "Confirm fire"],
+  false_alarm: ["误报", "False alarm"], cause: ["原因", "Cause"],
+  no_alerts: ["当前无告警", "No open alerts"], open_alerts: ["未恢复告警", "Open alerts"],
+  critical: ["紧急", "Critical"], devices: ["设备数", "Devices"], online: ["在线", "Online"],
+  live_orders: ["在办工单", "Live orders"], buildings: ["楼栋数", "Buildings"],
+  shared: ["公共设施", "Shared equipment"], kind: ["类别", "Kind"], last_seen: ["最后上报", "Last seen"],
+  latest: ["实时数据", "Live values"], history: ["历史曲线", "History"], metric: ["指标", "Metric"],
+  zoom_hint: ["拖动选择区间放大，双击还原", "Drag to zoom, double-click to reset"],
+  evidence: ["证据", "Evidence"], changes: ["处置记录", "Changes"], work_order: ["工单", "Work order"],
+  assignee: ["责任单位", "Responsible"], ack_due: ["接单时限", "Acknowledge by"],
+  arrive_due: ["到场时限", "On site by"], resolve_due: ["处置时限", "Resolve by"],
+  remaining: ["剩余", "left"], overdue: ["超时", "overdue"], arrive: ["到场", "On site"],
+  resolve: ["处置完成", "Resolved"], escalation: ["升级", "Escalation"],
+  reason: ["原因", "Reason"], hours: ["小时", "Hours"], add: ["添加", "Add"], expire: ["结束", "End"],
+  ends: ["结束时间", "Ends"], author: ["创建人", "Author"], alert_type: ["告警类型", "Alert type"],
+  unconfirmed: ["未确认火警", "Unconfirmed fire alarms"], long_faults: ["长期未修复故障", "Faults open too long"],
+  disabled_points: ["屏蔽点位", "Disabled points"], pressure: ["水压异常", "Pressure out of range"],
+  notices: ["整改通知书", "Rectification notices"], number: ["编号", "Number"], problem: ["问题", "Problem"],
+  deadline: ["期限", "Deadline"], open_for: ["持续", "Open for"], value: ["数值", "Value"],
+  company: ["维保单位", "Maintenance company"], trapped: ["困人工单", "Trapped-passenger orders"],
+  median_ack: ["接单中位时长", "Median acknowledge"], median_arrive: ["到场中位时长", "Median on site"],
+  breaches: ["超时次数", "Breaches"], fault_rate: ["每台告警数", "Alerts per lift"],
+  overdue_items: ["维保/检验逾期", "Maintenance / inspection overdue"], item: ["事项", "Item"],
+  due: ["到期", "Due"], repairs: ["应急维修", "Emergency repairs"], cost: ["金额", "Cost"],
+  invoice: ["发票", "Invoice"], approval: ["批准", "Approval"], shares: ["分摊", "Shares"],
+  unit: ["房号", "Unit"], share: ["分摊金额", "Share"], fund_report: ["年度资金报告", "Yearly fund report"],
+  account: ["账户", "Account"], opening: ["期初", "Opening"], deposits: ["缴存", "Deposits"],
+  interest: ["利息", "Interest"], closing: ["期末", "Closing"], none: ["无", "None"],
+  days: ["天", "days"], back: ["返回", "Back"], loading: ["加载中…", "Loading…"],
+  not_found: ["未找到或无权查看", "Not found, or not yours"], elevator: ["电梯", "Elevator"],
+  drainage: ["排水", "Drainage"], fire_kind: ["消防", "Fire"], muted: ["已屏蔽", "muted"],
+  session_over: ["登录已过期，请重新登录", "Your session has ended: log in again"],
+  public_hint: ["业主可查看：本小区应急维修及每户分摊", "For owners: emergency repairs and each home's share"],
+  range: ["时间范围", "Range"], level: ["粒度", "Level"], period: ["统计周期", "Period"],
+};
+const STATES = {
+  created: ["已创建", "created"], dispatched: ["已派单", "dispatched"], acknowledged: ["已接单", "acknowledged"],
+  on_site: ["已到场", "on site"], resolved: ["已处置", "resolved"], verifying: ["回头看", "verifying"],
+  closed: ["已关闭", "closed"], reopened: ["已重开", "reopened"], cancelled: ["已取消", "cancelled"],
+  open: ["未恢复", "open"], cleared: ["已恢复", "cleared"], issued: ["已下发", "issued"],
+  rectified: ["已整改", "rectified"], to_be_confirmed: ["待确认", "to be confirmed"],
+  confirmed: ["已确认", "confirmed"], false_alarm: ["误报", "false alarm"],
+  critical: ["紧急", "critical"], major: ["重要", "major"], warning: ["一般", "warning"], info: ["提示", "info"],
+  maintenance_overdue: ["维保逾期", "maintenance overdue"], inspection_overdue: ["检验逾期", "inspection overdue"],
+};
+const ALERT_NAMES = {
+  "elevator.trapped": ["电梯困人", "trapped passengers"], "elevator.overspeed": ["电梯超速", "overspeed"],
+  "elevator.door_open_running": ["开门走梯", "door open while running"], "elevator.ebike": ["电动车入梯", "e-bike in car"],
+  "device.offline": ["设备离线", "device offline"], "fire.alarm": ["火警", "fire alarm"],
+  "fire.pressure_low": ["水压低", "pressure low"], "fire.pressure_falling": ["水压下降", "pressure falling"],
+  "fire.door_open": ["防火门常开", "fire door held open"], "fire.point_disabled": ["点位屏蔽", "point disabled"],
+  "fire.fault": ["消防故障", "fire system fault"], "drainage.level_high": ["水位过高", "water level high"],
+  "drainage.overflow_predicted": ["预计溢流", "overflow predicted"], "drainage.pump_fault": ["水泵故障", "pump fault"],
+  "drainage.water_detected": ["地下室进水", "water detected"],
+};
+let LANG = localStorage.getItem("lang") === "en" ? 1 : 0;
+function t(key) { const w = WORDS[key]; return w ? w[LANG] : key; }
+function tState(s) { const w = STATES[s]; return w ? w[LANG] : s; }
+function tAlert(a) { const w = ALERT_NAMES[a]; return w ? w[LANG] : a; }
+function setLang(en) { LANG = en ? 1 : 0; localStorage.setItem("lang", en ? "en" : "zh");
+  document.documentElement.lang = en ? "en" : "zh-CN"; }

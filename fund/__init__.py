@@ -1,0 +1,1 @@
+"""The special maintenance fund: ledger, emergency repair cases, disclosure."""
