@@ -188,7 +188,13 @@ def _incident(conn: Conn, alert_id: int, op: Op, row: tuple[Any, ...]) -> int | 
         conn.execute("UPDATE alerts SET incident_id = %s WHERE id = %s", (incident, alert_id))
     if incident is None:
         return None
-    # severity: the highest of its open, unmuted alerts; resolved when none is left
+    settle_incident(conn, incident, at)
+    return incident
+
+
+def settle_incident(conn: Conn, incident: int, at: dt.datetime) -> None:
+    """The incident's severity is the highest of its open, unmuted alerts; with none left
+    it is resolved."""
     left = conn.execute(
         "SELECT severity FROM alerts WHERE incident_id = %s AND state = 'open'"
         " AND muted_by IS NULL",
@@ -206,7 +212,6 @@ def _incident(conn: Conn, alert_id: int, op: Op, row: tuple[Any, ...]) -> int | 
             " WHERE id = %s AND state = 'open'",
             (at, at, incident),
         )
-    return incident
 
 
 # ---------------------------------------------------------------------- loading
@@ -242,6 +247,20 @@ def open_alerts(conn: Conn, device_ids: Iterable[int]) -> list[OpenAlert]:
         )
         for r in rows
     ]
+
+
+def closed_of(conn: Conn, keys: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Which of these (device, rule) keys have no open alert in the database."""
+    ks = list(keys)
+    if not ks:
+        return []
+    rows = conn.execute(
+        "SELECT k.dev, k.rule FROM unnest(%s::int[], %s::text[]) AS k(dev, rule)"
+        " WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = k.dev"
+        " AND a.rule_id = k.rule AND a.state = 'open')",
+        ([k[0] for k in ks], [k[1] for k in ks]),
+    ).fetchall()
+    return [(int(d), str(r)) for d, r in rows]
 
 
 def silences(conn: Conn, now: dt.datetime) -> list[Silence]:
@@ -289,12 +308,13 @@ def confirm_fire(
     alarm with its cause. A false alarm also clears the alert."""
     with conn.transaction():
         row = conn.execute(
-            "SELECT alert_type, state, confirmation, severity FROM alerts WHERE id = %s FOR UPDATE",
+            "SELECT alert_type, state, confirmation, severity, incident_id FROM alerts"
+            " WHERE id = %s FOR UPDATE",
             (alert_id,),
         ).fetchone()
         if row is None:
             raise AlertActionError(f"no alert {alert_id}")
-        alert_type, state, confirmation, severity = row
+        alert_type, state, confirmation, severity, incident = row
         if confirmation is None:
             raise AlertActionError(f"alert {alert_id} ({alert_type}) is not a fire alarm")
         if state != "open":
@@ -308,6 +328,8 @@ def confirm_fire(
                 (false_alarm_cause, now, alert_id),
             )
             change, detail = "false_alarm", {"cause": false_alarm_cause}
+            if incident is not None:
+                settle_incident(conn, incident, now)
         else:
             conn.execute("UPDATE alerts SET confirmation = 'confirmed' WHERE id = %s", (alert_id,))
             change, detail = "confirm", {"confirmation": "confirmed"}
@@ -316,3 +338,30 @@ def confirm_fire(
             " VALUES (%s, %s, %s, %s, %s, %s)",
             (alert_id, now, change, severity, actor, Jsonb(detail)),
         )
+
+
+def acknowledge(conn: Conn, alert_id: int, *, actor: str, now: dt.datetime) -> bool:
+    """An operator has seen an open alert on the board. False if it was acknowledged
+    already (the first acknowledgement stands); ``AlertActionError`` if it is not open."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT state, severity, acknowledged_at FROM alerts WHERE id = %s FOR UPDATE",
+            (alert_id,),
+        ).fetchone()
+        if row is None:
+            raise AlertActionError(f"no alert {alert_id}")
+        state, severity, acked = row
+        if state != "open":
+            raise AlertActionError(f"alert {alert_id} is {state}: nothing to acknowledge")
+        if acked is not None:
+            return False
+        conn.execute(
+            "UPDATE alerts SET acknowledged_at = %s, acknowledged_by = %s WHERE id = %s",
+            (now, actor, alert_id),
+        )
+        conn.execute(
+            "INSERT INTO alert_changes (alert_id, at, change, severity, actor)"
+            " VALUES (%s, %s, 'acknowledge', %s, %s)",
+            (alert_id, now, severity, actor),
+        )
+    return True
