@@ -25,7 +25,7 @@ from estate.broker import device_password, device_username
 from ingest import contract
 from ingest.contract import Channel
 from simulators.devices import DeviceSim, Outgoing, make_sim
-from simulators.scenarios import Scenario, Step
+from simulators.scenarios import Loop, LoopStep, Scenario, Step
 
 # --------------------------------------------------------------------------- fleet
 
@@ -332,13 +332,17 @@ def run(
     tick_s: float = 1.0,
     speed: float = 0.0,
     scenario: Scenario | None = None,
+    loop: Loop | None = None,
     stop: threading.Event | None = None,
 ) -> Report:
     """Step ``fleet`` from ``start`` for ``duration_s`` simulated seconds (or until ``stop``)
-    and publish."""
+    and publish; ``scenario``'s steps are played once, ``loop``'s every cycle."""
     stop = stop or threading.Event()
     by_code = {sim.code: sim for sim in fleet}
+    by_place = {(sim.estate, sim.code): sim for sim in fleet}
     steps = sorted(scenario.steps if scenario else [], key=lambda s: s.at_s)
+    looped: list[tuple[float, LoopStep]] = []
+    next_cycle = 0.0
     report = Report(started=start)
     publisher.connect(fleet, start)
     t0 = time.monotonic()
@@ -349,6 +353,13 @@ def run(
             while steps and steps[0].at_s <= elapsed:
                 step = steps.pop(0)
                 _act(step, by_code[step.device], publisher, now)
+            if loop is not None and elapsed >= next_cycle:
+                looped += sorted(((next_cycle + s.at_s, s) for s in loop.steps), key=lambda x: x[0])
+                next_cycle += loop.cycle_s
+            while looped and looped[0][0] <= elapsed:
+                _, ls = looped.pop(0)
+                if (ls.estate, ls.device) in by_place:
+                    _act(ls, by_place[(ls.estate, ls.device)], publisher, now)
             for sim in fleet:
                 for out in sim.step(now, tick_s):
                     payload = contract.dumps(out.payload)

@@ -94,6 +94,42 @@ def _check(s: Scenario, reg: registry.Registry) -> None:
             raise ValueError(f"scenario {s.name}: expectation on unsimulated device {e.device}")
 
 
+class LoopStep(Step):
+    estate: str
+
+
+class Loop(_Model):
+    """Steps across the county, played again every ``cycle_s`` (the demo's program)."""
+
+    cycle_s: float = Field(gt=0)
+    steps: list[LoopStep] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _inside_the_cycle(self) -> Loop:
+        late = [s for s in self.steps if s.at_s >= self.cycle_s]
+        if late:
+            raise ValueError(f"step at {late[0].at_s} s is past the cycle ({self.cycle_s} s)")
+        return self
+
+
+def load_loop(path: Path | None = None) -> Loop:
+    """The demo's loop (``simulators/demo_loop.yaml``), checked against the demo registry."""
+    text = (path or Path(__file__).with_name("demo_loop.yaml")).read_text(encoding="utf-8")
+    loop = Loop.model_validate(yaml.safe_load(text))
+    devices = {(e.code, d.code): d for e, _, d in registry.read(registry.demo_path()).devices()}
+    for step in loop.steps:
+        d = devices.get((step.estate, step.device))
+        if d is None:
+            raise ValueError(f"demo loop: no device {step.estate}/{step.device} in the registry")
+        cls = SIMULATORS[(d.kind, d.subtype)][0]
+        if step.action not in cls.ACTIONS:
+            raise ValueError(
+                f"demo loop: {cls.__name__} has no action {step.action!r} "
+                f"(it has: {', '.join(cls.ACTIONS)})"
+            )
+    return loop
+
+
 @cache
 def load(path: Path | None = None) -> dict[str, Scenario]:
     """All scenarios by name, checked against the demo registry."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -210,3 +211,42 @@ EVENT_OF_ACTION = {
     "start": "start",
     "fail_pump": "pump_fault",
 }
+
+
+def test_the_demo_loop_plays_its_steps_every_cycle_on_the_named_estate() -> None:
+    reg = registry.read(registry.demo_path())
+    fleet = runner.build_fleet(reg, seed=1, devices=["B1-L1"])  # HXY's and JXY's B1-L1
+    loop = scenarios.Loop.model_validate(
+        {"cycle_s": 100, "steps": [
+            {"at_s": 10, "estate": "HXY", "device": "B1-L1", "action": "trap"},
+            {"at_s": 60, "estate": "HXY", "device": "B1-L1", "action": "release"},
+        ]}
+    )  # fmt: skip
+    pub = runner.RecordingPublisher()
+    runner.run(fleet, pub, start=T0, duration_s=250, loop=loop)
+    trapped = [
+        (topic, json.loads(p)["ts"])
+        for topic, p, _ in pub.sent
+        if topic.endswith("/event") and json.loads(p)["code"] == "trapped"
+    ]
+    assert [t for t, _ in trapped] == ["estate/v1/HXY/elevator/B1-L1/event"] * 3  # 10, 110, 210
+    seconds = [(dt.datetime.fromisoformat(ts) - T0).total_seconds() for _, ts in trapped]
+    assert seconds == [10, 110, 210]
+
+
+def test_the_shipped_demo_loop_names_real_devices_and_actions(tmp_path: Path) -> None:
+    loop = scenarios.load_loop()
+    assert loop.steps
+    assert all(s.at_s < loop.cycle_s for s in loop.steps)
+    with pytest.raises(ValueError, match="past the cycle"):
+        scenarios.Loop.model_validate(
+            {"cycle_s": 10, "steps": [{"at_s": 10, "estate": "HXY", "device": "B1-L1",
+                                       "action": "trap"}]}
+        )  # fmt: skip
+    bad = tmp_path / "loop.yaml"
+    bad.write_text("cycle_s: 60\nsteps: [{at_s: 1, estate: HXY, device: B1-L1, action: fly}]\n")
+    with pytest.raises(ValueError, match="ElevatorSim has no action 'fly'"):
+        scenarios.load_loop(bad)
+    bad.write_text("cycle_s: 60\nsteps: [{at_s: 1, estate: HXY, device: NOPE, action: trap}]\n")
+    with pytest.raises(ValueError, match="no device HXY/NOPE"):
+        scenarios.load_loop(bad)
