@@ -35,7 +35,7 @@ from alerts.rules import parse as parse_rules
 from alerts.stage import AlertStage
 from alerts.supervise import SupervisorService
 from api.auth import ApiKeyError, Role, create_key, create_user, disable_user, revoke_key
-from estate import broker, db, registry
+from estate import broker, db, demo, registry
 from estate.generate import ProgressBar, generate, write_yaml
 from estate.services import (
     Endpoints,
@@ -231,22 +231,29 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _banner(ep: Endpoints, settings: Settings, *, api_up: bool) -> None:
+def _banner(
+    ep: Endpoints,
+    settings: Settings,
+    *,
+    api_up: bool,
+    logins: list[tuple[demo.DemoLogin, str]],
+) -> None:
     _out("smart-estate demo is up")
     _out(f"  database  {mask_url(ep.database_url)}")
     _out(f"  broker    {mask_url(ep.mqtt_url)}")
     if api_up:
         base = f"http://{settings.api_host}:{settings.api_port}"
+        _out(f"  console   {base}/console/   (owners, no login: {base}/console/#/public/HXY)")
         _out(f"  API       {base}/api/v1 (docs: {base}/docs)")
-        _out("            a key for it: `.venv/bin/estate apikey add ME`")
+        _out("  demo logins (passwords kept in var/demo-logins.json):")
+        for login, password in logins:
+            _out(f"    {login.role.value:<18} {login.name:<17} {password:<13} {login.what}")
     _out(f"  data in   {settings.var_dir}")
-    _out("  in another terminal: `.venv/bin/estate env` prints the URLs; `.venv/bin/estate psql`")
-    _out("  ingest is running; the demo county's 108 simulated devices publish in real time")
-    _out("  alerts: in another terminal, e.g. `.venv/bin/estate simulate --speed 0 --scenario")
-    _out("  trapped_with_event` or `smoke_false_alarm`; then `.venv/bin/estate alerts`")
-    _out("  work orders: `.venv/bin/estate orders` (dispatched within a second; a fire alarm")
-    _out("  not confirmed in 3 min escalates to the fire brigade, `estate alerts confirm --id N`")
-    _out("  in time acknowledges it); `.venv/bin/estate orders arrive|resolve --id N`")
+    _out("  the demo county's 108 simulated devices publish in real time; every 10 minutes a")
+    _out("  trapped passenger (华祥苑 1号梯), a smoke alarm, a hydrant leak, a failed sump pump")
+    _out("  and an e-bike in a lift play out (simulators/demo_loop.yaml). Deadlines run at the")
+    _out(f"  demo tempo (responsibility list ÷ {demo.TEMPO}): unacknowledged orders escalate")
+    _out("  within a minute. CLI: `.venv/bin/estate alerts`, `estate orders`, `estate env`.")
     _out("Ctrl-C stops the demo and the private servers it started.")
 
 
@@ -323,6 +330,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         with db.connect(ep.database_url) as conn:
             _out(f"demo registry loaded: {registry.load(conn, reg)}")
         _demo_fund(ep.database_url)
+        with db.connect(ep.database_url, autocommit=True) as conn:
+            logins = demo.logins(conn, settings.var_dir)
+            version = demo.use_tempo(conn, dt.datetime.now(dt.UTC))
+        if version is not None:
+            _out(
+                f"responsibility list version {version}: the demo tempo (deadlines ÷ {demo.TEMPO})"
+            )
         worker = Worker(
             database_url=ep.database_url,
             mqtt_url=ep.mqtt_url,
@@ -352,13 +366,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                         "start": dt.datetime.now(dt.UTC),
                         "duration_s": 10 * 365 * 86400.0,
                         "speed": 1.0,
+                        "loop": scenarios.load_loop(),
                         "stop": stop,
                     },
                 )
             )
         for t in threads:
             t.start()
-        _banner(ep, settings, api_up=api is not None)
+        _banner(ep, settings, api_up=api is not None, logins=logins)
         sys.stdout.flush()
         if args.once:
             stop.set()
