@@ -345,8 +345,11 @@ def expire_silence(c: Db, p: Caller, clock: ClockDep, silence_id: int) -> Silenc
     now = clock()
     row = c.execute(
         sql.SQL(
-            "UPDATE silences SET ends_at = CASE WHEN ends_at > %(now)s"
-            " THEN greatest(starts_at + interval '1 second', %(now)s) ELSE ends_at END"
+            # ends_at must stay after starts_at: one ended the moment it began moves back 1 ms
+            "UPDATE silences SET"
+            " starts_at = CASE WHEN ends_at > %(now)s"
+            "   THEN least(starts_at, %(now)s - interval '1 millisecond') ELSE starts_at END,"
+            " ends_at = CASE WHEN ends_at > %(now)s THEN %(now)s ELSE ends_at END"
             " WHERE id = %(id)s AND {} RETURNING {}"
         ).format(p.estate_scope("estate_code"), sql.SQL(_SILENCE_COLUMNS)),
         {"now": now, "id": silence_id},

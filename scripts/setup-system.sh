@@ -10,6 +10,7 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 postgresql-server-dev-15
   cmake build-essential dpkg-dev
   mosquitto mosquitto-clients
+  chromium fonts-noto-cjk  # the console's browser tests (Playwright drives Debian's chromium)
 )
 
 missing=()

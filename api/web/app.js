@@ -105,7 +105,7 @@ function startStream() {
               else if (line.startsWith("event: ")) ev.event = line.slice(7);
               else if (line.startsWith("data: ")) ev.data += line.slice(6);
             }
-            if (ev.data) { let body = null; try { body = JSON.parse(ev.data); } catch (e) { /* keep null */ }
+            if (ev.data) { window.__liveEvents = (window.__liveEvents || 0) + 1; let body = null; try { body = JSON.parse(ev.data); } catch (e) { /* keep null */ }
               for (const f of listeners) f(ev.event, body); }
           }
         }
@@ -417,7 +417,7 @@ async function renderElevators(view) {
       <td class="num">${fmtDur(c.median_ack_s)}</td><td class="num">${fmtDur(c.median_arrive_s)}</td>
       <td class="num ${c.breaches ? "overdue" : ""}">${c.breaches}</td><td class="num">${c.alerts_per_elevator}</td></tr>`), 'id="company-table"')}
     <h2>${esc(t("trapped"))}</h2>
-    ${table(["work_order", "device", "assignee", "state", "since", "median_ack", "median_arrive"], v.trapped.map(o => `<tr data-order-id="${o.order_id}">
+    ${table(["work_order", "device", "assignee", "state", "since", "ack_time", "arrive_time"], v.trapped.map(o => `<tr data-order-id="${o.order_id}">
       <td>#${o.order_id} ${o.breached ? `<span class="overdue">${esc(t("overdue"))}</span>` : ""}</td><td>${devLink(o.estate_code, o.device_code)}</td>
       <td>${esc(o.assignee || "—")}</td><td>${esc(tState(o.state))}</td><td>${fmtTime(o.created_at)}</td>
       <td class="num">${fmtDur(o.ack_s)}</td><td class="num">${fmtDur(o.arrive_s)}</td></tr>`), 'id="trapped-table"')}

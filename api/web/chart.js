@@ -23,7 +23,7 @@ function drawChart(svg, series, opts) {
   for (let i = 0; i <= 4; i++) {
     const v = lo + (hi - lo) * i / 4;
     el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#2a3744" });
-    el("text", { x: 4, y: y(v) + 4 }, v.toFixed(Math.abs(hi - lo) < 5 ? 2 : 0));
+    el("text", { x: 4, y: y(v) + 4 }, v.toFixed(hi - lo < 0.5 ? 3 : hi - lo < 5 ? 2 : 0));
   }
   for (let i = 0; i <= 4; i++) {
     const ts = t0 + (t1 - t0) * i / 4;

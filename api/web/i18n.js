@@ -33,6 +33,7 @@ const WORDS = {
   deadline: ["期限", "Deadline"], open_for: ["持续", "Open for"], value: ["数值", "Value"],
   company: ["维保单位", "Maintenance company"], trapped: ["困人工单", "Trapped-passenger orders"],
   median_ack: ["接单中位时长", "Median acknowledge"], median_arrive: ["到场中位时长", "Median on site"],
+  ack_time: ["接单用时", "To acknowledge"], arrive_time: ["到场用时", "To arrive"],
   breaches: ["超时次数", "Breaches"], fault_rate: ["每台告警数", "Alerts per lift"],
   overdue_items: ["维保/检验逾期", "Maintenance / inspection overdue"], item: ["事项", "Item"],
   due: ["到期", "Due"], repairs: ["应急维修", "Emergency repairs"], cost: ["金额", "Cost"],
