@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from alerts import dispatch, store
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, allow
-from api.pages import Cursor, Limit, Page, cursor_id, page
+from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -84,7 +84,7 @@ class FalseAlarmIn(BaseModel):
 
 
 def _alert(row: tuple[Any, ...]) -> AlertOut:
-    return AlertOut(**dict(zip(AlertOut.model_fields, row, strict=True)))
+    return from_row(AlertOut, row)
 
 
 def _visible(c: Conn, p: Principal, alert_id: int) -> tuple[Any, ...]:
@@ -194,5 +194,5 @@ def list_incidents(
     rows = c.execute(
         query, {"state": state, "cursor": cursor_id(cursor), "limit": limit}
     ).fetchall()
-    items = [IncidentOut(**dict(zip(IncidentOut.model_fields, r, strict=True))) for r in rows]
+    items = [from_row(IncidentOut, r) for r in rows]
     return page(items, limit, lambda i: i.id)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from alerts import store
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, allow
+from api.pages import from_row
 from api.problems import Problem
 from ingest.batch import BOOL_COLUMNS, METRIC_COLUMNS
 
@@ -104,7 +105,7 @@ def _estates(c: Conn, p: Principal, code: str | None) -> list[EstateOut]:
         where=sql.SQL("e.code = {}").format(sql.Literal(code)) if code else sql.SQL("true"),
     )
     rows = c.execute(query).fetchall()
-    return [EstateOut(**dict(zip(EstateOut.model_fields, r, strict=True))) for r in rows]
+    return [from_row(EstateOut, r) for r in rows]
 
 
 @router.get("/estates")
@@ -129,10 +130,7 @@ ORDER BY sd.estate_code, b.code NULLS LAST, sd.kind, sd.code
 
 def _devices(c: Conn, p: Principal, where: sql.Composable, args: Any = None) -> list[DeviceOut]:
     query = sql.SQL(_DEVICE_SQL).format(scoped=_scoped_devices(p), where=where)
-    return [
-        DeviceOut(**dict(zip(DeviceOut.model_fields, r, strict=True)))
-        for r in c.execute(query, args)
-    ]
+    return [from_row(DeviceOut, r) for r in c.execute(query, args)]
 
 
 @router.get("/estates/{estate}", responses={404: {"description": "not there, or not yours"}})
@@ -241,7 +239,6 @@ def device_series(
             t=sql.Identifier(f"{metric}_true"), n=sql.Identifier(f"{metric}_n")
         )
         kind: Literal["numeric", "boolean"] = "boolean"
-        present = sql.Identifier(f"{metric}_n")
     else:
         cols = sql.SQL("{mn}, {s} / nullif({n}, 0), {mx}").format(
             mn=sql.Identifier(f"{metric}_min"),
@@ -250,11 +247,10 @@ def device_series(
             mx=sql.Identifier(f"{metric}_max"),
         )
         kind = "numeric"
-        present = sql.Identifier(f"{metric}_n")
     query = sql.SQL(
         "SELECT bucket, {cols} FROM {table} WHERE device_id = %s AND bucket >= %s"
         " AND bucket < %s AND {present} > 0 ORDER BY bucket LIMIT 5000"
-    ).format(cols=cols, table=table, present=present)
+    ).format(cols=cols, table=table, present=sql.Identifier(f"{metric}_n"))
     points = [list(r) for r in c.execute(query, (device_id, start, end))]
     return SeriesOut(metric=metric, level=level, kind=kind, points=points)
 
@@ -313,7 +309,7 @@ def list_silences(c: Db, p: Caller, clock: ClockDep, active: bool = True) -> lis
         "SELECT {} FROM silences WHERE {} AND (NOT %s OR ends_at > %s) ORDER BY id DESC LIMIT 500"
     ).format(sql.SQL(_SILENCE_COLUMNS), p.estate_scope("estate_code"))
     rows = c.execute(query, (active, clock())).fetchall()
-    return [SilenceOut(**dict(zip(SilenceOut.model_fields, r, strict=True))) for r in rows]
+    return [from_row(SilenceOut, r) for r in rows]
 
 
 @router.post("/silences", status_code=201, responses={403: {}, 404: {}})
@@ -335,7 +331,7 @@ def add_silence(c: Db, p: Caller, clock: ClockDep, body: SilenceIn) -> SilenceOu
          now + dt.timedelta(hours=body.hours), p.actor, body.reason),
     ).fetchone()  # fmt: skip
     assert row is not None
-    return SilenceOut(**dict(zip(SilenceOut.model_fields, row, strict=True)))
+    return from_row(SilenceOut, row)
 
 
 @router.post("/silences/{silence_id}/expire", responses={403: {}, 404: {}})
@@ -356,7 +352,7 @@ def expire_silence(c: Db, p: Caller, clock: ClockDep, silence_id: int) -> Silenc
     ).fetchone()
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no silence {silence_id} of yours")
-    return SilenceOut(**dict(zip(SilenceOut.model_fields, row, strict=True)))
+    return from_row(SilenceOut, row)
 
 
 # --------------------------------------------------------------------------- views
@@ -405,10 +401,7 @@ ORDER BY a.first_seen LIMIT 500
 
 def _fire_rows(c: Conn, p: Principal, which: str, args: dict[str, Any]) -> list[FireAlertRow]:
     query = sql.SQL(_FIRE_SQL).format(scope=p.alert_scope(), which=sql.SQL(which))
-    return [
-        FireAlertRow(**dict(zip(FireAlertRow.model_fields, r, strict=True)))
-        for r in c.execute(query, args)
-    ]
+    return [from_row(FireAlertRow, r) for r in c.execute(query, args)]
 
 
 def _notices(c: Conn, p: Principal, authority: str, now: dt.datetime) -> list[NoticeRow]:
@@ -417,10 +410,7 @@ def _notices(c: Conn, p: Principal, authority: str, now: dt.datetime) -> list[No
         " state IN ('issued', 'reopened') AND deadline < %s::date"
         " FROM notices WHERE authority = %s AND {} ORDER BY id DESC LIMIT 200"
     ).format(p.estate_scope("estate_code"))
-    return [
-        NoticeRow(**dict(zip(NoticeRow.model_fields, r, strict=True)))
-        for r in c.execute(query, (now, authority))
-    ]
+    return [from_row(NoticeRow, r) for r in c.execute(query, (now, authority))]
 
 
 @router.get("/views/fire")
@@ -517,10 +507,7 @@ def elevator_view(
         " AND (w.estate_code, w.device_code) IN (SELECT estate_code, code FROM sd"
         " WHERE kind = 'elevator') ORDER BY w.id DESC LIMIT 500"
     ).format(scoped)
-    trapped = [
-        TrappedRow(**dict(zip(TrappedRow.model_fields, r, strict=True)))
-        for r in c.execute(trapped_q, (since,))
-    ]
+    trapped = [from_row(TrappedRow, r) for r in c.execute(trapped_q, (since,))]
     companies_q = sql.SQL(
         "WITH sd AS ({}), lifts AS (SELECT * FROM sd WHERE kind = 'elevator'),"
         " orders AS (SELECT w.*, l.maintenance_code AS mc FROM work_orders w JOIN lifts l"
@@ -558,10 +545,7 @@ def elevator_view(
         " FROM supervision_items s WHERE s.closed_at IS NULL"
         " AND s.device_id IN (SELECT id FROM sd) ORDER BY s.due LIMIT 500"
     ).format(scoped)
-    overdue = [
-        OverdueRow(**dict(zip(OverdueRow.model_fields, r, strict=True)))
-        for r in c.execute(overdue_q)
-    ]
+    overdue = [from_row(OverdueRow, r) for r in c.execute(overdue_q)]
     return ElevatorView(
         since=since,
         companies=companies,

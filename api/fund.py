@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, allow
-from api.pages import Cursor, Limit, Page, cursor_id, page
+from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
 from fund import cases, ledger
 
@@ -119,7 +119,7 @@ def _case(c: Conn, p: Principal, case_id: int) -> CaseOut:
     row = c.execute(q, (case_id,)).fetchone()
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no fund case {case_id} that you may see")
-    return CaseOut(**dict(zip(CaseOut.model_fields, row, strict=True)))
+    return from_row(CaseOut, row)
 
 
 @router.get("/accounts")
@@ -134,7 +134,7 @@ def list_accounts(
         " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s) ORDER BY id DESC LIMIT %(limit)s"
     ).format(fund_scope(p))
     rows = c.execute(q, {"e": estate, "cursor": cursor_id(cursor), "limit": limit}).fetchall()
-    items = [AccountOut(**dict(zip(AccountOut.model_fields, r, strict=True))) for r in rows]
+    items = [from_row(AccountOut, r) for r in rows]
     return page(items, limit, lambda a: a.id)
 
 
@@ -168,7 +168,7 @@ def list_cases(
         " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s) ORDER BY id DESC LIMIT %(limit)s"
     ).format(sql.SQL(_CASE_COLUMNS), fund_scope(p))
     rows = c.execute(q, {"s": state, "cursor": cursor_id(cursor), "limit": limit}).fetchall()
-    items = [CaseOut(**dict(zip(CaseOut.model_fields, r, strict=True))) for r in rows]
+    items = [from_row(CaseOut, r) for r in rows]
     return page(items, limit, lambda x: x.id)
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from alerts import ledger, notices
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, allow
-from api.pages import Cursor, Limit, Page, cursor_id, page
+from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
 from api.workorders import ledger_scope
 
@@ -270,7 +270,7 @@ def problems(c: Conn, p: Principal, *, start: dt.datetime, end: dt.datetime) -> 
     ).format(ledger_scope(p))
     q = sql.SQL("{} UNION ALL {} UNION ALL {} ORDER BY 8, 2").format(notice_q, item_q, breach_q)
     rows = c.execute(q, {"s": start, "e": end}).fetchall()
-    return [ProblemOut(**dict(zip(ProblemOut.model_fields, r, strict=True))) for r in rows]
+    return [from_row(ProblemOut, r) for r in rows]
 
 
 @router.get(

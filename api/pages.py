@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 Cursor = Annotated[
@@ -31,3 +32,8 @@ def page(items: Sequence[T], limit: int, key: Callable[[T], int]) -> Page[T]:
     """A page of ``items`` (at most ``limit``); a full page may have a next one."""
     more = len(items) == limit
     return Page[T](items=list(items), next_cursor=str(key(items[-1])) if more else None)
+
+
+def from_row(model: type[M], row: Sequence[Any]) -> M:
+    """``model`` from a query row whose columns are in the order of its fields."""
+    return model(**dict(zip(model.model_fields, row, strict=True)))

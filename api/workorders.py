@@ -22,7 +22,7 @@ from alerts import dispatch, ledger, responsibility
 from alerts.responsibility import ResponsibilityList
 from api.auth import AREA_ROLES, Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, allow
-from api.pages import Cursor, Limit, Page, cursor_id, page
+from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
@@ -190,7 +190,7 @@ def _order(c: Conn, p: Principal, order_id: int) -> OrderOut:
     row = c.execute(q, (order_id,)).fetchone()
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no work order {order_id} that you may see")
-    return OrderOut(**dict(zip(OrderOut.model_fields, row, strict=True)))
+    return from_row(OrderOut, row)
 
 
 @router.get("/work-orders")
@@ -239,7 +239,7 @@ def list_orders(
             "limit": limit,
         },
     ).fetchall()
-    items = [OrderOut(**dict(zip(OrderOut.model_fields, r, strict=True))) for r in rows]
+    items = [from_row(OrderOut, r) for r in rows]
     return page(items, limit, lambda o: o.id)
 
 
@@ -248,7 +248,7 @@ def get_order(c: Db, p: Caller, order_id: int) -> OrderDetail:
     """One order with every event (who, when), its breaches and its delivery log."""
     o = _order(c, p, order_id)
     events = [
-        EventOut(**dict(zip(EventOut.model_fields, r, strict=True)))
+        from_row(EventOut, r)
         for r in c.execute(
             "SELECT at, change, from_state, to_state, actor, detail FROM work_order_events"
             " WHERE order_id = %s ORDER BY at, id",
@@ -256,7 +256,7 @@ def get_order(c: Db, p: Caller, order_id: int) -> OrderDetail:
         )
     ]
     breaches = [
-        BreachOut(**dict(zip(BreachOut.model_fields, r, strict=True)))
+        from_row(BreachOut, r)
         for r in c.execute(
             "SELECT cycle, deadline, due_at, breached_at, escalated_to FROM work_order_breaches"
             " WHERE order_id = %s ORDER BY breached_at",
@@ -264,7 +264,7 @@ def get_order(c: Db, p: Caller, order_id: int) -> OrderDetail:
         )
     ]
     deliveries = [
-        DeliveryOut(**dict(zip(DeliveryOut.model_fields, r, strict=True)))
+        from_row(DeliveryOut, r)
         for r in c.execute(
             "SELECT id, org_code, channel, target, event, state, attempts, last_error,"
             " created_at, sent_at FROM notifications WHERE order_id = %s AND channel <> 'stream'"
@@ -363,7 +363,7 @@ def list_gaps(*, c: Db, p: Caller, limit: Limit = 50, cursor: Cursor = None) -> 
         " ORDER BY id DESC LIMIT %(limit)s"
     ).format(p.estate_scope("estate_code"))
     rows = c.execute(q, {"cursor": cursor_id(cursor), "limit": limit}).fetchall()
-    items = [GapOut(**dict(zip(GapOut.model_fields, r, strict=True))) for r in rows]
+    items = [from_row(GapOut, r) for r in rows]
     return page(items, limit, lambda g: g.id)
 
 
@@ -390,7 +390,7 @@ def list_items(
         " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s) ORDER BY id DESC LIMIT %(limit)s"
     ).format(scope)
     rows = c.execute(q, {"open": open_only, "cursor": cursor_id(cursor), "limit": limit}).fetchall()
-    items = [ItemOut(**dict(zip(ItemOut.model_fields, r, strict=True))) for r in rows]
+    items = [from_row(ItemOut, r) for r in rows]
     return page(items, limit, lambda i: i.id)
 
 

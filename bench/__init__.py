@@ -1,0 +1,30 @@
+"""Benchmarks that print figures (README). Shared set-up for those that need a database."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+from estate import db, registry
+from estate.generate import generate
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    """Drop and recreate database ``name`` next to ``admin_url``'s, migrated; its URL."""
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    db.upgrade(url)
+    return url
+
+
+def county_with_lifts(n: int) -> registry.Registry:
+    """A generated county (seed 5) with at least ``n`` elevators."""
+    estates = 10
+    while True:
+        reg = registry.parse(json.dumps(generate(estates, seed=5), default=str))
+        if sum(d.kind == "elevator" for _, _, d in reg.devices()) >= n:
+            return reg
+        estates *= 2

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import time
 
 import psycopg
@@ -29,8 +28,8 @@ from alerts.judge import Op
 from alerts.notify import MqttSender, Notifier
 from alerts.rules import Severity
 from alerts.supervise import Supervisor
-from estate import broker, db, registry
-from estate.generate import generate
+from bench import county_with_lifts, fresh_database
+from estate import broker, registry
 from estate.services import PrivateServices
 from estate.settings import load_settings
 
@@ -39,19 +38,9 @@ T0 = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
 
 
 def prepare(admin_url: str, n: int) -> str:
-    url = admin_url.rsplit("/", 1)[0] + f"/{DB}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
-    db.upgrade(url)
-    estates = 10
-    while True:
-        reg = registry.parse(json.dumps(generate(estates, seed=5), default=str))
-        if sum(d.kind == "elevator" for _, _, d in reg.devices()) >= n:
-            break
-        estates *= 2
+    url = fresh_database(admin_url, DB)
     with psycopg.connect(url) as conn:
-        registry.load(conn, reg)
+        registry.load(conn, county_with_lifts(n))
     return url
 
 

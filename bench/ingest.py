@@ -42,10 +42,9 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench import nodered
+from bench import county_with_lifts, fresh_database, nodered
 from bench.wire import WirePublisher
-from estate import db, registry
-from estate.generate import generate
+from estate import registry
 from estate.services import PrivateServices
 from estate.settings import load_settings
 from ingest.batch import DeviceRef, Incoming, decode_batch
@@ -143,19 +142,9 @@ def make_stream(devices: list[DeviceRef], n: int, start: dt.datetime) -> list[Ms
 
 
 def prepare(admin_url: str, n_devices: int) -> tuple[str, list[DeviceRef]]:
-    url = admin_url.rsplit("/", 1)[0] + f"/{DB}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
-    db.upgrade(url)
-    estates = 10
-    while True:
-        doc = generate(estates, seed=5)
-        reg = registry.parse(json.dumps(doc, default=str))
-        lifts = [(e.code, d.code) for e, _, d in reg.devices() if d.kind == "elevator"]
-        if len(lifts) >= n_devices:
-            break
-        estates *= 2
+    url = fresh_database(admin_url, DB)
+    reg = county_with_lifts(n_devices)
+    lifts = [(e.code, d.code) for e, _, d in reg.devices() if d.kind == "elevator"]
     with psycopg.connect(url) as conn:
         registry.load(conn, reg)
         wanted = set(lifts[:n_devices])
