@@ -6,12 +6,16 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+N ?= 10
+LOADED ?= 3
 
-.PHONY: help setup system venv demo test check lint typecheck format bench clean stop
+.PHONY: help setup system venv demo test test-repeat check lint typecheck format bench clean stop
 
 help:
 	@echo "make demo   - set everything up and run the demo stack (Ctrl-C stops it)"
 	@echo "make test   - set everything up, run ruff, mypy --strict and the tests"
+	@echo "make test-repeat N=10 LOADED=3 - the suite N times (the last LOADED beside a CPU hog),"
+	@echo "               then a table of every test that ever failed"
 	@echo "make check  - ruff and mypy --strict only"
 	@echo "make bench  - the benchmarks in bench/ (figures in the README)"
 	@echo "make stop   - stop this checkout's private servers"
@@ -43,6 +47,9 @@ format: venv
 
 test: setup check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-repeat: setup check
+	$(BIN)/python scripts/test_repeat.py --runs $(N) --loaded $(LOADED) -- $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench.telemetry_layout

@@ -119,8 +119,13 @@ function stopStream() { if (S.stream) S.stream.abort(); S.stream = null; setLive
 function setLive(on) { const el = $("#live"); el.className = `live ${on ? "on" : "off"}`; el.textContent = t(on ? "live" : "offline"); el.dataset.i18n = on ? "live" : "offline"; }
 
 // ------------------------------------------------------------------ routing
-function every(ms, f) { S.timers.push(setInterval(f, ms)); }
-function onLive(f) { listeners.add(f); S.cleanup.push(() => listeners.delete(f)); }
+// Each route renders into a view of its own. A route that is left while it still awaits the
+// API (the user clicked on, or a hash change and a login both routed) must neither write
+// into the page that replaced it nor leave timers and listeners behind: its view is
+// detached, so its lookups find nothing, and what it registers late is dropped at once.
+const scoped = view => sel => view.querySelector(sel);
+function every(view, ms, f) { if (view.isConnected) S.timers.push(setInterval(f, ms)); }
+function onLive(view, f) { if (!view.isConnected) return; listeners.add(f); S.cleanup.push(() => listeners.delete(f)); }
 function debounce(f, ms) { let h = null; return () => { clearTimeout(h); h = setTimeout(f, ms); }; }
 
 async function route() {
@@ -128,11 +133,15 @@ async function route() {
   for (const f of S.cleanup || []) f(); S.cleanup = [];
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   const [page, ...args] = parts;
-  const view = $("#view");
+  const view = document.createElement("div");
+  $("#view").replaceChildren(view);
   if (page === "public") return renderPublic(view, args[0]);
   if (!S.token) return renderLogin(view);
   if (!S.me) {
-    try { S.me = await api("/auth/me"); } catch (e) { return; }
+    let me;
+    try { me = await api("/auth/me"); } catch (e) { return; }
+    if (!view.isConnected) return;  // another route took over meanwhile and did this
+    S.me = S.me || me;
     startStream();
   }
   renderHeader();
@@ -143,7 +152,7 @@ async function route() {
   const f = pages[page] || pages[home];
   view.innerHTML = `<p class="muted">${t("loading")}</p>`;
   try { await f(view, ...args); } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return;
+    if (!view.isConnected || (e instanceof ApiError && e.status === 401)) return;
     view.innerHTML = `<p class="error">${esc(e instanceof ApiError && e.status === 404 ? t("not_found") : e.message)}</p>`;
   }
 }
@@ -171,13 +180,14 @@ function renderLogin(view) {
   $("#login-form").onsubmit = async ev => {
     ev.preventDefault();
     const f = new FormData(ev.target);
-    try { await signIn(f.get("username"), f.get("password")); location.hash = "#/"; route(); }
+    try { await signIn(f.get("username"), f.get("password")); if (location.hash === "#/") route(); else location.hash = "#/"; }
     catch (e) { $("#login-error").textContent = `${t("login_failed")}: ${e.message}`; }
   };
 }
 
 // ------------------------------------------------------------------ alert board
 async function renderBoard(view) {
+  const $ = scoped(view);
   view.innerHTML = `<h1>${esc(t("board"))} <span class="muted" id="board-count"></span></h1><div id="board"></div>`;
   const load = async () => {
     const page = await api("/alerts?state=open&limit=500");
@@ -215,10 +225,10 @@ async function renderBoard(view) {
     await load();
   };
   await load();
-  onLive(debounce((ev) => load().catch(() => {}), 300));
-  every(15000, () => load().catch(() => {}));
-  every(1000, tick);
-  every(2500, () => { if (S.critical) beep(); });
+  onLive(view, debounce((ev) => load().catch(() => {}), 300));
+  every(view, 15000, () => load().catch(() => {}));
+  every(view, 1000, tick);
+  every(view, 2500, () => { if (S.critical) beep(); });
 }
 
 // ------------------------------------------------------------------ incident detail
@@ -237,6 +247,7 @@ function metricFor(alertType, kind, latest) {
 }
 
 async function renderAlert(view, id) {
+  const $ = scoped(view);
   const a = await api(`/alerts/${encodeURIComponent(id)}`);
   const dev = await api(`/devices/${encodeURIComponent(a.estate_code)}/${encodeURIComponent(a.device_code)}`).catch(() => null);
   const orders = (await api(`/work-orders?state=all&estate=${encodeURIComponent(a.estate_code)}&limit=200`).catch(() => ({ items: [] }))).items;
@@ -270,6 +281,7 @@ async function chartInto(svg, estate, code, metric, start, end, marks) {
 
 // ------------------------------------------------------------------ estates and devices
 async function renderEstates(view) {
+  const $ = scoped(view);
   const estates = await api("/estates");
   view.innerHTML = `<h1>${esc(t("estates"))}</h1><div class="cards">${estates.map(e => `
     <a class="card" href="#/estate/${encodeURIComponent(e.code)}" style="text-decoration:none;color:inherit" data-estate="${esc(e.code)}">
@@ -280,6 +292,7 @@ async function renderEstates(view) {
 }
 
 async function renderEstate(view, code) {
+  const $ = scoped(view);
   const e = await api(`/estates/${encodeURIComponent(code)}`);
   const orders = (await api(`/work-orders?estate=${encodeURIComponent(code)}&limit=100`).catch(() => ({ items: [] }))).items;
   view.innerHTML = `<h1>${esc(e.name)} <span class="muted">${esc(e.code)}</span></h1>
@@ -296,6 +309,7 @@ async function renderEstate(view, code) {
 }
 
 async function renderDevice(view, estate, code) {
+  const $ = scoped(view);
   const path = `/devices/${encodeURIComponent(estate)}/${encodeURIComponent(code)}`;
   const d = await api(path);
   const metrics = Object.keys(d.latest).filter(k => !["ts", "seq"].includes(k));
@@ -316,7 +330,7 @@ async function renderDevice(view, estate, code) {
     return chartInto($("#device-chart"), estate, code, metric, start, end, []); };
   $("#chart-form").onchange = () => draw().catch(e => alert(e.message));
   if (metrics.length) await draw();
-  every(5000, async () => showLatest(await api(path)));
+  every(view, 5000, async () => showLatest(await api(path)));
 }
 
 // ------------------------------------------------------------------ work orders
@@ -327,6 +341,7 @@ function nextDue(o) {
   return [null, null];
 }
 async function renderOrders(view) {
+  const $ = scoped(view);
   view.innerHTML = `<h1>${esc(t("orders"))}</h1><div id="orders"></div>`;
   const canStep = o => ["admin", "operator", "manager"].includes(S.me.role) || (S.me.role === "maintenance" && o.assignee === S.me.org_code);
   const load = async () => {
@@ -350,13 +365,14 @@ async function renderOrders(view) {
   $("#orders").onclick = async ev => { const b = ev.target.closest("button[data-step]"); if (!b) return; b.disabled = true;
     try { await api(`/work-orders/${b.dataset.id}/${b.dataset.step}`, { method: "POST" }); } catch (e) { alert(e.message); } await load(); };
   await load();
-  onLive(debounce(() => load().catch(() => {}), 300));
-  every(15000, () => load().catch(() => {}));
-  every(1000, tick);
+  onLive(view, debounce(() => load().catch(() => {}), 300));
+  every(view, 15000, () => load().catch(() => {}));
+  every(view, 1000, tick);
 }
 
 // ------------------------------------------------------------------ silences
 async function renderSilences(view) {
+  const $ = scoped(view);
   const estates = await api("/estates");
   const canAct = OPERATORS.includes(S.me.role);
   const load = async () => {
@@ -388,6 +404,7 @@ async function renderSilences(view) {
 const noticeRows = ns => ns.map(n => `<tr data-notice="${esc(n.number)}"><td>${esc(n.number)}</td><td>${esc(n.estate_code)}</td><td>${esc(n.problem)}</td>
   <td class="${n.overdue ? "overdue" : ""}">${esc(n.deadline)}</td><td>${esc(tState(n.state))}</td></tr>`);
 async function renderFire(view) {
+  const $ = scoped(view);
   const load = async () => {
     const v = await api("/views/fire");
     const rows = list => list.map(r => `<tr data-alert-id="${r.alert_id}"><td>${sev(r.severity)} <a href="#/alert/${r.alert_id}">${esc(tAlert(r.alert_type))}</a></td>
@@ -404,11 +421,12 @@ async function renderFire(view) {
       <h2>${esc(t("notices"))}</h2>${table(["number", "estate", "problem", "deadline", "state"], noticeRows(v.notices))}`;
   };
   await load();
-  onLive(debounce(() => load().catch(() => {}), 500));
-  every(30000, () => load().catch(() => {}));
+  onLive(view, debounce(() => load().catch(() => {}), 500));
+  every(view, 30000, () => load().catch(() => {}));
 }
 
 async function renderElevators(view) {
+  const $ = scoped(view);
   const v = await api("/views/elevators?days=30");
   view.innerHTML = `<h1>${esc(t("elevators"))} <span class="muted">${esc(t("period"))}: ${fmtTime(v.since)} –</span></h1>
     <h2>${esc(t("company"))}</h2>
@@ -429,6 +447,7 @@ async function renderElevators(view) {
 
 // ------------------------------------------------------------------ owners (public)
 function renderDisclosureChooser(view) {
+  const $ = scoped(view);
   view.innerHTML = `<h1>${esc(t("disclosure"))}</h1><form class="inline" id="pick"><label>${esc(t("estate"))}<input name="estate" required placeholder="HXY"></label>
     <button class="primary">${esc(t("disclosure"))}</button></form>`;
   $("#pick").onsubmit = ev => { ev.preventDefault(); location.hash = `#/public/${encodeURIComponent(new FormData(ev.target).get("estate"))}`; };
