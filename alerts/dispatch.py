@@ -3,11 +3,21 @@ life: acknowledged, on site, resolved, verified, closed, or reopened, or cancell
 
 One order per incident. The incident's lead alert (highest severity, then oldest) is
 looked up in the list in force; the row names the responsible party, resolved to an
-organisation through the registry (``PartyDirectory``), the deadlines (counted from
-dispatch) and the escalation chain. An incident the list does not cover, or whose
+organisation through the registry (``PartyDirectory``), the deadlines (counted from the
+alarm: the lead alert's first evidence, device time) and the escalation chain; its
+``inform`` parties are told at dispatch. An incident the list does not cover, or whose
 party the registry does not name, is a gap (``dispatch_gaps``, logged, streamed): never
 dropped. An incident on a device whose order is still live (or being verified) is a
 recurrence: it joins that order, and reopens it if it was resolved.
+
+Life safety (trapped, fire alarm, flooding) holds whatever else is open: such an alert is
+an incident of its own (``alerts.store``), so it gets its own order with the party the
+list names. It joins only an order of the same device and alert type still under way;
+after that order was resolved, a new occurrence is a new order (a new rescue), and the
+old order's look-back is closed as failed. When a more severe alert joins a grouped
+incident, its order is re-dispatched to the party and deadlines of the more severe row.
+A confirmed fire is reported at once to the row's ``on_confirmed`` parties (the fire
+brigade, 119, and the estate's duty roster) over every channel of the row.
 
 States::
 
@@ -125,6 +135,11 @@ class _Incident:
     building: str | None
     category: str
     opened_at: dt.datetime
+    group_key: str = ""
+
+    @property
+    def life_safety(self) -> bool:
+        return self.group_key != ""
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,36 @@ class _Lead:
     alert: str
     severity: str
     maintenance: str | None
+    first_seen: dt.datetime
+
+    def alarm_at(self, now: dt.datetime) -> dt.datetime:
+        """Deadlines count from here: the first evidence, never later than now."""
+        return min(self.first_seen, now)
+
+
+_LEAD = (
+    "SELECT a.device_id, a.device_code, a.alert_type, a.severity, d.maintenance_code,"
+    " a.first_seen FROM alerts a JOIN devices d ON d.id = a.device_id"
+    " WHERE a.incident_id = %s AND a.state = 'open' AND a.muted_by IS NULL"
+    " ORDER BY array_position(ARRAY['info','warning','major','critical'], a.severity) DESC,"
+    " a.first_seen, a.id LIMIT 1"
+)
+
+
+def _lead(conn: Conn, incident_id: int) -> _Lead | None:
+    r = conn.execute(_LEAD, (incident_id,)).fetchone()
+    return None if r is None else _Lead(int(r[0]), r[1], r[2], r[3], r[4], r[5])
+
+
+def _decide(version: Version, parties: PartyDirectory, inc: _Incident, lead: _Lead) -> Row | Gap:
+    return version.rows.decide(
+        estate=inc.estate,
+        building=inc.building,
+        kind=inc.category,
+        alert=lead.alert,
+        severity=Severity.parse(lead.severity),
+        areas=parties.areas_of(inc.estate),
+    )
 
 
 def _gap(conn: Conn, inc: _Incident, lead: _Lead, reason: str, now: dt.datetime) -> str:
@@ -169,23 +214,28 @@ def dispatch(conn: Conn, now: dt.datetime, version: Version, parties: PartyDirec
     at): create its order, join it to a live order on the same device, or record a gap."""
     out = Dispatched([], [], [])
     waiting = conn.execute(
-        "SELECT id FROM incidents WHERE state = 'open' AND work_order_id IS NULL"
-        " AND (dispatch_checked_at IS NULL OR updated_at > dispatch_checked_at) ORDER BY id"
+        "SELECT id, work_order_id IS NOT NULL FROM incidents WHERE state = 'open'"
+        " AND (dispatch_checked_at IS NULL OR updated_at > dispatch_checked_at)"
+        # life safety first: in a storm the trapped and the fires go out before the rest
+        " ORDER BY life_safety DESC, id"
     ).fetchall()
-    for (iid,) in waiting:
+    for iid, has_order in waiting:
         # one transaction each: in a storm the first order goes out at once, not after
         # the last one is decided
         with conn.transaction():
             r = conn.execute(
-                "SELECT id, estate_code, building_code, category, opened_at FROM incidents"
-                " WHERE id = %s AND state = 'open' AND work_order_id IS NULL"
-                " FOR UPDATE SKIP LOCKED",
-                (iid,),
+                "SELECT id, estate_code, building_code, category, opened_at, group_key"
+                " FROM incidents WHERE id = %s AND state = 'open'"
+                " AND (work_order_id IS NULL) = %s FOR UPDATE SKIP LOCKED",
+                (iid, not has_order),
             ).fetchone()
             if r is None:
                 continue  # another supervisor has it, or it changed meanwhile
-            inc = _Incident(int(r[0]), r[1], r[2], r[3], r[4])
-            _one_incident(conn, inc, now=now, version=version, parties=parties, out=out)
+            inc = _Incident(int(r[0]), r[1], r[2], r[3], r[4], r[5])
+            if has_order:
+                _maybe_redispatch(conn, inc, now=now, version=version, parties=parties)
+            else:
+                _one_incident(conn, inc, now=now, version=version, parties=parties, out=out)
             conn.execute(
                 "UPDATE incidents SET dispatch_checked_at = updated_at WHERE id = %s", (inc.id,)
             )
@@ -201,26 +251,12 @@ def _one_incident(
     parties: PartyDirectory,
     out: Dispatched,
 ) -> None:
-    r = conn.execute(
-        "SELECT a.device_id, a.device_code, a.alert_type, a.severity, d.maintenance_code"
-        " FROM alerts a JOIN devices d ON d.id = a.device_id"
-        " WHERE a.incident_id = %s AND a.state = 'open' AND a.muted_by IS NULL"
-        " ORDER BY array_position(ARRAY['info','warning','major','critical'], a.severity) DESC,"
-        " a.first_seen, a.id LIMIT 1",
-        (inc.id,),
-    ).fetchone()
-    if r is None:
+    lead = _lead(conn, inc.id)
+    if lead is None:
         return  # its alerts cleared meanwhile
-    lead = _Lead(int(r[0]), r[1], r[2], r[3], r[4])
     if _recurrence(conn, inc, now=now, out=out):
         return
-    row = version.rows.decide(
-        estate=inc.estate,
-        building=inc.building,
-        kind=inc.category,
-        alert=lead.alert,
-        severity=Severity.parse(lead.severity),
-    )
+    row = _decide(version, parties, inc, lead)
     if isinstance(row, Gap):
         out.gaps.append(_gap(conn, inc, lead, str(row), now))
         return
@@ -239,6 +275,7 @@ def _one_incident(
         )
         out.gaps.append(_gap(conn, inc, lead, reason, now))
         assignee = nxt["org"] if nxt else None
+    informed = [(p, found.resolve(p)) for p in row.inform if p != row.responsible]
     out.orders.append(
         _create(
             conn,
@@ -248,6 +285,7 @@ def _one_incident(
             list_version=version.version,
             assignee=assignee,
             chain=chain,
+            informed=informed,
             now=now,
         )
     )
@@ -266,17 +304,21 @@ def _create(
     list_version: int,
     assignee: str | None,
     chain: list[dict[str, Any]],
+    informed: list[tuple[str, str | None]],
     now: dt.datetime,
 ) -> int:
     d = row.deadlines
     assert d is not None  # a dispatching row has them (checked by the model)
+    alarm = lead.alarm_at(now)
+    roles = [row.responsible] if row.responsible in PARTIES else []
+    roles += [p for p, org in informed if org is not None and p in PARTIES and p not in roles]
 
     got = conn.execute(
         "INSERT INTO work_orders (incident_id, estate_code, building_code, category,"
-        " device_code, alert_type, severity, state, assignee, chain, notified_roles,"
-        " list_version, list_row, ack_due, arrive_due, resolve_due, verify_s, created_at,"
-        " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, 'created', %s, %s, %s, %s, %s,"
-        " %s, %s, %s, %s, %s, %s) RETURNING id",
+        " device_code, alert_type, severity, lead_severity, state, assignee, chain,"
+        " notified_roles, list_version, list_row, ack_due, arrive_due, resolve_due, verify_s,"
+        " alarm_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
+        " 'created', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (
             inc.id,
             inc.estate,
@@ -285,15 +327,17 @@ def _create(
             lead.device,
             lead.alert,
             lead.severity,
+            lead.severity,
             assignee,
             Jsonb(chain),
-            [row.responsible] if row.responsible in PARTIES else [],
+            roles,
             list_version,
             Jsonb(row.model_dump(mode="json")),
-            _due(now, d.acknowledge_s),
-            _due(now, d.arrive_s),
-            _due(now, d.resolve_s),
+            _due(alarm, d.acknowledge_s),
+            _due(alarm, d.arrive_s),
+            _due(alarm, d.resolve_s),
             d.verify_s,
+            alarm,
             now,
             now,
         ),
@@ -308,7 +352,12 @@ def _create(
         actor="dispatch",
         now=now,
         to_state="created",
-        detail={"incident": inc.id, "list_version": list_version, "responsible": row.responsible},
+        detail={
+            "incident": inc.id,
+            "list_version": list_version,
+            "responsible": row.responsible,
+            "alarm_at": alarm.isoformat(timespec="seconds"),
+        },
     )
     conn.execute(
         "UPDATE work_orders SET state = 'dispatched', dispatched_at = %s, updated_at = %s"
@@ -334,20 +383,35 @@ def _create(
         now=now,
         order_id=order_id,
     )
+    for party, org in informed:
+        if org is not None and org != assignee:
+            notify.tell(
+                conn,
+                org=org,
+                channels=row.channels,
+                event="workorder.informed",
+                payload={**payload, "informed_as": party},
+                now=now,
+                order_id=order_id,
+            )
     return order_id
 
 
 def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched) -> bool:
-    """Join the incident to a live order on one of its devices; reopen it if resolved."""
+    """Join the incident to a live order on one of its devices; reopen it if resolved.
+    Only orders of the same kind of incident qualify: a life-safety incident joins only
+    the order of the same device and alert type, a grouped one only a grouped one."""
     found = conn.execute(
         "SELECT o.id, o.state, o.verify_until, o.assignee, o.list_row FROM work_orders o"
+        " JOIN incidents first ON first.id = o.incident_id"
         " WHERE o.estate_code = %s AND o.building_code IS NOT DISTINCT FROM %s"
         " AND o.category = %s AND o.state NOT IN ('closed', 'cancelled')"
+        " AND first.group_key = %s"
         " AND EXISTS (SELECT 1 FROM incidents i JOIN alerts a ON a.incident_id = i.id"
         "   WHERE i.work_order_id = o.id AND a.device_id IN"
         "   (SELECT device_id FROM alerts WHERE incident_id = %s))"
         " ORDER BY o.id DESC LIMIT 1 FOR UPDATE OF o",
-        (inc.estate, inc.building, inc.category, inc.id),
+        (inc.estate, inc.building, inc.category, inc.group_key, inc.id),
     ).fetchone()
     if found is None:
         return False
@@ -355,6 +419,17 @@ def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched
     if state == "verifying" and verify_until is not None and inc.opened_at >= verify_until:
         # it had stayed normal for the whole window before this began: closed then
         close(conn, order_id, at=verify_until)
+        return False
+    if inc.life_safety and state in ("resolved", "verifying"):
+        # a new entrapment (fire, flood) after the rescue was resolved is a new rescue:
+        # its own order and statistics; the old one's look-back failed
+        close(
+            conn,
+            order_id,
+            at=now,
+            from_state=state,
+            detail={"look_back": "failed", "recurrence_incident": inc.id},
+        )
         return False
     conn.execute("UPDATE incidents SET work_order_id = %s WHERE id = %s", (order_id, inc.id))
     out.recurrences.append(order_id)
@@ -370,12 +445,21 @@ def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched
         return True
     d = Row.model_validate(list_row).deadlines
     assert d is not None
+    lead = _lead(conn, inc.id)
+    alarm = now if lead is None else lead.alarm_at(now)
     conn.execute(
         "UPDATE work_orders SET state = 'reopened', cycle = cycle + 1,"
-        " reopen_count = reopen_count + 1, escalation_level = 0,"
+        " reopen_count = reopen_count + 1, escalation_level = 0, alarm_at = %s,"
         " acknowledged_at = NULL, arrived_at = NULL, resolved_at = NULL, verify_until = NULL,"
         " ack_due = %s, arrive_due = %s, resolve_due = %s, updated_at = %s WHERE id = %s",
-        (_due(now, d.acknowledge_s), _due(now, d.arrive_s), _due(now, d.resolve_s), now, order_id),
+        (
+            alarm,
+            _due(alarm, d.acknowledge_s),
+            _due(alarm, d.arrive_s),
+            _due(alarm, d.resolve_s),
+            now,
+            order_id,
+        ),
     )
     payload = record(
         conn,
@@ -399,7 +483,14 @@ def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched
     return True
 
 
-def close(conn: Conn, order_id: int, *, at: dt.datetime) -> None:
+def close(
+    conn: Conn,
+    order_id: int,
+    *,
+    at: dt.datetime,
+    from_state: str = "verifying",
+    detail: Mapping[str, Any] | None = None,
+) -> None:
     conn.execute(
         "UPDATE work_orders SET state = 'closed', closed_at = %s, updated_at = %s WHERE id = %s",
         (at, at, order_id),
@@ -410,9 +501,9 @@ def close(conn: Conn, order_id: int, *, at: dt.datetime) -> None:
         "closed",
         actor="supervise",
         now=at,
-        from_state="verifying",
+        from_state=from_state,
         to_state="closed",
-        detail={"verified_normal_until": at.isoformat(timespec="seconds")},
+        detail=detail or {"verified_normal_until": at.isoformat(timespec="seconds")},
     )
 
 
@@ -518,18 +609,31 @@ def act(
                 now=now,
                 order_id=order_id,
             )
-        if action == "resolve" and start_verification(conn, order_id, now):
-            to = "verifying"
+        if action == "resolve":
+            # the rescue is over: what only a person could close is closed now
+            store.close_rescued(conn, order_id, actor=actor, now=now)
+            if start_verification(conn, order_id, now):
+                to = "verifying"
     return to
 
 
 def fire_verdict(
-    conn: Conn, alert_id: int, *, actor: str, now: dt.datetime, false_alarm_cause: str | None
+    conn: Conn,
+    alert_id: int,
+    *,
+    actor: str,
+    now: dt.datetime,
+    false_alarm_cause: str | None,
+    note: str | None = None,
 ) -> None:
     """The control room's verdict on a fire alarm, and its effect on the order: a
-    confirmation acknowledges it (GB 25201 §5.3: confirmed in time), a false alarm that
-    leaves the incident with no open alert cancels it with the cause."""
-    store.confirm_fire(conn, alert_id, actor=actor, now=now, false_alarm_cause=false_alarm_cause)
+    confirmation acknowledges it (GB 25201 §5.3: confirmed in time) and reports the fire
+    at once (``report_confirmed_fires``); a false alarm (a cause from
+    ``store.FALSE_ALARM_CAUSES``) that leaves the incident with no open alert cancels it
+    with the cause."""
+    store.confirm_fire(
+        conn, alert_id, actor=actor, now=now, false_alarm_cause=false_alarm_cause, note=note
+    )
     row = conn.execute(
         "SELECT o.id, o.state, i.state FROM alerts a JOIN incidents i ON i.id = a.incident_id"
         " JOIN work_orders o ON o.id = i.work_order_id WHERE a.id = %s",
@@ -541,7 +645,158 @@ def fire_verdict(
     if false_alarm_cause is None:
         if state in ACTIONS["acknowledge"][1]:
             act(conn, order_id, "acknowledge", actor=actor, now=now, note="fire alarm confirmed")
+        report_confirmed_fires(conn, now, PartyDirectory(conn), order_id=order_id)
     elif incident_state == "resolved" and state in ("dispatched", "acknowledged", "reopened"):
         act(
             conn, order_id, "cancel", actor=actor, now=now, note=f"false alarm: {false_alarm_cause}"
+        )
+
+
+def report_confirmed_fires(
+    conn: Conn, now: dt.datetime, parties: PartyDirectory, *, order_id: int | None = None
+) -> list[int]:
+    """Every live order with a confirmed fire alarm not yet reported: its row's
+    ``on_confirmed`` parties (the fire brigade, 119; the estate's duty roster) are told
+    now, over every channel of the row, whatever the deadlines say. Returns the orders."""
+    rows = conn.execute(
+        "SELECT o.id, o.estate_code, o.list_row, o.notified_roles, o.assignee, f.alert,"
+        " f.maintenance_code FROM work_orders o CROSS JOIN LATERAL"
+        " (SELECT a.id AS alert, d.maintenance_code FROM incidents i"
+        "   JOIN alerts a ON a.incident_id = i.id JOIN devices d ON d.id = a.device_id"
+        "   WHERE i.work_order_id = o.id AND a.confirmation = 'confirmed'"
+        "   ORDER BY a.id LIMIT 1) f"
+        " WHERE o.state NOT IN ('closed', 'cancelled')"
+        " AND (%(order)s::bigint IS NULL OR o.id = %(order)s)"
+        " AND NOT EXISTS (SELECT 1 FROM work_order_events e WHERE e.order_id = o.id"
+        "   AND e.change = 'fire_confirmed')"
+        " ORDER BY o.id FOR UPDATE OF o",
+        {"order": order_id},
+    ).fetchall()
+    out = []
+    for oid, estate, list_row, notified, assignee, alert_id, maint in rows:
+        row = Row.model_validate(list_row)
+        found = parties.parties(estate, maint)
+        told = [(p, found.resolve(p)) for p in (row.on_confirmed or ["fire_brigade"])]
+        roles = [*notified, *(p for p, _ in told if p in PARTIES and p not in notified)]
+        conn.execute(
+            "UPDATE work_orders SET notified_roles = %s, updated_at = %s WHERE id = %s",
+            (roles, now, oid),
+        )
+        detail = {"alert": int(alert_id), "told": [{"party": p, "org": o} for p, o in told]}
+        payload = record(conn, int(oid), "fire_confirmed", actor="dispatch", now=now, detail=detail)
+        channels = sorted({*row.channels, "mqtt", "stream"})
+        for party, org in told:
+            if org is None:
+                log.error("confirmed fire, order %d: the registry names no %s", oid, party)
+                continue
+            notify.tell(
+                conn,
+                org=org,
+                channels=channels,
+                event="workorder.fire_confirmed",
+                payload={**payload, "told_as": party, "assignee": assignee},
+                now=now,
+                order_id=int(oid),
+            )
+        log.warning("confirmed fire, order %d: told %s", oid, [o for _, o in told])
+        out.append(int(oid))
+    return out
+
+
+def _maybe_redispatch(
+    conn: Conn, inc: _Incident, *, now: dt.datetime, version: Version, parties: PartyDirectory
+) -> None:
+    """A grouped incident whose lead alert is now more severe than the one its order was
+    dispatched for: the order goes to the party and deadlines of the more severe row."""
+    lead = _lead(conn, inc.id)
+    if lead is None:
+        return
+    r = conn.execute(
+        "SELECT o.id, o.state, o.lead_severity, o.list_row, o.assignee, o.alert_type"
+        " FROM incidents i JOIN work_orders o ON o.id = i.work_order_id WHERE i.id = %s"
+        " FOR UPDATE OF o",
+        (inc.id,),
+    ).fetchone()
+    if r is None:
+        return
+    order_id, state, lead_severity, list_row, old_assignee, old_alert = r
+    if state in ("closed", "cancelled") or Severity.parse(lead.severity) <= Severity.parse(
+        lead_severity or "info"
+    ):
+        return
+    row = _decide(version, parties, inc, lead)
+    if isinstance(row, Gap) or not row.dispatch or row.model_dump(mode="json") == list_row:
+        conn.execute(
+            "UPDATE work_orders SET lead_severity = %s, updated_at = %s WHERE id = %s",
+            (lead.severity, now, order_id),
+        )
+        return
+    d = row.deadlines
+    assert d is not None
+    assert row.responsible is not None
+    found = parties.parties(inc.estate, lead.maintenance)
+    assignee = found.resolve(row.responsible) or next(
+        (found.resolve(p) for p in row.escalation if found.resolve(p)), None
+    )
+    chain = [{"party": p, "org": found.resolve(p)} for p in row.escalation]
+    alarm = lead.alarm_at(now)
+    conn.execute(
+        "UPDATE work_orders SET state = 'dispatched', cycle = cycle + 1, escalation_level = 0,"
+        " assignee = %s, chain = %s, list_version = %s, list_row = %s, alert_type = %s,"
+        " device_code = %s, severity = %s, lead_severity = %s, alarm_at = %s,"
+        " acknowledged_at = NULL, arrived_at = NULL, resolved_at = NULL, verify_until = NULL,"
+        " ack_due = %s, arrive_due = %s, resolve_due = %s, verify_s = %s, updated_at = %s"
+        " WHERE id = %s",
+        (
+            assignee,
+            Jsonb(chain),
+            version.version,
+            Jsonb(row.model_dump(mode="json")),
+            lead.alert,
+            lead.device,
+            lead.severity,
+            lead.severity,
+            alarm,
+            _due(alarm, d.acknowledge_s),
+            _due(alarm, d.arrive_s),
+            _due(alarm, d.resolve_s),
+            d.verify_s,
+            now,
+            order_id,
+        ),
+    )
+    payload = record(
+        conn,
+        order_id,
+        "redispatched",
+        actor="dispatch",
+        now=now,
+        from_state=state,
+        to_state="dispatched",
+        detail={
+            "from": old_assignee,
+            "to": assignee,
+            "was": old_alert,
+            "alert": lead.alert,
+            "severity": lead.severity,
+        },
+    )
+    notify.tell(
+        conn,
+        org=assignee,
+        channels=row.channels,
+        event="workorder.dispatched",
+        payload=payload,
+        now=now,
+        order_id=order_id,
+    )
+    if old_assignee not in (None, assignee):
+        notify.tell(
+            conn,
+            org=old_assignee,
+            channels=row.channels,
+            event="workorder.redispatched",
+            payload=payload,
+            now=now,
+            order_id=order_id,
         )

@@ -3,13 +3,21 @@
 ``Judge.judge`` turns ``warn.Change``s (and the batch's raw events, for fire
 confirmation) into ``Op``s for ``alerts.store``:
 
-- one open alert per (device, rule): a raise while open is a repeat;
+- one open alert per (device, alert type): a raise while open is a repeat, and two rules
+  for one alert (the controller's trapped event and the trapped pattern in telemetry)
+  merge: the first raises, the other adds its evidence; the alert clears when the last
+  rule that sees it clears;
 - inhibition (``RuleBook.inhibit``): while a source alert is open, matching targets that
   share its device, building or estate are muted; they are unmuted when it clears;
 - silences: alerts matching a silence's matchers within its window are muted;
+- life safety (``RuleBook.life_safety``): never muted, by inhibition or silence; an
+  auto-clear (time passing without news) does not close one, and a fire alarm's reset
+  before a person decided it does not either: the alert is *held* (stays open, on the
+  board) until a person resolves or decides it;
 - flapping: raised ``flapping.raises`` times within ``flapping.window_s``;
 - fire confirmation: a fire alarm is ``to_be_confirmed`` until a second detector in its
-  building or a confirming event (pump start, flow) in its estate within the window.
+  building, or a confirming event (pump start, flow) in its building, within the
+  window; a device that is silenced for work or left disabled (屏蔽) confirms nothing.
 
 Muted alerts are stored (an inspector can see them) but not notified and join no
 incident. Grouping into incidents happens in the store, in SQL, where it is atomic.
@@ -23,26 +31,33 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from alerts.rules import Inhibit, Matcher, RuleBook, Severity
+from alerts.rules import CountRule, EventRule, Inhibit, Matcher, RuleBook, Severity
 from alerts.warn import Change, DeviceInfo, Event
 
-Key = tuple[int, str]  # (device_id, rule_id)
+Key = tuple[int, str]  # (device_id, alert type)
 Confirmation = Literal["to_be_confirmed", "confirmed"]
 
 
 @dataclass
 class OpenAlert:
     device_id: int
-    rule_id: str
+    rule_id: str  # the rule that raised it
     alert: str
     severity: Severity
     first_seen: float
     muted_by: str | None = None
     confirmation: Confirmation | None = None
+    life_safety: bool = False
+    # the rules that see it now, with the severity each sees (empty: held for a person)
+    rules: dict[str, Severity] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.rules:
+            self.rules = {self.rule_id: self.severity}
 
     @property
     def key(self) -> Key:
-        return (self.device_id, self.rule_id)
+        return (self.device_id, self.alert)
 
 
 @dataclass(frozen=True)
@@ -65,12 +80,18 @@ class Silence:
         )
 
 
-OpKind = Literal["raise", "repeat", "severity", "clear", "mute", "unmute", "confirm"]
+OpKind = Literal[
+    "raise", "repeat", "severity", "clear", "hold", "mute", "unmute", "confirm", "rules"
+]
 
 
 @dataclass(frozen=True)
 class Op:
-    """One thing to store about the alert of ``key``."""
+    """One thing to store about the open alert of ``key`` (device, alert type).
+
+    ``rules`` are the rules that see it after this op and ``rule`` the one that caused
+    it; ``first_evidence`` is when the first evidence was seen (a condition held for 60 s
+    began 60 s before it raised): deadlines count from it."""
 
     kind: OpKind
     key: Key
@@ -81,6 +102,11 @@ class Op:
     muted_by: str | None = None
     confirmation: Confirmation | None = None
     flapping: bool = False
+    rule: str = ""
+    rules: tuple[str, ...] = ()
+    life_safety: bool = False
+    first_evidence: float | None = None
+    latched: bool = False  # only event rules see it: a person closes it
 
 
 class Judge:
@@ -90,7 +116,16 @@ class Judge:
         self.open: dict[Key, OpenAlert] = {}
         self.silences: list[Silence] = []
         self._raises: dict[Key, list[float]] = {}
-        self._confirming: list[tuple[float, str]] = []  # (ts, estate) of confirming events
+        # (ts, estate, building) of confirming events
+        self._confirming: list[tuple[float, str, str | None]] = []
+        self._event_ids: tuple[RuleBook | None, frozenset[str]] = (None, frozenset())
+
+    @property
+    def _event_rules(self) -> frozenset[str]:
+        if self._event_ids[0] is not self.book:
+            ids = frozenset(r.id for r in self.book.rules if isinstance(r, EventRule | CountRule))
+            self._event_ids = (self.book, ids)
+        return self._event_ids[1]
 
     def set_devices(self, devices: Iterable[DeviceInfo]) -> None:
         self.devices = {d.id: d for d in devices}
@@ -123,7 +158,22 @@ class Judge:
         d = self.devices.get(a.device_id)
         return None if d is None else d.estate
 
+    def _silenced(self, d: DeviceInfo, alert: str | None, at: float) -> int | None:
+        """The silence that covers ``alert`` (or, None, any work) on ``d`` now."""
+        for s in self.silences:
+            if (
+                s.starts <= at < s.ends
+                and d.estate == s.estate
+                and s.building in (None, d.building)
+                and s.device in (None, d.code)
+                and (alert is None or s.alert in (None, alert))
+            ):
+                return s.id
+        return None
+
     def _muted_by(self, a: OpenAlert, at: float) -> str | None:
+        if a.life_safety:
+            return None  # nothing mutes a trapped passenger, a fire alarm or flooding
         d = self.devices[a.device_id]
         for s in self.silences:
             if s.matches(d, a.alert, at):
@@ -153,14 +203,22 @@ class Judge:
             by = self._muted_by(a, at)
             if by != a.muted_by:
                 a.muted_by = by
-                kind: OpKind = "mute" if by else "unmute"
-                ops.append(Op(kind, a.key, a.alert, a.severity, at, muted_by=by))
+                ops.append(self._op("mute" if by else "unmute", a, at))
         return ops
 
     # ------------------------------------------------------------------ fire
+    def _out_of_service(self, d: DeviceInfo, at: float) -> bool:
+        """A device silenced for work, or left disabled (屏蔽) at the panel: what it says
+        confirms nothing (a pump test is not a fire)."""
+        if self._silenced(d, None, at) is not None:
+            return True
+        return any(k[0] == d.id and k[1] == "fire.point_disabled" for k in self.open)
+
     def _confirmations(self, a: OpenAlert) -> Confirmation:
         fc = self.book.fire_confirmation
         d = self.devices[a.device_id]
+        if self._out_of_service(d, a.first_seen):
+            return "to_be_confirmed"  # half of a pair that cannot be trusted is no pair
         if fc.second_detector:
             for other in self.open.values():
                 od = self.devices.get(other.device_id)
@@ -170,10 +228,13 @@ class Judge:
                     and od is not None
                     and (od.estate, od.building) == (d.estate, d.building)
                     and abs(other.first_seen - a.first_seen) <= fc.window_s
+                    and not self._out_of_service(od, other.first_seen)
                 ):
                     return "confirmed"
-        for ts, estate in self._confirming:
-            if estate == d.estate and abs(ts - a.first_seen) <= fc.window_s:
+        for ts, estate, building in self._confirming:
+            if (estate, building) == (d.estate, d.building) and abs(
+                ts - a.first_seen
+            ) <= fc.window_s:
                 return "confirmed"
         return "to_be_confirmed"
 
@@ -181,7 +242,7 @@ class Judge:
         fc = self.book.fire_confirmation
         for e in events:
             d = self.devices.get(e.device_id)
-            if d is None:
+            if d is None or self._out_of_service(d, e.ts):
                 continue
             for m in fc.events:
                 if (
@@ -189,16 +250,16 @@ class Judge:
                     and (m.subtypes is None or d.subtype in m.subtypes)
                     and e.code in m.codes
                 ):
-                    self._confirming.append((e.ts, d.estate))
-        newest = max((t for t, _ in self._confirming), default=0.0)
-        self._confirming = [(t, e) for t, e in self._confirming if t > newest - fc.window_s]
+                    self._confirming.append((e.ts, d.estate, d.building))
+        newest = max((c[0] for c in self._confirming), default=0.0)
+        self._confirming = [c for c in self._confirming if c[0] > newest - fc.window_s]
 
     def _confirm_pending(self, at: float) -> list[Op]:
         ops: list[Op] = []
         for a in self.open.values():
             if a.confirmation == "to_be_confirmed" and self._confirmations(a) == "confirmed":
                 a.confirmation = "confirmed"
-                ops.append(Op("confirm", a.key, a.alert, a.severity, at, confirmation="confirmed"))
+                ops.append(self._op("confirm", a, at))
         return ops
 
     # ------------------------------------------------------------------ the step
@@ -222,22 +283,82 @@ class Judge:
         for key in keys:
             self.open.pop(key, None)
 
+    def reraised(self, key: Key, *, at: float, confirmation: str | None) -> None:
+        """The store raised a new alert for ``key``: the one the judge knew had been closed
+        by a person (a resolved rescue, a false alarm) and the device spoke again."""
+        a = self.open.get(key)
+        if a is not None:
+            a.first_seen = at
+            a.confirmation = "to_be_confirmed" if confirmation == "to_be_confirmed" else None
+
+    def _op(
+        self,
+        kind: OpKind,
+        a: OpenAlert,
+        at: float,
+        evidence: dict[str, object] | None = None,
+        *,
+        rule: str = "",
+        flapping: bool = False,
+        first_evidence: float | None = None,
+    ) -> Op:
+        return Op(
+            kind,
+            a.key,
+            a.alert,
+            a.severity,
+            at,
+            evidence or {},
+            muted_by=a.muted_by,
+            confirmation=a.confirmation,
+            flapping=flapping,
+            rule=rule or a.rule_id,
+            rules=tuple(sorted(a.rules)),
+            life_safety=a.life_safety,
+            first_evidence=first_evidence,
+            latched=bool(a.rules) and all(r in self._event_rules for r in a.rules),
+        )
+
+    def _held(self, a: OpenAlert, c: Change) -> bool:
+        """A life-safety alert the device or the clock would close, that a person must
+        close instead: an auto-clear, or a reset before anyone decided the fire alarm."""
+        return a.life_safety and (
+            bool(c.evidence.get("auto_clear")) or a.confirmation == "to_be_confirmed"
+        )
+
+    def _clear(self, a: OpenAlert | None, c: Change) -> Op | None:
+        if a is None or c.rule_id not in a.rules:
+            return None
+        del a.rules[c.rule_id]
+        if a.rules:  # another rule still sees it
+            a.severity = max(a.rules.values())
+            return self._op("rules", a, c.at, c.evidence, rule=c.rule_id)
+        if self._held(a, c):
+            return self._op("hold", a, c.at, c.evidence, rule=c.rule_id)
+        del self.open[a.key]
+        return self._op("clear", a, c.at, c.evidence, rule=c.rule_id)
+
     def _apply(self, c: Change) -> Op | None:
-        key = (c.device_id, c.rule_id)
+        key = (c.device_id, c.alert)
         a = self.open.get(key)
         if c.kind == "clear":
-            if a is None:
-                return None
-            del self.open[key]
-            return Op("clear", key, c.alert, c.severity, c.at, c.evidence)
+            return self._clear(a, c)
         if a is not None:
-            if c.kind == "severity":
-                a.severity = c.severity
-                return Op("severity", key, c.alert, c.severity, c.at, c.evidence)
-            return Op("repeat", key, c.alert, a.severity, c.at, c.evidence)
+            a.rules[c.rule_id] = c.severity
+            top = max(a.rules.values())
+            kind: OpKind = "severity" if top != a.severity else "repeat"
+            a.severity = top
+            return self._op(kind, a, c.at, c.evidence, rule=c.rule_id, first_evidence=c.since)
         if c.device_id not in self.devices:
             return None
-        a = OpenAlert(c.device_id, c.rule_id, c.alert, c.severity, c.at)
+        a = OpenAlert(
+            c.device_id,
+            c.rule_id,
+            c.alert,
+            c.severity,
+            c.at if c.since is None else min(c.since, c.at),
+            life_safety=self.book.life_safety_alert(c.alert),
+        )
         self.open[key] = a
         if c.alert == self.book.fire_confirmation.alert:
             a.confirmation = self._confirmations(a)
@@ -245,16 +366,13 @@ class Judge:
         raises = [t for t in self._raises.get(key, []) if t > c.at - self.book.flapping.window_s]
         raises.append(c.at)
         self._raises[key] = raises
-        return Op(
+        return self._op(
             "raise",
-            key,
-            c.alert,
-            c.severity,
+            a,
             c.at,
             c.evidence,
-            muted_by=a.muted_by,
-            confirmation=a.confirmation,
             flapping=len(raises) >= self.book.flapping.raises,
+            first_evidence=a.first_seen,
         )
 
 

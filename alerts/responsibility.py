@@ -1,15 +1,20 @@
 """The responsibility list (事件处置权责清单) as data: who handles an alert, by when, and
 who is told when they do not.
 
-Each row matches a scope (the whole city, one estate, or one building), a device kind,
+Each row matches a scope (the whole city, an area such as a district or county, one
+estate, or one building), a device kind,
 optionally alert types, and a minimum severity; it names the responsible party, the
 deadlines (acknowledge, arrive on site, resolve) and the escalation chain. Parties are
 roles resolved per device from the registry ("the device's maintenance company", "the
 estate's property firm", "the street office of its area", …) or an organisation code.
 
-The most specific matching row wins: a building row over an estate row over the city
-row; then a row naming the alert type over one for the whole kind; then the higher
-minimum severity. An alert no row covers is a ``Gap``: reported, never dropped.
+The most specific matching row wins: a building row over an estate row over an area row
+(the nearest area above the estate first) over the city row; then a row naming the
+alert type over one for the whole kind; then the higher minimum severity. An alert no
+row covers is a ``Gap``: reported, never dropped. Deadlines count from the alarm (the
+first evidence, device time), not from dispatch. ``inform`` parties are told at
+dispatch (the lift's user, the property firm, hears of a trapped passenger at once);
+``on_confirmed`` parties are told the moment a fire alarm is confirmed (119).
 
 This module decides; creating and supervising work orders from it is ``dispatch``.
 """
@@ -17,6 +22,7 @@ This module decides; creating and supervising work orders from it is ``dispatch`
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -46,9 +52,10 @@ class _Model(BaseModel):
 
 
 class Scope(_Model):
-    """Empty: the whole city. ``estate``: one estate. ``estate`` + ``building``: one
-    building."""
+    """Empty: the whole city. ``area``: every estate in that area or below it (a district,
+    a county). ``estate``: one estate. ``estate`` + ``building``: one building."""
 
+    area: str | None = None
     estate: str | None = None
     building: str | None = None
 
@@ -56,11 +63,13 @@ class Scope(_Model):
     def _building_needs_estate(self) -> Scope:
         if self.building is not None and self.estate is None:
             raise ValueError("a building scope needs its estate")
+        if self.area is not None and self.estate is not None:
+            raise ValueError("a scope is an area or an estate, not both")
         return self
 
     @property
     def rank(self) -> int:
-        return 2 if self.building else 1 if self.estate else 0
+        return 3 if self.building else 2 if self.estate else 1 if self.area else 0
 
 
 class Deadlines(_Model):
@@ -82,6 +91,8 @@ class Row(_Model):
     responsible: str | None = None  # a Party, or an organisation code
     deadlines: Deadlines | None = None
     escalation: list[str] = []  # Parties or organisation codes, in order
+    inform: list[str] = []  # told at dispatch besides the responsible party
+    on_confirmed: list[str] = []  # told at once when the fire alarm is confirmed
     channels: list[Literal["mqtt", "webhook", "stream"]] = ["mqtt", "stream"]
     note: str = ""
 
@@ -93,17 +104,29 @@ class Row(_Model):
             raise ValueError("a dispatching row needs responsible, deadlines and escalation")
         return self
 
-    def matches(self, *, estate: str, building: str | None, kind: str, alert: str) -> bool:
+    def matches(
+        self,
+        *,
+        estate: str,
+        building: str | None,
+        kind: str,
+        alert: str,
+        areas: Sequence[str] = (),
+    ) -> bool:
         return (
             self.kind == kind
             and (self.alerts is None or alert in self.alerts)
             and self.scope.estate in (None, estate)
             and self.scope.building in (None, building)
+            and (self.scope.area is None or self.scope.area in areas)
         )
 
-    def specificity(self) -> tuple[int, int, int]:
+    def specificity(self, areas: Sequence[str] = ()) -> tuple[int, int, int, int]:
+        # among area rows, the nearest area above the estate wins
+        near = len(areas) - areas.index(self.scope.area) if self.scope.area in areas else 0
         return (
             self.scope.rank,
+            near,
             int(self.alerts is not None),
             int(Severity.parse(self.min_severity)),
         )
@@ -114,18 +137,26 @@ class ResponsibilityList(_Model):
     rows: list[Row] = Field(min_length=1)
 
     def decide(
-        self, *, estate: str, building: str | None, kind: str, alert: str, severity: Severity
+        self,
+        *,
+        estate: str,
+        building: str | None,
+        kind: str,
+        alert: str,
+        severity: Severity,
+        areas: Sequence[str] = (),
     ) -> Row | Gap:
-        """The row that governs this alert, or a ``Gap`` saying why none does."""
+        """The row that governs this alert, or a ``Gap`` saying why none does. ``areas``:
+        the estate's area and those above it, nearest first."""
         rows = [
             r
             for r in self.rows
-            if r.matches(estate=estate, building=building, kind=kind, alert=alert)
+            if r.matches(estate=estate, building=building, kind=kind, alert=alert, areas=areas)
             and severity >= Severity.parse(r.min_severity)
         ]
         if not rows:
             return Gap(estate, building, kind, alert, str(severity))
-        return max(rows, key=Row.specificity)
+        return max(rows, key=lambda r: r.specificity(areas))
 
 
 @dataclass(frozen=True)
@@ -202,6 +233,15 @@ class PartyDirectory:
                 return org
             area = self.parent.get(area)
         return None
+
+    def areas_of(self, estate: str) -> list[str]:
+        """The estate's area and every area above it, nearest first."""
+        area, _ = self.estates.get(estate, (None, None))
+        out: list[str] = []
+        while area is not None and area not in out:
+            out.append(area)
+            area = self.parent.get(area)
+        return out
 
     def parties(self, estate: str, maintenance: str | None) -> Parties:
         area, firm = self.estates.get(estate, (None, None))

@@ -9,7 +9,8 @@ of its ``alert`` type is raised, at which severity, and when it clears. Types:
   occupied, doors closed, not running, …) held ``for_s``;
 - ``rate``: least-squares slope of a metric over ``window_s``: falling or rising faster
   than ``slope_per_min``, or predicted to reach ``limit`` within ``horizon_s``;
-- ``event``: device event codes raise it (after ``for_s`` without a clear code, if set);
+- ``event``: device event codes raise it (after ``for_s`` without a clear code, if set,
+  and only while every ``when`` test holds on the device's newest values);
   ``clear_codes`` or ``auto_clear_s`` clear it;
 - ``count``: at least ``count`` events of ``codes`` within ``window_s``;
 - ``absence``: nothing from the device for ``silence_s``, or its status says offline
@@ -18,6 +19,12 @@ of its ``alert`` type is raised, at which severity, and when it clears. Types:
 A threshold value may name a device parameter from the registry (``{param: high_m,
 default: 1.2}``), so one rule serves sump pits of every depth. ``overrides`` change a
 rule's parameters for one estate or one device (the most specific wins) or disable it.
+
+``life_safety`` declares the alert types where people are in danger (trapped passengers,
+fire alarms, flooding). For them the judge never mutes (no inhibition, no silence), the
+engine's auto-clear never closes them (a person does, by resolving the order), each gets
+an incident and an order of its own; a rules file that inhibits one by name, or lets it
+clear itself without a person, is refused here.
 """
 
 from __future__ import annotations
@@ -163,9 +170,15 @@ class EventRule(_Rule):
     clear_codes: list[str] = []
     auto_clear_s: float | None = Field(default=None, gt=0)
     for_s: float = Field(default=0.0, ge=0)  # raise only if no clear code came within this
+    # raise only while all of these hold on the device's newest values (a power cut with
+    # someone in the car); a metric never reported fails the test
+    when: list[Test] = []
 
     def codes_used(self) -> list[str]:
         return [*self.codes, *self.clear_codes]
+
+    def metrics_used(self) -> list[str]:
+        return [t.metric for t in self.when]
 
 
 class CountRule(_Rule):
@@ -242,6 +255,13 @@ class FireConfirmation(_Model):
     events: list[EventMatch] = []
 
 
+class LifeSafety(_Model):
+    """Alert types where people are in danger; see the module docstring."""
+
+    alerts: list[str] = Field(min_length=1)
+    note: str = ""
+
+
 class Flapping(_Model):
     """An alert raised ``raises`` times within ``window_s`` is flagged as flapping."""
 
@@ -256,6 +276,7 @@ class RuleBook(_Model):
     inhibit: list[Inhibit] = []
     fire_confirmation: FireConfirmation = FireConfirmation()
     flapping: Flapping = Flapping()
+    life_safety: list[LifeSafety] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleBook:
@@ -280,7 +301,41 @@ class RuleBook(_Model):
                 unknown = sorted(set(matcher.alerts or []) - types)
                 if unknown:
                     raise ValueError(f"inhibit {inh.name}: no rule raises {unknown}")
+        self._life_safety_kept(types)
         return self
+
+    def _life_safety_kept(self, types: set[str]) -> None:
+        """Refuse what would mute or silently close a life-safety alert."""
+        declared = {a for ls in self.life_safety for a in ls.alerts}
+        unknown = sorted(declared - types)
+        if unknown:
+            raise ValueError(f"life_safety: no rule raises {unknown}")
+        for inh in self.inhibit:
+            named = sorted(declared & set(inh.target.alerts or []))
+            if named:
+                raise ValueError(
+                    f"inhibit {inh.name} would mute the life-safety alert(s) {named}: "
+                    "nothing may mute a trapped passenger, a fire alarm or flooding "
+                    "(remove them from its target)"
+                )
+        for r in self.rules:
+            if r.alert in declared and isinstance(r, EventRule) and r.auto_clear_s is not None:
+                raise ValueError(
+                    f"rule {r.id}: auto_clear_s on the life-safety alert {r.alert} would close "
+                    "it without a person; it closes when its order is resolved (remove "
+                    "auto_clear_s, or give the device's own clear code in clear_codes)"
+                )
+        for o in self.overrides:
+            rule = next(r for r in self.rules if r.id == o.rule)
+            if rule.alert in declared and (o.enabled is False or "auto_clear_s" in o.set):
+                raise ValueError(
+                    f"override of {o.rule} for {o.estate}: a life-safety rule cannot be "
+                    "disabled or given auto_clear_s per estate or device"
+                )
+
+    def life_safety_alert(self, alert: str) -> bool:
+        """Whether ``alert`` is declared life-safety."""
+        return any(alert in ls.alerts for ls in self.life_safety)
 
     def for_device(self, estate: str, device: str) -> list[Rule]:
         """The rules as they apply to one device: overrides merged, disabled ones dropped.

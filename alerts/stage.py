@@ -173,6 +173,10 @@ class AlertStage:
         self._pending = []
         self.stored += len(events)
         for e in events:
+            if e.reraised:
+                self.judge.reraised(
+                    (e.device_id, e.alert), at=e.at.timestamp(), confirmation=e.confirmation
+                )
             if self._publish is not None:
                 self._publish(e.topic, json.dumps(e.payload(), ensure_ascii=False).encode())
             if self.stream is not None:

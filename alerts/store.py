@@ -1,25 +1,31 @@
 """Storing the judge's ops: alerts, their changes, incidents; loading what the judge needs.
 
 ``apply`` runs in one transaction: every op updates its alert (found by the partial unique
-index on open (device, rule)) and adds an ``alert_changes`` row; unmuted open alerts join
-the open incident of their (estate, building, category), created on demand, whose
-severity follows its open alerts; an incident with no open alert left is resolved.
-Returns what changed, as ``AlertEvent``s for publishing.
+index on open (device, alert type)) and adds an ``alert_changes`` row; unmuted open alerts
+join the open incident of their (estate, building, category), created on demand, whose
+severity follows its open alerts; an incident with no open alert left is resolved. A
+life-safety alert has an incident of its own (its group key names the device and the
+alert type), so grouping can never put it behind another order.
+
+A repeat (or a change of severity) whose alert a person has closed meanwhile (the rescue
+resolved, the fire alarm decided) raises a new alert: an occurrence after resolution is
+new, unacknowledged and counted, never folded into the old one. Returns what changed, as
+``AlertEvent``s for publishing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from alerts.judge import Op, OpenAlert, Silence
-from alerts.rules import Severity
+from alerts.rules import RuleBook, Severity
 from alerts.warn import DeviceInfo
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -48,6 +54,9 @@ class AlertEvent:
     device: str
     kind: str
     at: dt.datetime
+    life_safety: bool = False
+    reraised: bool = False  # a new alert made for an op on one a person had closed
+    device_id: int = 0
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -65,6 +74,7 @@ class AlertEvent:
             "building": self.building,
             "device": self.device,
             "kind": self.kind,
+            "life_safety": self.life_safety,
             "at": self.at.isoformat(timespec="milliseconds"),
         }
 
@@ -75,40 +85,59 @@ class AlertEvent:
 
 _RETURNING = sql.SQL(
     " RETURNING id, alert_type, rule_id, severity, state, confirmation, muted_by, flapping,"
-    " incident_id, estate_code, building_code, device_code, kind"
+    " incident_id, estate_code, building_code, device_code, kind, life_safety"
 )
 _RAISE = sql.SQL(
     "INSERT INTO alerts (device_id, rule_id, alert_type, severity, confirmation,"
     " muted_by, flapping, estate_code, building_code, device_code, kind,"
-    " first_seen, last_seen, evidence)"
+    " first_seen, last_seen, evidence, life_safety, rules, latched)"
     " VALUES (%(dev)s, %(rule)s, %(type)s, %(sev)s, %(conf)s, %(muted)s, %(flap)s,"
-    " %(estate)s, %(building)s, %(code)s, %(kind)s, %(at)s, %(at)s, %(ev)s)"
+    " %(estate)s, %(building)s, %(code)s, %(kind)s, %(first)s, %(at)s, %(ev)s, %(ls)s,"
+    " %(rules)s, %(latched)s)"
     # open already (the worker restarted between storing and checkpointing): count it
-    " ON CONFLICT (device_id, rule_id) WHERE state = 'open' DO UPDATE SET"
+    " ON CONFLICT (device_id, alert_type) WHERE state = 'open' DO UPDATE SET"
     " occurrences = alerts.occurrences + 1, last_seen = EXCLUDED.last_seen{}"
 ).format(_RETURNING)
 _SETS = {
-    "repeat": "occurrences = occurrences + 1, last_seen = %(at)s",
-    "severity": "severity = %(sev)s, last_seen = %(at)s",
-    "clear": "state = 'cleared', cleared_at = %(at)s",
+    "repeat": "occurrences = occurrences + 1, last_seen = %(at)s, rules = %(rules)s,"
+    " held_at = NULL, latched = %(latched)s",
+    "severity": "severity = %(sev)s, last_seen = %(at)s, rules = %(rules)s, held_at = NULL,"
+    " latched = %(latched)s",
+    "rules": "severity = %(sev)s, rules = %(rules)s, latched = %(latched)s",
+    "clear": "state = 'cleared', cleared_at = %(at)s, rules = %(rules)s",
+    "hold": "held_at = %(at)s, rules = %(rules)s",
     "mute": "muted_by = %(muted)s",
     "unmute": "muted_by = NULL",
     "confirm": "confirmation = %(conf)s",
 }
 _UPDATE = {
     kind: sql.SQL(
-        "UPDATE alerts SET {} WHERE device_id = %(dev)s AND rule_id = %(rule)s AND state = 'open'{}"
+        "UPDATE alerts SET {} WHERE device_id = %(dev)s AND alert_type = %(type)s"
+        " AND state = 'open'{}"
     ).format(sql.SQL(sets), _RETURNING)
     for kind, sets in _SETS.items()
 }
+# a new occurrence of an alert a person closed meanwhile: a new alert, not nothing
+_RAISES_AGAIN = frozenset({"repeat", "severity"})
 
 
 def apply(conn: Conn, ops: Sequence[Op], devices: Mapping[int, DeviceInfo]) -> list[AlertEvent]:
     """Store ``ops`` in one transaction; return the alert events they made."""
     out: list[AlertEvent] = []
     with conn.transaction():
-        for op in ops:
+        for given in ops:
+            op = given
             row = _one(conn, op, devices)
+            reraised = False
+            if row is None and op.kind in _RAISES_AGAIN and op.key[0] in devices:
+                op = replace(
+                    given,
+                    kind="raise",
+                    # a new fire alarm waits for its own confirmation
+                    confirmation=None if op.confirmation is None else "to_be_confirmed",
+                    first_evidence=op.at,
+                )
+                row, reraised = _one(conn, op, devices), True
             if row is None:
                 continue
             alert_id = int(row[0])
@@ -140,32 +169,39 @@ def apply(conn: Conn, ops: Sequence[Op], devices: Mapping[int, DeviceInfo]) -> l
                     row[11],
                     row[12],
                     _ts(op.at),
+                    bool(row[13]),
+                    reraised,
+                    op.key[0],
                 )
             )
     return out
 
 
 def _one(conn: Conn, op: Op, devices: Mapping[int, DeviceInfo]) -> tuple[Any, ...] | None:
-    dev, rule = op.key
+    dev, alert = op.key
     p: dict[str, Any] = {
         "dev": dev,
-        "rule": rule,
+        "type": alert,
+        "rule": op.rule,
+        "rules": list(op.rules),
         "at": _ts(op.at),
         "sev": str(op.severity),
         "muted": op.muted_by,
         "conf": op.confirmation,
+        "latched": op.latched,
     }
     if op.kind != "raise":
         return conn.execute(_UPDATE[op.kind], p).fetchone()
     d = devices[dev]
     p.update(
-        type=op.alert,
         flap=op.flapping,
         estate=d.estate,
         building=d.building,
         code=d.code,
         kind=d.kind,
         ev=Jsonb(op.evidence),
+        ls=op.life_safety,
+        first=_ts(op.at if op.first_evidence is None else min(op.first_evidence, op.at)),
     )
     return conn.execute(_RAISE, p).fetchone()
 
@@ -176,12 +212,15 @@ def _incident(conn: Conn, alert_id: int, op: Op, row: tuple[Any, ...]) -> int | 
     state, muted = row[4], row[6]
     at = _ts(op.at)
     if state == "open" and muted is None and incident is None:
+        # a life-safety alert is an incident of its own: never behind another order
+        group = f"{row[11]}/{row[1]}" if row[13] else ""
         got = conn.execute(
             "INSERT INTO incidents (estate_code, building_code, category, severity, opened_at,"
-            " updated_at) VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (estate_code, coalesce(building_code, ''), category)"
+            " updated_at, group_key, life_safety) VALUES (%s, %s, %s, %s,"
+            " (SELECT first_seen FROM alerts WHERE id = %s), %s, %s, %s)"
+            " ON CONFLICT (estate_code, coalesce(building_code, ''), category, group_key)"
             " WHERE state = 'open' DO UPDATE SET updated_at = EXCLUDED.updated_at RETURNING id",
-            (row[9], row[10], row[12], row[3], at, at),
+            (row[9], row[10], row[12], row[3], alert_id, at, group, bool(row[13])),
         ).fetchone()
         assert got is not None
         incident = int(got[0])
@@ -231,33 +270,39 @@ def devices(conn: Conn, estates: Iterable[str] | None = None) -> list[DeviceInfo
 
 def open_alerts(conn: Conn, device_ids: Iterable[int]) -> list[OpenAlert]:
     rows = conn.execute(
-        "SELECT device_id, rule_id, alert_type, severity, first_seen, muted_by, confirmation"
-        " FROM alerts WHERE state = 'open' AND device_id = ANY(%s)",
+        "SELECT device_id, rule_id, alert_type, severity, first_seen, muted_by, confirmation,"
+        " life_safety, rules, held_at FROM alerts WHERE state = 'open' AND device_id = ANY(%s)",
         (list(device_ids),),
     ).fetchall()
-    return [
-        OpenAlert(
+    out = []
+    for r in rows:
+        sev = Severity.parse(r[3])
+        a = OpenAlert(
             int(r[0]),
             r[1],
             r[2],
-            Severity.parse(r[3]),
+            sev,
             r[4].timestamp(),
             r[5],
             r[6] if r[6] in ("to_be_confirmed", "confirmed") else None,
+            bool(r[7]),
+            {rule: sev for rule in (r[8] or [r[1]])},
         )
-        for r in rows
-    ]
+        if r[9] is not None:
+            a.rules = {}  # held for a person: no rule sees it any more
+        out.append(a)
+    return out
 
 
 def closed_of(conn: Conn, keys: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
-    """Which of these (device, rule) keys have no open alert in the database."""
+    """Which of these (device, alert type) keys have no open alert in the database."""
     ks = list(keys)
     if not ks:
         return []
     rows = conn.execute(
-        "SELECT k.dev, k.rule FROM unnest(%s::int[], %s::text[]) AS k(dev, rule)"
+        "SELECT k.dev, k.alert FROM unnest(%s::int[], %s::text[]) AS k(dev, alert)"
         " WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = k.dev"
-        " AND a.rule_id = k.rule AND a.state = 'open')",
+        " AND a.alert_type = k.alert AND a.state = 'open')",
         ([k[0] for k in ks], [k[1] for k in ks]),
     ).fetchall()
     return [(int(d), str(r)) for d, r in rows]
@@ -301,11 +346,42 @@ class AlertActionError(ValueError):
     """An operator's action does not apply; the message says why."""
 
 
+# Why a fire alarm was false: the causes inspectors count per estate and per detector.
+FalseAlarmCause = Literal[
+    "cooking", "steam", "dust", "insects", "fault", "test", "malicious", "other"
+]
+FALSE_ALARM_CAUSES: dict[str, str] = {
+    "cooking": "烹饪油烟",
+    "steam": "水蒸气",
+    "dust": "粉尘",
+    "insects": "昆虫",
+    "fault": "设备故障",
+    "test": "测试",
+    "malicious": "恶意触发",
+    "other": "其他（须说明）",
+}
+
+
 def confirm_fire(
-    conn: Conn, alert_id: int, *, actor: str, now: dt.datetime, false_alarm_cause: str | None
+    conn: Conn,
+    alert_id: int,
+    *,
+    actor: str,
+    now: dt.datetime,
+    false_alarm_cause: str | None,
+    note: str | None = None,
 ) -> None:
     """The control room's verdict on a fire alarm (GB 25201 §5.3): confirmed, or a false
-    alarm with its cause. A false alarm also clears the alert."""
+    alarm with its cause, one of ``FALSE_ALARM_CAUSES`` ("other" needs ``note``). A false
+    alarm also clears the alert."""
+    if false_alarm_cause is not None:
+        if false_alarm_cause not in FALSE_ALARM_CAUSES:
+            raise AlertActionError(
+                f"false-alarm cause {false_alarm_cause!r} is not one of "
+                f"{', '.join(FALSE_ALARM_CAUSES)}"
+            )
+        if false_alarm_cause == "other" and not (note and note.strip()):
+            raise AlertActionError("a false alarm of cause 'other' needs a note saying what")
     with conn.transaction():
         row = conn.execute(
             "SELECT alert_type, state, confirmation, severity, incident_id FROM alerts"
@@ -320,14 +396,13 @@ def confirm_fire(
         if state != "open":
             raise AlertActionError(f"alert {alert_id} is {state}: nothing to confirm")
         if false_alarm_cause is not None:
-            if not false_alarm_cause.strip():
-                raise AlertActionError("a false alarm needs its cause")
             conn.execute(
                 "UPDATE alerts SET confirmation = 'false_alarm', false_alarm_cause = %s,"
-                " state = 'cleared', cleared_at = %s WHERE id = %s",
-                (false_alarm_cause, now, alert_id),
+                " false_alarm_note = %s, state = 'cleared', cleared_at = %s, held_at = NULL"
+                " WHERE id = %s",
+                (false_alarm_cause, note, now, alert_id),
             )
-            change, detail = "false_alarm", {"cause": false_alarm_cause}
+            change, detail = "false_alarm", {"cause": false_alarm_cause, "note": note}
             if incident is not None:
                 settle_incident(conn, incident, now)
         else:
@@ -365,3 +440,64 @@ def acknowledge(conn: Conn, alert_id: int, *, actor: str, now: dt.datetime) -> b
             (alert_id, now, severity, actor),
         )
     return True
+
+
+def close_rescued(conn: Conn, order_id: int, *, actor: str, now: dt.datetime) -> list[int]:
+    """The order is resolved: close its life-safety alerts that only a person can close
+    (held, or seen by event rules alone: a controller has no "released" code). An alert
+    a condition still sees (telemetry says someone is still shut in) stays open."""
+    closed = [
+        int(r[0])
+        for r in conn.execute(
+            "UPDATE alerts SET state = 'cleared', cleared_at = %s, held_at = NULL, rules = '{}'"
+            " WHERE state = 'open' AND life_safety AND (held_at IS NOT NULL OR latched)"
+            " AND incident_id IN (SELECT id FROM incidents WHERE work_order_id = %s)"
+            " RETURNING id",
+            (now, order_id),
+        ).fetchall()
+    ]
+    for alert_id in closed:
+        conn.execute(
+            "INSERT INTO alert_changes (alert_id, at, change, severity, actor, detail)"
+            " SELECT id, %s, 'clear', severity, %s, %s FROM alerts WHERE id = %s",
+            (now, actor, Jsonb({"order": order_id, "resolved": True}), alert_id),
+        )
+    for (incident,) in conn.execute(
+        "SELECT id FROM incidents WHERE work_order_id = %s AND state = 'open'", (order_id,)
+    ).fetchall():
+        settle_incident(conn, int(incident), now)
+    return closed
+
+
+# ---------------------------------------------------------------------- silences
+
+
+def add_silence(
+    conn: Conn,
+    *,
+    book: RuleBook,
+    estate: str,
+    building: str | None,
+    device: str | None,
+    alert_type: str | None,
+    starts: dt.datetime,
+    ends: dt.datetime,
+    author: str,
+    reason: str,
+) -> int:
+    """Store a silence for maintenance work; returns its id. A silence naming a
+    life-safety alert is refused (``AlertActionError`` says why); one with no alert type
+    mutes everything else on what it matches, never a life-safety alert (the judge)."""
+    if alert_type is not None and book.life_safety_alert(alert_type):
+        raise AlertActionError(
+            f"{alert_type} is a life-safety alert (people may be in danger): it cannot be "
+            "silenced; a maintainer who sets it off on purpose resolves its order instead"
+        )
+    row = conn.execute(
+        "INSERT INTO silences (estate_code, building_code, device_code, alert_type,"
+        " starts_at, ends_at, author, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id",
+        (estate, building, device, alert_type, starts, ends, author, reason),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -5,7 +5,9 @@ breaches, runs the look-back (回头看) and raises overdue-maintenance items.
 clock; the service passes the wall clock every second):
 
 1. the responsibility list in force is re-read when its version changed;
-2. ``dispatch.dispatch``: new incidents become orders, recurrences, or gaps;
+2. ``dispatch.dispatch``: new incidents become orders, recurrences, or gaps; orders of
+   incidents that grew more severe are re-dispatched; confirmed fires are reported to
+   the fire brigade at once (``dispatch.report_confirmed_fires``);
 3. deadlines: an acknowledge / arrive / resolve deadline passed in a state that has not
    met it is a breach (once per deadline and cycle): the next party of the chain is told,
    the breach recorded, the order's severity raised one step;
@@ -53,6 +55,7 @@ _DUE_COLUMN = {"acknowledge": "ack_due", "arrive": "arrive_due", "resolve": "res
 @dataclass
 class RoundResult:
     dispatched: dispatch.Dispatched | None = None
+    fires_reported: list[int] = field(default_factory=list)
     breaches: list[tuple[int, str]] = field(default_factory=list)
     verifying: list[int] = field(default_factory=list)
     closed: list[int] = field(default_factory=list)
@@ -82,6 +85,8 @@ class Supervisor:
         assert self.version is not None
         assert self.parties is not None
         out.dispatched = dispatch.dispatch(conn, now, self.version, self.parties)
+        with conn.transaction():
+            out.fires_reported = dispatch.report_confirmed_fires(conn, now, self.parties)
         out.breaches = self.deadlines(conn, now)
         out.verifying, out.closed = self.look_back(conn, now)
         if self._overdue_at is None or (now - self._overdue_at).total_seconds() >= (

@@ -84,6 +84,7 @@ class Change:
     severity: Severity
     at: float
     evidence: dict[str, Any]
+    since: float | None = None  # a raise held for ``for_s``: when its condition began
 
 
 @dataclass(slots=True)
@@ -391,7 +392,9 @@ class Warner:
         st.pending = level
         if at - st.since >= for_s:
             st.active, st.pending = level, 0
-            return Change("raise", rule.id, rule.alert, dev, Severity(level), at, evidence)
+            return Change(
+                "raise", rule.id, rule.alert, dev, Severity(level), at, evidence, st.since
+            )
         return None
 
     def _remember(self, st: RuleState, ts: float, values: dict[str, Scalar]) -> None:
@@ -713,6 +716,10 @@ class Warner:
     def _event(self, rule: EventRule, e: Event) -> Change | None:
         if e.code not in rule.codes and e.code not in rule.clear_codes:
             return None
+        if e.code in rule.codes and rule.when:
+            latest = self.latest.get(e.device_id, {})
+            if not all(_test(t, latest) is True for t in rule.when):
+                return None
         st = self._st(rule, e.device_id)
         self.touched.add(e.device_id)
         sev = Severity.parse(rule.severity)
@@ -808,8 +815,9 @@ class Warner:
 
     def _tick_holds(self, now: float) -> list[Change]:
         """A threshold or condition still holding at its last reading raises once its
-        time is up although the device sent nothing new; never for a device that is
-        offline (its values are stale)."""
+        time is up although the device sent nothing new; not for a device that is offline
+        (its values are stale), except a life-safety rule: a lift that goes silent with
+        someone shut inside is the power cut that traps people."""
         out: list[Change] = []
         for rule_id, hs in self.holds.items():
             waiting = (hs.active == 0) & (hs.pending > 0)
@@ -817,19 +825,26 @@ class Warner:
                 waiting &= now - hs.since >= 0
             for slot in np.flatnonzero(waiting):
                 dev = self._slot_dev[int(slot)]
-                if dev not in self.devices or dev in self.offline:
+                if dev not in self.devices:
                     continue
                 thresholds, conditions, _ = self._stream_rules(dev)
                 candidates: list[ThresholdRule | ConditionRule] = [*thresholds, *conditions]
                 rule = next((r for r in candidates if r.id == rule_id), None)
-                if rule is None or now - float(hs.since[slot]) < rule.for_s:
+                since = float(hs.since[slot])
+                if rule is None or now - since < rule.for_s:
+                    continue
+                if dev in self.offline and not self.book.life_safety_alert(rule.alert):
                     continue
                 level = int(hs.pending[slot])
                 hs.active[slot], hs.pending[slot] = level, 0
                 self.touched.add(dev)
-                evidence = {"readings": list(self.hold_evidence.get((rule_id, dev), []))}
+                evidence: dict[str, Any] = {
+                    "readings": list(self.hold_evidence.get((rule_id, dev), []))
+                }
+                if dev in self.offline:
+                    evidence["device_offline"] = True
                 out.append(
-                    Change("raise", rule.id, rule.alert, dev, Severity(level), now, evidence)
+                    Change("raise", rule.id, rule.alert, dev, Severity(level), now, evidence, since)
                 )
         return out
 
@@ -858,8 +873,11 @@ class Warner:
             st.active = 0
             return Change("clear", rule.id, rule.alert, dev, sev, now, {"auto_clear": True})
         if not st.active and st.since is not None and now - st.since >= rule.for_s:
+            since = st.since
             st.active, st.since, st.pending = int(sev), None, 0
-            return Change("raise", rule.id, rule.alert, dev, sev, now, {"event": st.evidence[-1]})
+            return Change(
+                "raise", rule.id, rule.alert, dev, sev, now, {"event": st.evidence[-1]}, since
+            )
         return None
 
     # ------------------------------------------------------------------ checkpoints

@@ -26,7 +26,8 @@ JUDGES = (Role.ADMIN, Role.OPERATOR, Role.MANAGER)  # who may confirm a fire ala
 _ALERT_COLUMNS = (
     "id, alert_type, rule_id, severity, state, confirmation, false_alarm_cause, muted_by,"
     " flapping, incident_id, estate_code, building_code, device_code, kind, first_seen,"
-    " last_seen, cleared_at, occurrences, evidence, acknowledged_at, acknowledged_by"
+    " last_seen, cleared_at, occurrences, evidence, acknowledged_at, acknowledged_by,"
+    " life_safety, rules, held_at, false_alarm_note"
 )
 
 
@@ -52,6 +53,14 @@ class AlertOut(BaseModel):
     evidence: dict[str, Any] = Field(description="the readings or events that raised it")
     acknowledged_at: dt.datetime | None = Field(description="seen on the board (console)")
     acknowledged_by: str | None
+    life_safety: bool = Field(
+        description="people may be in danger: never muted, its own order (rules.yaml)"
+    )
+    rules: list[str] = Field(description="the rules that see it now (empty once cleared)")
+    held_at: dt.datetime | None = Field(
+        description="the device said normal then, but only a person may close it"
+    )
+    false_alarm_note: str | None
 
 
 class ChangeOut(BaseModel):
@@ -80,7 +89,13 @@ class IncidentOut(BaseModel):
 
 
 class FalseAlarmIn(BaseModel):
-    cause: str = Field(min_length=1, max_length=500, description="what set it off")
+    cause: store.FalseAlarmCause = Field(
+        description="what set it off: "
+        + "; ".join(f"{k} {v}" for k, v in store.FALSE_ALARM_CAUSES.items())
+    )
+    note: str | None = Field(
+        default=None, min_length=1, max_length=500, description="what, in words ('other')"
+    )
 
 
 def _alert(row: tuple[Any, ...]) -> AlertOut:
@@ -149,11 +164,21 @@ def get_alert(c: Db, p: Caller, alert_id: int) -> AlertDetail:
     return AlertDetail(**_alert(row).model_dump(), changes=changes)
 
 
-def _verdict(c: Conn, p: Principal, alert_id: int, now: dt.datetime, cause: str | None) -> None:
+def _verdict(
+    c: Conn,
+    p: Principal,
+    alert_id: int,
+    *,
+    now: dt.datetime,
+    cause: str | None,
+    note: str | None = None,
+) -> None:
     allow(p, *JUDGES)
     _visible(c, p, alert_id)
     try:
-        dispatch.fire_verdict(c, alert_id, actor=p.actor, now=now, false_alarm_cause=cause)
+        dispatch.fire_verdict(
+            c, alert_id, actor=p.actor, now=now, false_alarm_cause=cause, note=note
+        )
     except (store.AlertActionError, dispatch.OrderActionError) as err:
         raise Problem(409, "not-applicable", "Conflict", str(err)) from None
 
@@ -161,15 +186,16 @@ def _verdict(c: Conn, p: Principal, alert_id: int, now: dt.datetime, cause: str 
 @router.post("/alerts/{alert_id}/confirm", status_code=204, responses={409: {}})
 def confirm_alert(c: Db, p: Caller, clock: ClockDep, alert_id: int) -> None:
     """The control room confirms a fire alarm (GB 25201 §5.3); its work order counts as
-    acknowledged."""
-    _verdict(c, p, alert_id, clock(), None)
+    acknowledged, and the fire brigade (119) and the estate's duty roster are told at once."""
+    _verdict(c, p, alert_id, now=clock(), cause=None)
 
 
 @router.post("/alerts/{alert_id}/false-alarm", status_code=204, responses={409: {}})
 def false_alarm(c: Db, p: Caller, clock: ClockDep, alert_id: int, body: FalseAlarmIn) -> None:
     """The control room closes a fire alarm as false, with its cause; the alert clears, and
-    its work order is cancelled when nothing else in the incident is open."""
-    _verdict(c, p, alert_id, clock(), body.cause)
+    its work order is cancelled when nothing else in the incident is open. The cause is one
+    of a fixed list (the inspectors count them); ``other`` needs a note."""
+    _verdict(c, p, alert_id, now=clock(), cause=body.cause, note=body.note)
 
 
 @router.get("/incidents")

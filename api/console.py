@@ -9,13 +9,16 @@ their area); what is outside it answers 404 or is not counted.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from alerts import rules as alert_rules
 from alerts import store
+from alerts.rules import RuleBook
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, allow
 from api.pages import from_row
@@ -312,26 +315,36 @@ def list_silences(c: Db, p: Caller, clock: ClockDep, active: bool = True) -> lis
     return [from_row(SilenceOut, r) for r in rows]
 
 
-@router.post("/silences", status_code=201, responses={403: {}, 404: {}})
+@router.post("/silences", status_code=201, responses={403: {}, 404: {}, 422: {}})
 def add_silence(c: Db, p: Caller, clock: ClockDep, body: SilenceIn) -> SilenceOut:
     """Mute matching alerts for maintenance work: they are still stored and shown, but not
-    notified. Unset matchers match anything in the estate."""
+    notified. Unset matchers match anything in the estate, except life-safety alerts
+    (trapped, fire alarm, flooding), which nothing mutes; naming one is refused (422)."""
     allow(p, *OPERATORS)
     query = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(p.estate_scope("code"))
     if c.execute(query, (body.estate_code,)).fetchone() is None:
         raise Problem(404, "not-found", "Not found", f"no estate {body.estate_code!r} of yours")
     now = clock()
+    try:
+        sid = store.add_silence(
+            c, book=_rules(), estate=body.estate_code, building=body.building_code,
+            device=body.device_code, alert_type=body.alert_type, starts=now,
+            ends=now + dt.timedelta(hours=body.hours), author=p.actor, reason=body.reason,
+        )  # fmt: skip
+    except store.AlertActionError as err:
+        raise Problem(422, "life-safety", "Cannot be silenced", str(err)) from None
     row = c.execute(
-        sql.SQL(
-            "INSERT INTO silences (estate_code, building_code, device_code, alert_type,"
-            " starts_at, ends_at, author, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-            " RETURNING {}"
-        ).format(sql.SQL(_SILENCE_COLUMNS)),
-        (body.estate_code, body.building_code, body.device_code, body.alert_type, now,
-         now + dt.timedelta(hours=body.hours), p.actor, body.reason),
-    ).fetchone()  # fmt: skip
+        sql.SQL("SELECT {} FROM silences WHERE id = %s").format(sql.SQL(_SILENCE_COLUMNS)),
+        (sid,),
+    ).fetchone()
     assert row is not None
     return from_row(SilenceOut, row)
+
+
+@functools.cache
+def _rules() -> RuleBook:
+    """The shipped rules (what declares an alert type life-safety)."""
+    return alert_rules.load()
 
 
 @router.post("/silences/{silence_id}/expire", responses={403: {}, 404: {}})
@@ -381,8 +394,27 @@ class NoticeRow(BaseModel):
     overdue: bool
 
 
+class FalseAlarmRate(BaseModel):
+    """Fire alarms of one estate (``device_code`` null) or one detector in the period."""
+
+    estate_code: str
+    device_code: str | None
+    alarms: int
+    confirmed: int
+    false_alarms: int
+    rate: float | None = Field(description="false alarms / alarms decided; null: none decided")
+    causes: dict[str, int] = Field(description="false alarms per cause code")
+
+
 class FireView(BaseModel):
-    unconfirmed_alarms: list[FireAlertRow]
+    since: dt.datetime = Field(description="start of the period of the counts")
+    unconfirmed_alarms: list[FireAlertRow] = Field(
+        description="open fire alarms nobody has decided yet (kept after a detector reset)"
+    )
+    confirmed_fires: list[FireAlertRow] = Field(description="confirmed fires still open")
+    false_alarm_rates: list[FalseAlarmRate] = Field(
+        description="per estate, then per detector, most false alarms first"
+    )
     long_faults: list[FireAlertRow] = Field(description="faults open longer than fault_hours")
     disabled_points: list[FireAlertRow]
     pressure_out_of_range: list[FireAlertRow]
@@ -404,6 +436,30 @@ def _fire_rows(c: Conn, p: Principal, which: str, args: dict[str, Any]) -> list[
     return [from_row(FireAlertRow, r) for r in c.execute(query, args)]
 
 
+_RATES_SQL = """
+WITH f AS (SELECT estate_code, device_code, confirmation, false_alarm_cause FROM alerts
+           WHERE {scope} AND alert_type = 'fire.alarm' AND first_seen >= %(since)s),
+g AS (SELECT estate_code, device_code, count(*) AS alarms,
+             count(*) FILTER (WHERE confirmation = 'confirmed') AS confirmed,
+             count(*) FILTER (WHERE confirmation = 'false_alarm') AS false_alarms
+      FROM f GROUP BY GROUPING SETS ((estate_code), (estate_code, device_code))),
+c AS (SELECT estate_code, device_code, false_alarm_cause AS cause, count(*) AS n FROM f
+      WHERE confirmation = 'false_alarm'
+      GROUP BY GROUPING SETS ((estate_code, cause), (estate_code, device_code, cause)))
+SELECT g.estate_code, g.device_code, g.alarms, g.confirmed, g.false_alarms,
+  g.false_alarms::float8 / nullif(g.confirmed + g.false_alarms, 0),
+  coalesce((SELECT jsonb_object_agg(c.cause, c.n) FROM c WHERE c.estate_code = g.estate_code
+            AND c.device_code IS NOT DISTINCT FROM g.device_code), '{{}}'::jsonb)
+FROM g ORDER BY g.device_code IS NOT NULL, g.false_alarms DESC, g.estate_code, g.device_code
+LIMIT 1000
+"""
+
+
+def _false_alarm_rates(c: Conn, p: Principal, since: dt.datetime) -> list[FalseAlarmRate]:
+    query = sql.SQL(_RATES_SQL).format(scope=p.alert_scope())
+    return [from_row(FalseAlarmRate, r) for r in c.execute(query, {"since": since})]
+
+
 def _notices(c: Conn, p: Principal, authority: str, now: dt.datetime) -> list[NoticeRow]:
     query = sql.SQL(
         "SELECT id, number, estate_code, problem, deadline, state,"
@@ -419,15 +475,24 @@ def fire_view(
     p: Caller,
     clock: ClockDep,
     fault_hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24.0,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> FireView:
-    """Fire systems across the caller's scope: alarms not yet confirmed, faults open too
-    long, panel points disabled, pressures out of range, and the fire notices."""
+    """Fire systems across the caller's scope: alarms not yet decided (even after the
+    detector reset), confirmed fires, false-alarm rates and causes per estate and per
+    detector over the last ``days``, faults open too long, panel points disabled,
+    pressures out of range, and the fire notices."""
     now = clock()
     args = {"now": now, "long": dt.timedelta(hours=fault_hours)}
+    since = now - dt.timedelta(days=days)
     return FireView(
+        since=since,
         unconfirmed_alarms=_fire_rows(
             c, p, "a.alert_type = 'fire.alarm' AND a.confirmation = 'to_be_confirmed'", args
         ),
+        confirmed_fires=_fire_rows(
+            c, p, "a.alert_type = 'fire.alarm' AND a.confirmation = 'confirmed'", args
+        ),
+        false_alarm_rates=_false_alarm_rates(c, p, since),
         long_faults=_fire_rows(
             c,
             p,

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 
 from alerts import dispatch, ledger, responsibility
+from alerts import rules as alert_rules
 from alerts import store as alert_store
 from alerts.notify import MqttSender, Notifier, WebhookSender
 from alerts.rules import RulesError
@@ -528,7 +529,11 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError(f"estate alerts {args.action} needs --id")
         cause = args.cause if args.action == "false-alarm" else None
         if args.action == "false-alarm" and not cause:
-            raise SettingsError("estate alerts false-alarm needs --cause (what set it off)")
+            raise SettingsError(
+                "estate alerts false-alarm needs --cause, one of "
+                + ", ".join(alert_store.FALSE_ALARM_CAUSES)
+                + " (other needs --note)"
+            )
         with PrivateServices(settings).running() as ep, db.connect(ep.database_url) as conn:
             try:
                 dispatch.fire_verdict(
@@ -537,6 +542,7 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
                     actor=args.actor or os.environ.get("USER", "cli"),
                     now=dt.datetime.now(dt.UTC),
                     false_alarm_cause=cause,
+                    note=args.note,
                 )
             except (alert_store.AlertActionError, dispatch.OrderActionError) as err:
                 raise SettingsError(str(err)) from None
@@ -754,24 +760,24 @@ def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
             if not (args.estate and args.reason and args.hours):
                 raise SettingsError("estate silence add needs --estate, --hours and --reason")
             start = dt.datetime.now(dt.UTC)
-            row = conn.execute(
-                "INSERT INTO silences (estate_code, building_code, device_code, alert_type,"
-                " starts_at, ends_at, author, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " RETURNING id, ends_at",
-                (
-                    args.estate,
-                    args.building,
-                    args.device,
-                    args.alert,
-                    start,
-                    start + dt.timedelta(hours=args.hours),
-                    args.author or os.environ.get("USER", "cli"),
-                    args.reason,
-                ),
-            ).fetchone()
+            ends = start + dt.timedelta(hours=args.hours)
+            try:
+                sid = alert_store.add_silence(
+                    conn,
+                    book=alert_rules.load(settings.alert_rules),
+                    estate=args.estate,
+                    building=args.building,
+                    device=args.device,
+                    alert_type=args.alert,
+                    starts=start,
+                    ends=ends,
+                    author=args.author or os.environ.get("USER", "cli"),
+                    reason=args.reason,
+                )
+            except alert_store.AlertActionError as err:
+                raise SettingsError(str(err)) from None
             conn.commit()
-            assert row is not None
-            _out(f"silence {row[0]} until {row[1]:%Y-%m-%d %H:%M %Z}")
+            _out(f"silence {sid} until {ends:%Y-%m-%d %H:%M %Z}")
             return 0
         for r in conn.execute(
             "SELECT id, estate_code, coalesce(building_code, '*'), coalesce(device_code, '*'),"
@@ -1072,7 +1078,12 @@ def _add_alert_commands(sub: SubParsers) -> None:
     s = sub.add_parser("alerts", help="list alerts; confirm a fire alarm or call it false")
     s.add_argument("action", nargs="?", default="list", choices=["list", "confirm", "false-alarm"])
     s.add_argument("--id", type=int, help="the alert (confirm, false-alarm)")
-    s.add_argument("--cause", help="what set off a false alarm (false-alarm)")
+    s.add_argument(
+        "--cause",
+        choices=list(alert_store.FALSE_ALARM_CAUSES),
+        help="what set off a false alarm (false-alarm)",
+    )
+    s.add_argument("--note", help="what, in words (false-alarm --cause other)")
     s.add_argument("--actor", help="who decides (default: $USER)")
     s.add_argument("--all", action="store_true", help="cleared ones too")
     s.add_argument("--estate")

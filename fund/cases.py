@@ -218,8 +218,15 @@ def open_case(
     if found is None:
         raise CaseError(f"no alert {alert_id}")
     alert_type, estate, building = found
+    # one failure, one case: the alert, its work order, or any alert under that order
     dup = conn.execute(
-        "SELECT id FROM fund_cases WHERE alert_id = %s AND state <> 'refused'", (alert_id,)
+        "WITH o AS (SELECT coalesce(%(order)s, i.work_order_id) AS id FROM alerts a"
+        "   LEFT JOIN incidents i ON i.id = a.incident_id WHERE a.id = %(alert)s)"
+        " SELECT c.id FROM fund_cases c WHERE c.state <> 'refused' AND (c.alert_id = %(alert)s"
+        "   OR c.order_id = (SELECT id FROM o) OR c.alert_id IN (SELECT a.id FROM alerts a"
+        "   JOIN incidents i ON i.id = a.incident_id WHERE i.work_order_id = (SELECT id FROM o)))"
+        " LIMIT 1",
+        {"order": order_id, "alert": alert_id},
     ).fetchone()
     if dup is not None:
         raise CaseError(f"case {dup[0]} is open for this failure already")

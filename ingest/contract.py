@@ -168,6 +168,7 @@ DRAINAGE = KindSpec(
         Metric("pump_fault", "", B, "水泵故障", "pump fault"),
         Metric("water_detected", "", B, "水浸", "water on the floor"),
         Metric("closed", "", B, "关闭", "backflow valve closed"),
+        Metric("fault", "", B, "故障", "backflow valve reports a fault"),
     ),
     events=_events(
         EventCode("high_level", "高液位", "high-level float switch"),
@@ -178,7 +179,7 @@ DRAINAGE = KindSpec(
         "sump_pit": ("level_m", "pump_running", "pump_fault"),
         "manhole": ("level_m",),
         "immersion": ("water_detected",),
-        "backflow_valve": ("closed",),
+        "backflow_valve": ("closed", "fault"),
     },
 )
 

@@ -535,10 +535,21 @@ class ImmersionSim(DeviceSim):
 @dataclass
 class BackflowValveSim(DeviceSim):
     closed: bool = False
-    ACTIONS: ClassVar[tuple[str, ...]] = (*DeviceSim.ACTIONS, "close_valve", "open_valve")
+    fault: bool = False
+    ACTIONS: ClassVar[tuple[str, ...]] = (
+        *DeviceSim.ACTIONS, "close_valve", "open_valve", "fail_valve", "repair_valve",
+    )  # fmt: skip
 
     def values(self) -> dict[str, float | bool]:
-        return {"closed": self.closed}
+        return {"closed": self.closed, "fault": self.fault}
+
+    def fail_valve(self, now: dt.datetime) -> None:
+        self.fault = True
+        self._next_due = now
+
+    def repair_valve(self, now: dt.datetime) -> None:
+        self.fault = False
+        self._next_due = now
 
     def close_valve(self, now: dt.datetime) -> None:
         self.closed = True

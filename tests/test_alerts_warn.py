@@ -182,15 +182,15 @@ CASES = [
     Case(
         "event: raised at once, repeats count, auto-clears",
         [
-            (0, "event", (1, "overspeed")),
-            (5, "event", (1, "overspeed")),
+            (0, "event", (1, "stopped_outside_door_zone")),
+            (5, "event", (1, "stopped_outside_door_zone")),
             (300, "tick", None),
             (606, "tick", None),
         ],
         [
-            (0, "raise", "elevator.overspeed", "critical"),
-            (5, "repeat", "elevator.overspeed", "critical"),
-            (606, "clear", "elevator.overspeed", "critical"),
+            (0, "raise", "elevator.stopped_outside_door_zone", "major"),
+            (5, "repeat", "elevator.stopped_outside_door_zone", "major"),
+            (606, "clear", "elevator.stopped_outside_door_zone", "major"),
         ],
     ),
     Case(
@@ -242,14 +242,36 @@ CASES = [
         watch=("device.offline", "elevator.trapped"),
     ),
     Case(
-        "absence: silence raises offline; stale values raise nothing while offline",
+        "absence: stale values raise nothing while offline",
         [
-            (0, "reading", lift(occupied=True, door_open=False)),
-            (10, "status", (1, False)),
-            (500, "tick", None),  # trapped's 60 s would be up, but the device is offline
+            (0, "reading", (2, {"pressure_mpa": 0.06})),
+            (10, "status", (2, False)),
+            (500, "tick", None),  # the low pressure's 30 s would be up: the value is stale
         ],
         [(10, "raise", "device.offline", "major")],
+        watch=("device.offline", "fire.pressure_low"),
+    ),
+    Case(
+        "absence: a lift that goes silent with someone shut inside raises trapped",
+        [
+            (0, "reading", lift(occupied=True, door_open=False)),
+            (10, "status", (1, False)),  # the power cut: the monitor's Last Will
+            (500, "tick", None),  # 60 s up: a life-safety rule does not wait for news
+        ],
+        [(10, "raise", "device.offline", "major"), (500, "raise", "elevator.trapped", "critical")],
         watch=("device.offline", "elevator.trapped"),
+    ),
+    Case(
+        "event when: a power cut with someone in the car is a possible entrapment",
+        [
+            (0, "reading", lift(occupied=False)),
+            (5, "event", (1, "power_loss")),  # nobody inside: the power-loss warning only
+            (6, "event", (1, "power_restored")),
+            (10, "reading", lift(occupied=True)),
+            (20, "event", (1, "power_loss")),
+        ],
+        [(20, "raise", "elevator.power_loss_occupied", "critical")],
+        watch=("elevator.power_loss_occupied",),
     ),
     Case(
         "absence: silence_s without anything",

@@ -116,6 +116,7 @@ def test_detail_has_events_breaches_and_the_delivery_log(
     assert d["breaches"][0]["escalated_to"] == "PF-HX"
     assert {(x["org_code"], x["event"], x["state"]) for x in d["deliveries"]} == {
         ("EM-TS", "workorder.dispatched", "pending"),
+        ("PF-HX", "workorder.informed", "pending"),  # the lift's user, told at once
         ("PF-HX", "workorder.escalated", "pending"),
         ("EM-TS", "workorder.breach", "pending"),
     }

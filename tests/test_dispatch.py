@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from alerts import dispatch, ledger, responsibility
+from alerts import dispatch, ledger, responsibility, store
 from alerts.supervise import Supervisor
 from estate import registry
 from simulators.scenarios import Scenario, Step
@@ -148,12 +148,14 @@ def test_trapped_order_escalates_then_is_verified_and_closed(county: Conn) -> No
     assert order["severity"] == "critical"
     # arrived at 600 s: inside the 30-minute arrival deadline, so no second breach
     assert (order["arrived_at"] - T0).total_seconds() == pytest.approx(600, abs=1)
-    # the event alert clears itself 1800 s after the trap (no new event): the look-back
-    # starts then, and 600 s of normal later the order closes
+    # the passengers are out at 700 s (the telemetry pattern ends) but the controller's
+    # alarm has no "released" code: it stays until the maintainer resolves the order at
+    # 720 s, then the look-back starts and 600 s of normal later the order closes
     verifying = next(c for c in changes if c[0] == "verifying")[2]
-    assert verifying == pytest.approx(30 + 1800, abs=3)
+    assert verifying == pytest.approx(720, abs=1)
     assert (order["closed_at"] - T0).total_seconds() == pytest.approx(verifying + 600, abs=1)
-    # who was told: the maintenance company on dispatch, the property firm on the breach
+    # who was told: the maintenance company on dispatch and the lift's user (the property
+    # firm) at once, not only on the breach; then the breach
     told = conn.execute(
         "SELECT org_code, event FROM notifications WHERE order_id = %s AND channel = 'mqtt'"
         " ORDER BY id",
@@ -161,6 +163,7 @@ def test_trapped_order_escalates_then_is_verified_and_closed(county: Conn) -> No
     ).fetchall()
     assert told == [
         ("EM-TS", "workorder.dispatched"),
+        ("PF-HX", "workorder.informed"),
         ("PF-HX", "workorder.escalated"),
         ("EM-TS", "workorder.breach"),
     ]
@@ -172,6 +175,19 @@ def test_trapped_order_escalates_then_is_verified_and_closed(county: Conn) -> No
     assert streamed == (len(changes),)
 
 
+def cable_scenario(*steps: tuple[float, str, dict[str, Any]], duration_s: float) -> Scenario:
+    return Scenario.model_validate(
+        {
+            "name": "cable",
+            "title": "cable",
+            "estate": "HXY",
+            "devices": ["B1-EF"],
+            "duration_s": duration_s,
+            "steps": [{"at_s": t, "device": "B1-EF", "action": a, "args": k} for t, a, k in steps],
+        }
+    )
+
+
 def test_recurrence_during_verification_reopens_the_order(county: Conn) -> None:
     conn = county
     short_look_back(conn, verify_s=600)
@@ -179,23 +195,24 @@ def test_recurrence_during_verification_reopens_the_order(county: Conn) -> None:
 
     def do(action: str) -> Callable[[dt.datetime], None]:
         def run(now: dt.datetime) -> None:
-            dispatch.act(conn, order_of(conn, "B1-L1")["id"], action, actor="EM-TS", now=now)
+            dispatch.act(conn, order_of(conn, "B1-EF")["id"], action, actor="FM-AQ", now=now)
 
         return run
 
-    script.at(120, do("acknowledge"))
-    script.at(150, do("arrive"))
-    script.at(250, do("resolve"))
-    # seen only in telemetry (60 s occupied, doors shut, at rest), so it clears on release
-    s = trap_scenario(
-        (30, "trap", {"with_event": False}),
-        (200, "release", {}),
-        (400, "trap", {"with_event": False}),
-        duration_s=600,
+    script.at(200, do("acknowledge"))
+    script.at(250, do("arrive"))
+    script.at(400, do("resolve"))
+    # a cable over 70 °C for 30 s (a warning, not life safety; reported every 60 s): it
+    # clears when the cable cools, and comes back during the look-back
+    s = cable_scenario(
+        (30, "overheat", {"extra_c": 45.0}),
+        (300, "overheat", {"extra_c": 0.0}),
+        (600, "overheat", {"extra_c": 45.0}),
+        duration_s=900,
     )
     play(conn, s, on_tick=script)
 
-    order = order_of(conn, "B1-L1")  # one order: the recurrence joined it
+    order = order_of(conn, "B1-EF")  # one order: the recurrence joined it
     names = [c[0] for c in events_of(conn, order["id"])]
     assert names == [
         "created", "dispatched", "acknowledged", "on_site", "resolved", "verifying", "reopened",
@@ -208,12 +225,16 @@ def test_recurrence_during_verification_reopens_the_order(county: Conn) -> None:
         "SELECT count(*) FROM incidents WHERE work_order_id = %s", (order["id"],)
     ).fetchone()
     assert incidents == (2,)
-    # the new cycle has fresh deadlines, counted from the reopening
-    reopened = events_of(conn, order["id"])[-1][2]
-    assert (order["ack_due"] - T0).total_seconds() == pytest.approx(reopened + 300, abs=1)
+    # the new cycle has fresh deadlines, counted from the new alarm's first evidence
+    first = conn.execute(
+        "SELECT max(first_seen) FROM alerts WHERE device_code = 'B1-EF'"
+    ).fetchone()
+    assert first is not None
+    assert 600 <= (first[0] - T0).total_seconds() <= 661  # the first hot reading
+    assert order["ack_due"] == first[0] + dt.timedelta(hours=1)
 
     # the ledger counts the reopening against the unit, in CSV and in Excel
-    lines = ledger.lines(conn, start=T0, end=at(3600), unit="EM-TS")
+    lines = ledger.lines(conn, start=T0, end=at(3600), unit="FM-AQ")
     assert [(x.order, x.reopenings, x.state) for x in lines] == [(order["id"], 1, "reopened")]
     csv_text = ledger.to_csv(lines)
     assert csv_text.splitlines()[0].startswith("order,estate,building,device,")
@@ -222,7 +243,53 @@ def test_recurrence_during_verification_reopens_the_order(county: Conn) -> None:
     units = list(book["units"].iter_rows(values_only=True))
     head = units[0]
     assert dict(zip(head, units[1], strict=True))["reopenings"] == 1
-    assert dict(zip(head, units[1], strict=True))["unit"] == "EM-TS"
+    assert dict(zip(head, units[1], strict=True))["unit"] == "FM-AQ"
+
+
+def test_a_new_entrapment_after_the_rescue_is_a_new_order(county: Conn) -> None:
+    # TSG T5002: every entrapment is a rescue of its own, counted in the statistics;
+    # the first order's look-back failed (it is closed saying so)
+    conn = county
+    short_look_back(conn, verify_s=3600)
+    script = Script(conn)
+
+    def resolve_first(now: dt.datetime) -> None:
+        order = conn.execute("SELECT min(id) FROM work_orders").fetchone()
+        assert order is not None
+        dispatch.act(conn, order[0], "resolve", actor="EM-TS", now=now)
+
+    script.at(250, resolve_first)
+    s = trap_scenario(
+        (30, "trap", {"with_event": True}),
+        (200, "release", {}),
+        (400, "trap", {"with_event": True}),
+        duration_s=600,
+    )
+    play(conn, s, on_tick=script)
+    rows = conn.execute(
+        "SELECT id, state, assignee, alarm_at, ack_due FROM work_orders"
+        " WHERE device_code = 'B1-L1' ORDER BY id"
+    ).fetchall()
+    assert [(r[1], r[2]) for r in rows] == [("closed", "EM-TS"), ("dispatched", "EM-TS")]
+    second = rows[1]
+    assert 400 <= (second[3] - T0).total_seconds() <= 401  # counted from the alarm
+    assert second[4] == second[3] + dt.timedelta(seconds=300)
+    assert [c[0] for c in events_of(conn, rows[0][0])][-1] == "closed"
+    failed = conn.execute(
+        "SELECT detail FROM work_order_events WHERE order_id = %s AND change = 'closed'",
+        (rows[0][0],),
+    ).fetchone()
+    assert failed is not None
+    assert failed[0]["look_back"] == "failed"
+    # two trapped alerts, the second new and unacknowledged, each with its own order
+    alerts = conn.execute(
+        "SELECT a.state, a.acknowledged_at, o.id FROM alerts a"
+        " JOIN incidents i ON i.id = a.incident_id JOIN work_orders o ON o.incident_id = i.id"
+        " WHERE a.alert_type = 'elevator.trapped' ORDER BY a.id"
+    ).fetchall()
+    assert [(a[0], a[1], a[2]) for a in alerts] == [
+        ("cleared", None, rows[0][0]), ("open", None, rows[1][0]),
+    ]  # fmt: skip
 
 
 def test_a_recurrence_after_the_window_is_a_new_order(county: Conn) -> None:
@@ -336,7 +403,7 @@ def test_the_control_rooms_verdict_in_time_settles_the_order(county: Conn, verdi
             "SELECT id FROM alerts WHERE device_code = 'B3-SD1' AND alert_type = 'fire.alarm'"
         ).fetchone()
         assert row is not None
-        cause = "cooking smoke" if verdict == "false_alarm" else None
+        cause = "cooking" if verdict == "false_alarm" else None
         dispatch.fire_verdict(conn, row[0], actor="PF-HX:li", now=now, false_alarm_cause=cause)
 
     script.at(90, judge)
@@ -344,13 +411,46 @@ def test_the_control_rooms_verdict_in_time_settles_the_order(county: Conn, verdi
     order = fire_order(conn)
     names = [c[0] for c in events_of(conn, order["id"])]
     assert "breach" not in names
-    assert "fire_brigade" not in order["notified_roles"]
+    told = conn.execute(
+        "SELECT org_code, event, channel, created_at FROM notifications"
+        " WHERE order_id = %s AND event = 'workorder.fire_confirmed' ORDER BY id",
+        (order["id"],),
+    ).fetchall()
     if verdict == "confirm":
+        # GB 25201: a confirmed fire is reported to 119 at once, and the duty roster told
         assert order["state"] == "acknowledged"
-        assert names[-1] == "acknowledged"
+        assert names[-2:] == ["acknowledged", "fire_confirmed"]
+        assert "fire_brigade" in order["notified_roles"]
+        # (and on the live stream, and by webhook where the organisation registered one)
+        assert {(o, ch) for o, _, ch, _ in told if ch == "mqtt"} == {
+            ("FB-SFX", "mqtt"), ("PF-HX", "mqtt"),
+        }  # fmt: skip
+        assert any(ch == "stream" for _, _, ch, _ in told)
+        assert all((t[3] - at(90)).total_seconds() < 1 for t in told)  # at once
     else:
+        assert "fire_brigade" not in order["notified_roles"]
+        assert told == []
         assert order["state"] == "cancelled"
-        assert order["cancel_reason"] == "false alarm: cooking smoke"
+        assert order["cancel_reason"] == "false alarm: cooking"
+
+
+def test_a_false_alarm_needs_a_cause_from_the_list(county: Conn) -> None:
+    conn = county
+    play(conn, fire_scenario("HXY", "B3", duration_s=60), on_tick=Script(conn))
+    (alert_id,) = conn.execute(
+        "SELECT id FROM alerts WHERE alert_type = 'fire.alarm' AND device_code = 'B3-SD1'"
+    ).fetchone() or (0,)
+    for cause, note in (("burnt toast", None), ("other", None), ("other", " ")):
+        with pytest.raises(store.AlertActionError):
+            dispatch.fire_verdict(
+                conn, alert_id, actor="PF-HX:li", now=at(70), false_alarm_cause=cause, note=note
+            )
+    dispatch.fire_verdict(
+        conn, alert_id, actor="PF-HX:li", now=at(70), false_alarm_cause="other", note="装修焊接"
+    )
+    assert conn.execute(
+        "SELECT false_alarm_cause, false_alarm_note FROM alerts WHERE id = %s", (alert_id,)
+    ).fetchone() == ("other", "装修焊接")
 
 
 def test_an_estate_without_a_property_firm_goes_to_the_next_party_and_is_a_gap(

@@ -121,19 +121,61 @@ def test_the_shipped_list_covers_every_shipped_rule_without_gaps() -> None:
             assert isinstance(got, Row), f"{rule.id}: {got}"
 
 
-def test_trapped_passengers_go_to_the_maintenance_company_within_30_minutes() -> None:
-    row = responsibility.load().decide(
-        estate="ANY",
-        building="B1",
-        kind="elevator",
-        alert="elevator.trapped",
-        severity=Severity.CRITICAL,
+@pytest.mark.parametrize(
+    ("areas", "arrive_s"),
+    [
+        (["SFX-CG-CGJD", "SFX-CG", "SFX"], 1800),  # 示范县: run as a city with districts
+        (["OTHER-STREET", "OTHER-COUNTY"], 3600),  # elsewhere: 1 hour (TSG T5002)
+        ([], 3600),
+    ],
+)
+def test_trapped_passengers_go_to_the_maintenance_company_within_30_minutes_or_1_hour(
+    areas: list[str], arrive_s: float
+) -> None:
+    for alert in ("elevator.trapped", "elevator.power_loss_occupied"):
+        row = responsibility.load().decide(
+            estate="ANY",
+            building="B1",
+            kind="elevator",
+            alert=alert,
+            severity=Severity.CRITICAL,
+            areas=areas,
+        )
+        assert isinstance(row, Row)
+        assert row.responsible == "maintenance_company"
+        assert row.inform == ["property_firm"]  # the lift's user hears of it at once
+        assert row.deadlines is not None
+        assert row.deadlines.arrive_s == arrive_s
+        assert row.escalation[-1] == "market_supervision"
+
+
+def test_the_nearest_area_row_wins_over_a_farther_one() -> None:
+    book = responsibility.parse(
+        """
+version: 1
+rows:
+  - {kind: fire, responsible: A, deadlines: {acknowledge_s: 1, resolve_s: 1}, escalation: [X]}
+  - {scope: {area: CITY}, kind: fire, responsible: B,
+     deadlines: {acknowledge_s: 1, resolve_s: 1}, escalation: [X]}
+  - {scope: {area: DISTRICT}, kind: fire, responsible: C,
+     deadlines: {acknowledge_s: 1, resolve_s: 1}, escalation: [X]}
+  - {scope: {estate: E1}, kind: fire, responsible: D,
+     deadlines: {acknowledge_s: 1, resolve_s: 1}, escalation: [X]}
+"""
     )
-    assert isinstance(row, Row)
-    assert row.responsible == "maintenance_company"
-    assert row.deadlines is not None
-    assert row.deadlines.arrive_s == 1800
-    assert row.escalation[-1] == "market_supervision"
+
+    def who(estate: str, areas: list[str]) -> str | None:
+        row = book.decide(
+            estate=estate, building=None, kind="fire", alert="fire.fault",
+            severity=Severity.WARNING, areas=areas,
+        )  # fmt: skip
+        assert isinstance(row, Row)
+        return row.responsible
+
+    assert who("E2", ["STREET", "DISTRICT", "CITY"]) == "C"
+    assert who("E2", ["STREET", "CITY"]) == "B"
+    assert who("E2", ["ELSEWHERE"]) == "A"
+    assert who("E1", ["STREET", "DISTRICT", "CITY"]) == "D"
 
 
 def _severities(rule: rules.Rule) -> list[Severity]:

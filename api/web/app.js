@@ -5,6 +5,7 @@
 const $ = sel => document.querySelector(sel);
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const SEV_RANK = { critical: 0, major: 1, warning: 2, info: 3 };
+const FALSE_CAUSES = ["cooking", "steam", "dust", "insects", "fault", "test", "malicious", "other"];
 const OPERATORS = ["admin", "operator", "manager"];
 const NAV = {  // what each role looks at, first = home
   admin: ["board", "estates", "orders", "silences", "fire", "elevators"],
@@ -219,8 +220,22 @@ async function renderBoard(view) {
     try {
       if (b.dataset.ack) await api(`/alerts/${b.dataset.ack}/acknowledge`, { method: "POST" });
       if (b.dataset.confirm) await api(`/alerts/${b.dataset.confirm}/confirm`, { method: "POST" });
-      if (b.dataset.false) { const cause = prompt(t("cause")); if (!cause) { b.disabled = false; return; }
-        await api(`/alerts/${b.dataset.false}/false-alarm`, { method: "POST", json: { cause } }); }
+      if (b.dataset.false) {  // the cause from the fixed list (inspectors count them)
+        b.disabled = false;
+        const cell = b.closest("td");
+        cell.innerHTML = `<form class="inline false-alarm" data-alert="${esc(b.dataset.false)}"><select name="cause" required>
+          ${FALSE_CAUSES.map(c => `<option value="${c}">${esc(t("cause_" + c))}</option>`).join("")}</select>
+          <input name="note" placeholder="${esc(t("cause_note"))}" maxlength="500">
+          <button type="submit" class="primary">${esc(t("false_alarm"))}</button></form>`;
+        cell.querySelector("form").onsubmit = async ev => {
+          ev.preventDefault(); const f = new FormData(ev.target);
+          const body = { cause: f.get("cause") }; if (f.get("note")) body.note = f.get("note");
+          try { await api(`/alerts/${ev.target.dataset.alert}/false-alarm`, { method: "POST", json: body }); }
+          catch (e) { alert(e.message); }
+          await load();
+        };
+        return;
+      }
     } catch (e) { alert(e.message); }
     await load();
   };
