@@ -9,7 +9,6 @@ so its topics cannot meet another test's.
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from estate import db
 from estate.services import PrivateServices
 from estate.settings import Environment, Settings
 from ingest.worker import Worker
-from tests.helpers import Feeder, Running
+from tests.helpers import Feeder, Running, copy_template
 
 TEMPLATE = "estate_template"
 
@@ -82,15 +81,7 @@ def database_url(stack: Stack) -> Iterator[str]:
     """A fresh, fully migrated database for this test only."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(stack.url_for("postgres"), autocommit=True) as conn:
-        for attempt in range(50):
-            try:
-                conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-                break
-            except psycopg.errors.ObjectInUse:
-                # a terminated background session may take a moment to go away
-                if attempt == 49:
-                    raise
-                time.sleep(0.1)
+        copy_template(conn, name, TEMPLATE)
     try:
         yield stack.url_for(name)
     finally:

@@ -403,6 +403,19 @@ def serving(app: Any) -> Iterator[str]:
         t.join(10)
 
 
+def copy_template(admin: psycopg.Connection[tuple[Any, ...]], name: str, template: str) -> None:
+    """CREATE DATABASE from the migrated template, waiting out a session that is still
+    going away from it (a terminated background worker can take a moment)."""
+    for attempt in range(50):
+        try:
+            admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def scratch_database(stack: Stack, prefix: str) -> Iterator[str]:
     """A migrated database of its own (for module-scoped fixtures); dropped afterwards."""
@@ -411,7 +424,7 @@ def scratch_database(stack: Stack, prefix: str) -> Iterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin_url = stack.url_for("postgres")
     with psycopg.connect(admin_url, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        copy_template(c, name, TEMPLATE)
     try:
         yield stack.url_for(name)
     finally:
