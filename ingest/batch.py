@@ -2,6 +2,10 @@
 
 Nothing here touches the network or the database; the directory of devices is passed in,
 so the whole step is a pure function of (messages, directory, bounds) and tested as such.
+Every message ends in exactly one place: rows to store, or a dead letter whose text
+PostgreSQL can hold (``pg_text``). What a device's newest values are is decided by
+``settle`` once the writer knows which rows were really stored: a redelivered or a
+conflicting message changes nothing.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class DeviceRef:
     estate: str
     code: str
     kind: str
+    subtype: str | None = None  # known: telemetry from an event-only subtype is refused
 
 
 Lookup = Callable[[str, str], DeviceRef | None]
@@ -76,7 +81,7 @@ Lookup = Callable[[str, str], DeviceRef | None]
 
 @dataclass
 class DeviceSeen:
-    """The newest of what one batch says about one device."""
+    """The newest of what one batch says about one device (values: of its stored rows)."""
 
     last_seen: dt.datetime
     last_ts: dt.datetime | None = None
@@ -87,7 +92,8 @@ class DeviceSeen:
 
 @dataclass
 class Rows:
-    """What one batch writes, table by table."""
+    """What one batch writes, table by table; ``*_from`` the message of each row (a row
+    that conflicts with a stored one is dead-lettered as that message)."""
 
     telemetry: list[tuple[Any, ...]] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
@@ -95,6 +101,55 @@ class Rows:
     devices: dict[int, DeviceSeen] = field(default_factory=dict)
     dead_reasons: Counter[str] = field(default_factory=Counter)
     unknown_metrics: Counter[str] = field(default_factory=Counter)
+    telemetry_from: list[Incoming] = field(default_factory=list)
+    telemetry_values: list[dict[str, float | bool]] = field(default_factory=list)
+    events_from: list[Incoming] = field(default_factory=list)
+
+    def keep(self, telemetry: Sequence[bool], events: Sequence[bool]) -> None:
+        """Keep only the rows marked True (those really stored), then ``settle``."""
+        self.telemetry = [r for r, k in zip(self.telemetry, telemetry, strict=True) if k]
+        self.telemetry_from = [m for m, k in zip(self.telemetry_from, telemetry, strict=True) if k]
+        self.telemetry_values = [
+            v for v, k in zip(self.telemetry_values, telemetry, strict=True) if k
+        ]
+        self.events = [r for r, k in zip(self.events, events, strict=True) if k]
+        self.events_from = [m for m, k in zip(self.events_from, events, strict=True) if k]
+        settle(self)
+
+
+def pg_text(text: str) -> str:
+    """``text`` as PostgreSQL's text can hold it: NUL and lone surrogates escaped."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def settle(rows: Rows) -> None:
+    """Each device's newest stored reading wins; an older (late) one only fills metrics
+    the newer ones did not carry."""
+    for seen in rows.devices.values():
+        seen.last_ts, seen.last_seq, seen.latest = None, None, {}
+    stored: list[tuple[int, dt.datetime, int, dict[str, float | bool] | None]] = [
+        (int(r[1]), r[0], int(r[2]), v)
+        for r, v in zip(rows.telemetry, rows.telemetry_values, strict=True)
+    ]
+    stored += [(int(e[1]), e[0], int(e[2]), None) for e in rows.events]
+    for dev, ts, seq, values in stored:
+        found = rows.devices.get(dev)
+        if found is None:
+            continue
+        seen = found
+        if seen.last_ts is None or ts >= seen.last_ts:
+            seen.last_ts, seen.last_seq = ts, seq
+            if values is not None:
+                seen.latest.update(values)
+        elif values is not None:
+            for k, v in values.items():
+                seen.latest.setdefault(k, v)
 
 
 def shard_of(estate: str, shards: int) -> int:
@@ -102,7 +157,7 @@ def shard_of(estate: str, shards: int) -> int:
     return zlib.crc32(estate.encode()) % shards
 
 
-def _dead(
+def dead_letter(
     rows: Rows,
     m: Incoming,
     reason: Reason,
@@ -111,7 +166,9 @@ def _dead(
     estate: str | None = None,
     device: str | None = None,
 ) -> None:
-    rows.dead.append((m.received_at, m.topic, m.payload, str(reason), detail, estate, device))
+    rows.dead.append(
+        (m.received_at, pg_text(m.topic), m.payload, str(reason), pg_text(detail), estate, device)
+    )
     rows.dead_reasons[str(reason)] += 1
 
 
@@ -136,17 +193,19 @@ def _telemetry_row(
 
 
 def decode_batch(messages: Sequence[Incoming], lookup: Lookup, *, bounds: Bounds) -> Rows:
-    """Decode, validate and resolve ``messages``; every one ends in exactly one place."""
+    """Decode, validate and resolve ``messages``; every one ends in exactly one place (a
+    gateway's array: each element). Device values are settled from every accepted row;
+    the writer settles them again from what it really stored."""
     rows = Rows()
     for m in messages:
         try:
             topic = Topic.parse(m.topic)
         except contract.ContractError as err:
-            _dead(rows, m, Reason.BAD_TOPIC, str(err))
+            dead_letter(rows, m, Reason.BAD_TOPIC, str(err))
             continue
         ref = lookup(topic.estate, topic.device)
         if ref is None:
-            _dead(
+            dead_letter(
                 rows,
                 m,
                 Reason.UNKNOWN_DEVICE,
@@ -157,7 +216,7 @@ def decode_batch(messages: Sequence[Incoming], lookup: Lookup, *, bounds: Bounds
             )
             continue
         if ref.kind != topic.kind:
-            _dead(
+            dead_letter(
                 rows,
                 m,
                 Reason.KIND_MISMATCH,
@@ -167,11 +226,24 @@ def decode_batch(messages: Sequence[Incoming], lookup: Lookup, *, bounds: Bounds
                 device=topic.device,
             )
             continue
-        result = contract.decode(topic, m.payload, received_at=m.received_at, bounds=bounds)
+        result = contract.decode(
+            topic, m.payload, received_at=m.received_at, bounds=bounds, subtype=ref.subtype
+        )
         if isinstance(result, Rejection):
-            _dead(rows, m, result.reason, result.detail, estate=topic.estate, device=topic.device)
+            dead_letter(
+                rows, m, result.reason, result.detail, estate=topic.estate, device=topic.device
+            )
             continue
-        _accept(rows, m, ref, result)
+        for _index, rejection, element in result.rejected:
+            # a gateway's bad element alone: its good neighbours are stored
+            one = Incoming(m.topic, element, m.mid, m.qos, m.generation, m.received_at)
+            dead_letter(
+                rows, one, rejection.reason, rejection.detail,
+                estate=topic.estate, device=topic.device,
+            )  # fmt: skip
+        if result.records:
+            _accept(rows, m, ref, result)
+    settle(rows)
     return rows
 
 
@@ -185,16 +257,10 @@ def _accept(rows: Rows, m: Incoming, ref: DeviceRef, d: Decoded) -> None:
     for r in d.records:
         if isinstance(r, contract.StatusMessage):
             seen.online = r.online
-            continue
-        if isinstance(r, contract.TelemetryMessage):
+        elif isinstance(r, contract.TelemetryMessage):
             rows.telemetry.append(_telemetry_row(r.ts, ref.id, r.seq, r.values))
+            rows.telemetry_from.append(m)
+            rows.telemetry_values.append(r.values)
         else:
             rows.events.append((r.ts, ref.id, r.seq, r.code, r.detail))
-        if seen.last_ts is None or r.ts >= seen.last_ts:
-            seen.last_ts, seen.last_seq = r.ts, r.seq
-            if isinstance(r, contract.TelemetryMessage):
-                seen.latest.update(r.values)
-        elif isinstance(r, contract.TelemetryMessage):
-            # an older reading only fills metrics the newer ones did not carry
-            for k, v in r.values.items():
-                seen.latest.setdefault(k, v)
+            rows.events_from.append(m)

@@ -6,13 +6,21 @@ Topics::
     estate/v1/{estate}/{kind}/{device}/event       discrete signals from a controller or panel
     estate/v1/{estate}/{kind}/{device}/status      {"online": true|false}, retained; the Last Will
 
-Payloads are UTF-8 JSON: one object, or an array of objects (a gateway's batch). ``ts`` is
-RFC 3339 with an offset, or integer epoch milliseconds; ``seq`` is the device's counter,
-0..2^32-1, wrapping. The vocabularies (metrics with units, event codes) per kind are the
+Payloads are UTF-8 JSON: one object, or an array of objects (a gateway's batch, at most
+``MAX_BATCH``). ``ts`` is RFC 3339 (``2026-11-22T10:00:00.120+08:00``; ``T``/``Z`` may be
+lower case) or integer epoch milliseconds; ``seq`` is the device's counter, 0..2^32-1,
+wrapping. A metric's value has its declared type (a boolean metric takes true/false, a
+number metric a finite number); a subtype that sends only events and status sends no
+telemetry; an event's ``detail`` is JSON that PostgreSQL can hold (no NUL character, no
+NaN or Infinity, integers within 64 bits, at most ``MAX_DEPTH`` levels); duplicate keys are
+refused. An empty retained status payload is how MQTT clears a retained message: accepted,
+nothing stored. The vocabularies (metrics with units, event codes) per kind are the
 tables below; the README renders them for device makers.
 
 ``decode`` validates one message and returns typed records or a ``Rejection`` whose reason a
-person can act on. It never raises on bad input.
+person can act on. It never raises on bad input: whatever a device sends ends stored or
+rejected. In a gateway's array each element stands alone: the good ones are kept and each
+bad one is rejected with its index.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import datetime as dt
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -41,7 +50,10 @@ VERSION = "v1"
 ROOT = f"estate/{VERSION}"
 SEQ_MAX = 2**32 - 1
 MAX_PAYLOAD_BYTES = 64 * 1024
-MAX_BATCH = 1000
+# A real reading is 150-250 bytes: 250 of them fit the payload limit (1,000 never could).
+MAX_BATCH = 250
+MAX_DEPTH = 16  # nesting of an event's detail
+_INT64 = 2**63
 _CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -200,9 +212,21 @@ ORGS = "orgs"
 
 
 def service_output(topic: str) -> bool:
-    """True for the service's own publications (not device messages)."""
-    parts = topic.split("/", 4)
-    return len(parts) > 3 and (parts[2] == ORGS or parts[3] in SERVICE_SECTIONS)
+    """True for the service's own publications (not device messages), in exactly the
+    shapes above; anything else under the tree is a device message or a dead letter."""
+    parts = topic.split("/")
+    if len(parts) < 5 or parts[0] != "estate" or parts[1] != VERSION:
+        return False
+    if parts[2] == ORGS:
+        return len(parts) == 5 and parts[4] == "notifications" and bool(_CODE.match(parts[3]))
+    section = parts[3]
+    if section == "alerts":
+        return len(parts) == 6 and parts[4] in KINDS
+    if section == "workorders":
+        return len(parts) == 5 and parts[4].isdigit()
+    if section == "dispatch":
+        return len(parts) == 5 and parts[4] == "gaps"
+    return False
 
 
 class ContractError(ValueError):
@@ -261,11 +285,22 @@ def _value(v: object) -> float | bool:
     if isinstance(v, bool):
         return v
     if isinstance(v, int | float):
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError("is out of range for a number") from None
         if not math.isfinite(f):
             raise ValueError("must be a finite number")
         return f
     raise ValueError(f"must be a number or true/false, not {type(v).__name__}")
+
+
+# RFC 3339 section 5.6, exactly: full-date "T" full-time, the offset required ("T" and
+# "Z" in either case). ISO 8601's other forms (basic, week dates, hour-only, "+08") are not
+# RFC 3339 and are refused rather than guessed at.
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
 
 
 def _ts(v: object) -> dt.datetime:
@@ -277,14 +312,64 @@ def _ts(v: object) -> dt.datetime:
         except (OverflowError, OSError, ValueError):
             raise ValueError(f"epoch milliseconds {v} are out of range") from None
     if isinstance(v, str):
+        text = _printable(v)
+        if _RFC3339.match(v) is None:
+            if _RFC3339.match(v + "Z") is not None:
+                raise ValueError(f"{text} has no UTC offset (add Z or +08:00)")
+            raise ValueError(
+                f"{text} is not an RFC 3339 timestamp (like 2026-11-22T10:00:00.120+08:00)"
+            )
+        iso = v[:10] + "T" + v[11:]
+        iso = iso[:-1] + "+00:00" if iso[-1] in "Zz" else iso
+        frac = re.search(r"\.(\d+)", iso)
+        if frac is not None and len(frac.group(1)) > 6:  # Python keeps microseconds
+            iso = iso[: frac.start(1) + 6] + iso[frac.end(1) :]
         try:
-            parsed = dt.datetime.fromisoformat(v)
-        except ValueError:
-            raise ValueError(f"{v!r} is not an RFC 3339 timestamp") from None
-        if parsed.tzinfo is None:
-            raise ValueError(f"{v!r} has no UTC offset (add Z or +08:00)")
-        return parsed.astimezone(dt.UTC)
+            return dt.datetime.fromisoformat(iso).astimezone(dt.UTC)
+        except (ValueError, OverflowError):
+            # a date that does not exist (02-30, 25:00, a leap second) or one at the edge
+            # of the calendar that no offset can move into UTC
+            raise ValueError(f"{text} is not a time that exists in UTC") from None
     raise ValueError("must be RFC 3339 text or integer epoch milliseconds")
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """``text`` as a rejection can quote it: escapes instead of NUL, control characters or
+    lone surrogates (PostgreSQL refuses those), cut to ``limit`` characters."""
+    shown = repr(text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
+def _detail(v: object) -> dict[str, Any]:
+    """An event's detail as PostgreSQL's jsonb can hold it, or ValueError saying where."""
+    if not isinstance(v, dict):
+        raise ValueError(f"must be an object, not {type(v).__name__}")
+    _check_json(v, "detail", 0)
+    return v
+
+
+def _check_json(v: object, where: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if "\x00" in k:
+                raise ValueError(f"{where} has a key with a NUL character (\\u0000)")
+            _check_json(x, f"{where}.{_printable(k, 40)}", depth + 1)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            _check_json(x, f"{where}[{i}]", depth + 1)
+    else:
+        _check_scalar(v, where)
+
+
+def _check_scalar(v: object, where: str) -> None:
+    if isinstance(v, str) and "\x00" in v:
+        raise ValueError(f"{where} contains a NUL character (\\u0000)")
+    if isinstance(v, int) and not isinstance(v, bool) and not -_INT64 <= v < _INT64:
+        raise ValueError(f"{where}: integer out of the 64-bit range")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{where}: NaN and Infinity are not JSON numbers")
 
 
 Value = Annotated[float | bool, PlainValidator(_value)]
@@ -311,7 +396,7 @@ def _event_code(code: str) -> str:
 
 class EventMessage(_Message):
     code: Annotated[str, AfterValidator(_event_code)]
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: Annotated[dict[str, Any], PlainValidator(_detail)] = Field(default_factory=dict)
 
 
 class StatusMessage(BaseModel):
@@ -328,14 +413,7 @@ _MODELS: dict[Channel, type[BaseModel]] = {
 # One adapter per shape: picking the branch by the first byte keeps error messages about the
 # shape the device actually sent (a union would also report why the other shape failed).
 _OBJECT: dict[Channel, TypeAdapter[Any]] = {c: TypeAdapter(m) for c, m in _MODELS.items()}
-_ARRAY: dict[Channel, TypeAdapter[Any]] = {
-    Channel.TELEMETRY: TypeAdapter(
-        Annotated[list[TelemetryMessage], Field(min_length=1, max_length=MAX_BATCH)]
-    ),
-    Channel.EVENT: TypeAdapter(
-        Annotated[list[EventMessage], Field(min_length=1, max_length=MAX_BATCH)]
-    ),
-}
+_ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(list[Any])
 
 
 class Reason(StrEnum):
@@ -346,9 +424,15 @@ class Reason(StrEnum):
     KIND_MISMATCH = "kind_mismatch"
     NOT_JSON = "not_json"
     SCHEMA = "schema"
+    DUPLICATE_KEY = "duplicate_key"
     UNKNOWN_EVENT = "unknown_event"
     TS_OUT_OF_BOUNDS = "ts_out_of_bounds"
     OVERSIZED = "oversized"
+    # the same (device, ts, seq) stored before with other content (ingest.writer)
+    CONFLICT = "conflict"
+    # the database refused what passed every check here (ingest.worker narrows a failed
+    # batch down to it): kept so a person can see it, and the rest is stored
+    DATABASE = "database"
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,11 +454,16 @@ class Bounds:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A valid message: its records, and metric names the kind does not define (kept)."""
+    """A valid message: its records, and metric names the kind does not define (kept).
+
+    ``rejected``: elements of a gateway's array that failed, each (index, rejection, the
+    element as JSON) — the others are in ``records``. No records and nothing rejected: an
+    empty retained status (MQTT clearing it)."""
 
     topic: Topic
     records: tuple[TelemetryMessage, ...] | tuple[EventMessage, ...] | tuple[StatusMessage, ...]
     unknown_metrics: tuple[str, ...] = ()
+    rejected: tuple[tuple[int, Rejection, bytes], ...] = ()
 
 
 def _schema_detail(err: ValidationError, channel: Channel) -> str:
@@ -388,31 +477,126 @@ def _schema_detail(err: ValidationError, channel: Channel) -> str:
 
 
 def decode(
-    topic: Topic, payload: bytes, *, received_at: dt.datetime, bounds: Bounds = Bounds()
+    topic: Topic,
+    payload: bytes,
+    *,
+    received_at: dt.datetime,
+    bounds: Bounds = Bounds(),
+    subtype: str | None = None,
 ) -> Decoded | Rejection:
-    """Validate one message published on ``topic``; never raises on bad input."""
+    """Validate one message published on ``topic`` (by a device of ``subtype``, when
+    known); never raises on bad input."""
+    try:
+        return _decode(topic, payload, received_at=received_at, bounds=bounds, subtype=subtype)
+    except Exception as err:  # the promise: whatever comes in, nothing raises
+        return Rejection(Reason.SCHEMA, f"could not be decoded: {type(err).__name__}")
+
+
+def _decode(
+    topic: Topic, payload: bytes, *, received_at: dt.datetime, bounds: Bounds, subtype: str | None
+) -> Decoded | Rejection:
+    spec = KINDS[topic.kind]
+    early = _by_shape(topic, payload, spec, subtype)
+    if early is not None:
+        return early
+    if payload.lstrip()[:1] == b"[":
+        return _decode_array(topic, payload, received_at=received_at, bounds=bounds)
+    try:
+        parsed = _OBJECT[topic.channel].validate_json(payload)
+    except ValidationError as err:
+        return _rejection(err, topic.channel)
+    if _duplicate_keys(payload, (parsed,)):
+        return Rejection(Reason.DUPLICATE_KEY, "a JSON object repeats a key: send each once")
+    rejection = _check_records((parsed,), spec, received_at=received_at, bounds=bounds)
+    if rejection is not None:
+        return rejection
+    return Decoded(topic, (parsed,), _unknown((parsed,), spec))
+
+
+def _by_shape(
+    topic: Topic, payload: bytes, spec: KindSpec, subtype: str | None
+) -> Decoded | Rejection | None:
+    """What the size, the channel and the subtype decide before any parsing."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Rejection(
             Reason.OVERSIZED, f"{len(payload)} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
         )
-    is_array = payload.lstrip()[:1] == b"["
-    adapter = _ARRAY.get(topic.channel) if is_array else _OBJECT[topic.channel]
-    if adapter is None:
+    if topic.channel is Channel.STATUS and payload.lstrip()[:1] == b"[":
+        return Rejection(Reason.SCHEMA, "status payload: must be one object, not an array")
+    if topic.channel is Channel.STATUS and not payload.strip():
+        return Decoded(topic, ())  # a retained status cleared (MQTT's empty retained message)
+    if (
+        topic.channel is Channel.TELEMETRY
+        and subtype is not None
+        and spec.subtype_metrics.get(subtype) == ()
+    ):
         return Rejection(
-            Reason.SCHEMA, f"{topic.channel} payload: must be one object, not an array"
+            Reason.SCHEMA,
+            f"a {topic.kind} {subtype} sends events and status only, not telemetry",
         )
+    return None
+
+
+def _decode_array(
+    topic: Topic, payload: bytes, *, received_at: dt.datetime, bounds: Bounds
+) -> Decoded | Rejection:
+    """A gateway's batch: every element validated on its own."""
     try:
-        parsed = adapter.validate_json(payload)
+        items = _ANY_LIST.validate_json(payload)
     except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        if first["type"] == "json_invalid":
-            return Rejection(Reason.NOT_JSON, f"not UTF-8 JSON: {first['msg']}")
-        return Rejection(Reason.SCHEMA, _schema_detail(err, topic.channel))
-    records = tuple(parsed) if isinstance(parsed, list) else (parsed,)
+        return _rejection(err, topic.channel)
+    if not 1 <= len(items) <= MAX_BATCH:
+        return Rejection(
+            Reason.SCHEMA,
+            f"{topic.channel} payload: an array of 1 to {MAX_BATCH} objects, not {len(items)}",
+        )
     spec = KINDS[topic.kind]
-    rejection = _check_records(records, spec, received_at=received_at, bounds=bounds)
-    if rejection is not None:
-        return rejection
+    model = _OBJECT[topic.channel]
+    good: list[Any] = []
+    bad: list[tuple[int, Rejection, bytes]] = []
+    for i, item in enumerate(items):
+        element = _element_json(item)
+        try:
+            record = model.validate_python(item)
+        except ValidationError as err:
+            bad.append((i, _rejection(err, topic.channel, f"element {i}: "), element))
+            continue
+        rejection = _check_records((record,), spec, received_at=received_at, bounds=bounds)
+        if rejection is not None:
+            bad.append(
+                (i, Rejection(rejection.reason, f"element {i}: {rejection.detail}"), element)
+            )
+            continue
+        good.append(record)
+    if good and _duplicate_keys(payload, good, extra_keys=len(items) - len(good)):
+        # (the check counts keys over the whole array: with bad elements it can only say
+        # "maybe", and then the slow check decides)
+        return Rejection(Reason.DUPLICATE_KEY, "a JSON object repeats a key: send each once")
+    if not good:
+        first = bad[0][1]
+        more = f" (and {len(bad) - 1} more elements)" if len(bad) > 1 else ""
+        return Rejection(first.reason, first.detail + more)
+    return Decoded(topic, tuple(good), _unknown(good, spec), tuple(bad))
+
+
+def _element_json(item: object) -> bytes:
+    """One array element as JSON on its own (what a dead letter keeps of it)."""
+    try:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace"
+        )
+    except (ValueError, TypeError):
+        return repr(item).encode("utf-8", "backslashreplace")
+
+
+def _rejection(err: ValidationError, channel: Channel, prefix: str = "") -> Rejection:
+    first = err.errors(include_url=False)[0]
+    if first["type"] == "json_invalid":
+        return Rejection(Reason.NOT_JSON, f"not UTF-8 JSON: {first['msg']}")
+    return Rejection(Reason.SCHEMA, prefix + _schema_detail(err, channel))
+
+
+def _unknown(records: Sequence[Any], spec: KindSpec) -> tuple[str, ...]:
     unknown = {
         k
         for r in records
@@ -420,7 +604,49 @@ def decode(
         for k in r.values
         if k not in spec.metrics
     }
-    return Decoded(topic, records, tuple(sorted(unknown)))
+    return tuple(sorted(unknown))
+
+
+def _keys_in(v: object) -> int:
+    if isinstance(v, dict):
+        return len(v) + sum(_keys_in(x) for x in v.values())
+    if isinstance(v, list):
+        return sum(_keys_in(x) for x in v)
+    return 0
+
+
+def _record_keys(r: BaseModel) -> int:
+    n = len(r.model_fields_set)
+    if isinstance(r, TelemetryMessage):
+        n += len(r.values)
+    elif isinstance(r, EventMessage):
+        n += _keys_in(r.detail)
+    return n
+
+
+def _duplicate_keys(payload: bytes, records: Sequence[BaseModel], *, extra_keys: int = 0) -> bool:
+    """Whether the JSON repeats a key (parsers keep the last one silently).
+
+    Fast path: a key is a string followed by ``":``; when the parsed records hold as many
+    keys as the text has such places, no key was dropped. Otherwise (a key written as
+    ``"a" :``, a string value containing ``":``, rejected array elements) the text is
+    parsed again with every key kept, and that decides."""
+    places = payload.count(b'":')
+    if not extra_keys and places == sum(_record_keys(r) for r in records):
+        return False
+    seen_twice = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal seen_twice
+        if len({k for k, _ in items}) != len(items):
+            seen_twice = True
+        return dict(items)
+
+    try:
+        json.loads(payload, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return False  # the strict parser already accepted it; not a duplicate question
+    return seen_twice
 
 
 def _check_records(
@@ -429,6 +655,14 @@ def _check_records(
     """Rules that need the time of receipt or the kind's vocabulary."""
     lo, hi = received_at - bounds.past, received_at + bounds.future
     for r in records:
+        if isinstance(r, TelemetryMessage):
+            wrong = [
+                f"{k} is a {spec.metrics[k].type}, not {_type_name(v)}"
+                for k, v in r.values.items()
+                if k in spec.metrics and (spec.metrics[k].type == "boolean") != isinstance(v, bool)
+            ]
+            if wrong:
+                return Rejection(Reason.SCHEMA, "telemetry payload: values: " + "; ".join(wrong))
         ts = r.ts
         if ts is not None and not lo <= ts <= hi:
             return Rejection(
@@ -443,6 +677,10 @@ def _check_records(
                 f"({', '.join(spec.events)})",
             )
     return None
+
+
+def _type_name(v: float | bool) -> str:
+    return "true/false" if isinstance(v, bool) else "a number"
 
 
 # --------------------------------------------------------------------------- encoding

@@ -13,6 +13,12 @@ acknowledging an old id on the new connection could acknowledge the wrong messag
 
 Shard 0 also subscribes to everything under ``estate/`` so that messages for estates not in
 the registry, or with malformed topics, still become dead letters rather than vanishing.
+
+No message can stop the worker. Decoding never raises; if the database refuses a batch
+for what it holds (not because the connection is gone), the batch is split in halves
+until the offending messages are found: they become dead letters (reason ``database``,
+logged once each, counted) and the rest is stored. Only a lost database is waited out
+with the batch unacknowledged.
 """
 
 from __future__ import annotations
@@ -33,10 +39,10 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from ingest.batch import DeviceRef, Incoming, Rows, decode_batch, shard_of
-from ingest.contract import Bounds, service_output
+from ingest.batch import DeviceRef, Incoming, Rows, dead_letter, decode_batch, pg_text, shard_of
+from ingest.contract import Bounds, Reason, service_output
 from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
-from ingest.writer import Writer
+from ingest.writer import Writer, Written
 
 log = logging.getLogger("estate.ingest")
 Clock = Callable[[], dt.datetime]
@@ -150,6 +156,22 @@ class Metrics:
         )
 
 
+def _merge(into: Rows, part: Rows) -> None:
+    """One sub-batch's stored rows into the batch's (what the alert stage sees)."""
+    into.telemetry += part.telemetry
+    into.telemetry_from += part.telemetry_from
+    into.telemetry_values += part.telemetry_values
+    into.events += part.events
+    into.events_from += part.events_from
+    into.dead += part.dead
+    into.dead_reasons.update(part.dead_reasons)
+    into.unknown_metrics.update(part.unknown_metrics)
+    for dev, seen in part.devices.items():
+        old = into.devices.get(dev)
+        if old is None or seen.last_seen >= old.last_seen:
+            into.devices[dev] = seen
+
+
 class Maintainer:
     """Rollups every ``rollup_every_s`` and retention hourly, on a connection of its own.
 
@@ -213,12 +235,30 @@ class Directory:
         self.estates: set[str] = set()
 
     def load(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        rows = conn.execute("SELECT id, estate_code, code, kind FROM devices WHERE active")
-        self.devices = {(e, c): DeviceRef(int(i), e, c, k) for i, e, c, k in rows}
+        rows = conn.execute("SELECT id, estate_code, code, kind, subtype FROM devices WHERE active")
+        self.devices = {(e, c): DeviceRef(int(i), e, c, k, st) for i, e, c, k, st in rows}
         self.estates = {str(e) for (e,) in conn.execute("SELECT code FROM estates")}
 
     def lookup(self, estate: str, code: str) -> DeviceRef | None:
         return self.devices.get((estate, code))
+
+
+# SQLSTATE classes that mean the server or the connection, not the data: wait and retry
+# (connection exception, insufficient resources, operator intervention, system error)
+_TRANSIENT = ("08", "53", "57", "58")
+
+
+def database_lost(err: psycopg.Error, conn: psycopg.Connection[Any] | None) -> bool:
+    """Whether ``err`` says the database is away (retry later), not that it refused data."""
+    if conn is None or conn.closed or conn.broken:
+        return True
+    state = err.sqlstate
+    return state is None or state[:2] in _TRANSIENT
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 class Subscriber:
@@ -438,20 +478,19 @@ class Worker:
         mine, _others = self._mine(messages)  # others: acknowledged below, not stored
         # The service's own output (alerts, notifications) shares the tree: not device data.
         mine = [m for m in mine if not service_output(m.topic)]
-        rows: Rows = decode_batch(mine, self.directory.lookup, bounds=self.config.bounds)
         delay = 0.2
         while True:
             try:
-                written = self._db().write(rows)
+                rows, written = self._write(mine)
                 self._run_stage(rows)
                 break
-            except psycopg.OperationalError as err:
+            except psycopg.Error as err:
                 self.metrics.db_errors.inc()
                 self._drop_db()
                 log.warning(
                     "database unavailable (%s); holding %d messages unacknowledged, "
                     "retrying in %.1f s",
-                    str(err).strip().splitlines()[0],
+                    _first_line(err),
                     len(messages),
                     delay,
                 )
@@ -475,6 +514,53 @@ class Worker:
         self.batches += 1
         return True
 
+    def _write(self, messages: list[Incoming]) -> tuple[Rows, Written]:
+        """Store ``messages``; a batch the database refuses for its content is split until
+        the messages it refuses are found (dead letters), the rest stored. A lost
+        database propagates (``database_lost``): the caller waits and retries it all."""
+        rows = Rows()
+        tel = evt = dead = 0
+        parts = [messages]
+        while parts:
+            part = parts.pop()
+            writer = self._db()
+            try:
+                decoded = decode_batch(part, self.directory.lookup, bounds=self.config.bounds)
+                w = writer.write(decoded)
+            except psycopg.Error as err:
+                if database_lost(err, writer.conn):
+                    raise
+                refused: Exception = err
+            except Exception as err:  # a bug of ours must not stop a city either
+                refused = err
+            else:
+                _merge(rows, decoded)
+                tel, evt, dead = tel + w.telemetry, evt + w.events, dead + w.dead
+                continue
+            if len(part) > 1:
+                half = len(part) // 2
+                parts += [part[half:], part[:half]]  # in order: the first half next
+                continue
+            decoded = self._refused(part[0], refused)
+            w = writer.write(decoded)
+            _merge(rows, decoded)
+            tel, evt, dead = tel + w.telemetry, evt + w.events, dead + w.dead
+        return rows, Written(tel, evt, dead)
+
+    def _refused(self, m: Incoming, err: Exception) -> Rows:
+        """The one message that could not be stored, as a dead letter (logged once)."""
+        if isinstance(err, psycopg.Error):
+            detail = f"the database refused it: {_first_line(err)} (SQLSTATE {err.sqlstate})"
+            log.error("poison message on %s dead-lettered: %s", pg_text(m.topic)[:200], detail)
+        else:
+            detail = f"ingest failed on it ({type(err).__name__}: {_first_line(err)})"
+            log.exception("poison message on %s dead-lettered", pg_text(m.topic)[:200])
+        out = Rows()
+        parts = m.topic.split("/")
+        estate, device = (parts[2], parts[4]) if len(parts) == 6 else (None, None)
+        dead_letter(out, m, Reason.DATABASE, detail, estate=estate, device=device)
+        return out
+
     # -- the alert stage ------------------------------------------------------------
     def _publish(self, topic: str, payload: bytes) -> None:
         self.subscriber.client.publish(topic, payload, qos=1)
@@ -490,8 +576,12 @@ class Worker:
                 self.stage.start(conn, owns=self._owns, publish=self._publish, now=self.clock())
                 self._stage_started = True
             self.stage.batch(conn, rows, self.clock())
-        except psycopg.OperationalError:
-            raise
+        except psycopg.Error as err:
+            if database_lost(err, conn):
+                raise
+            log.exception(
+                "alert stage failed on a batch; its data is stored, its alerts may be missing"
+            )
         except Exception:
             log.exception(
                 "alert stage failed on a batch; its data is stored, its alerts may be missing"

@@ -1,10 +1,14 @@
 """Writes one decoded batch in one transaction: telemetry, events, dead letters, state.
 
 Telemetry and events go through binary COPY into session-local staging tables and then
-``INSERT ... ON CONFLICT DO NOTHING`` into the hypertables: COPY is the fast path, and the
-conflict clause makes a redelivered message (same device, ts and seq) a no-op, so the
-broker's at-least-once delivery becomes exactly-once storage. The same transaction marks
-the batch's minutes for the rollups (ingest.rollup).
+``INSERT ... ON CONFLICT DO NOTHING RETURNING`` into the hypertables: COPY is the fast
+path, and the conflict clause makes a redelivered message (same device, ts and seq) a
+no-op, so the broker's at-least-once delivery becomes exactly-once storage. Only what was
+really inserted counts afterwards: the batch's rows are cut down to it (``Rows.keep``),
+so device state, the alert stage and evidence never see a redelivery. A key stored before
+(or earlier in the batch) with *other* content is a dead letter ``conflict``: the first
+stays, nothing changes silently. The same transaction marks the batch's minutes for the
+rollups (ingest.rollup).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ingest.batch import METRIC_COLUMNS, TELEMETRY_TYPES, Rows
+from ingest.batch import METRIC_COLUMNS, TELEMETRY_TYPES, Incoming, Rows, dead_letter
+from ingest.contract import Reason, Topic
 from ingest.rollup import MARK_DIRTY
 
 _TEL_COLS = ", ".join(("ts", "device_id", "seq", *METRIC_COLUMNS, "extra"))
@@ -66,6 +71,41 @@ class Written:
     dead: int
 
 
+Key = tuple[int, int, Any]  # (device_id, seq, ts)
+_BY_KEYS = (
+    "JOIN unnest(%s::int4[], %s::int8[], %s::timestamptz[]) k(d, s, ts)"
+    " ON t.device_id = k.d AND t.seq = k.s AND t.ts = k.ts"
+)
+Cursor = psycopg.Cursor[tuple[Any, ...]]
+
+
+def _first_of_each(rows: list[tuple[Any, ...]]) -> tuple[list[bool], list[tuple[int, int]]]:
+    """Which rows are the first with their (device, seq, ts), and (later, first) pairs."""
+    first: dict[Key, int] = {}
+    take = [True] * len(rows)
+    again: list[tuple[int, int]] = []
+    for i, r in enumerate(rows):
+        k = (r[1], r[2], r[0])
+        j = first.setdefault(k, i)
+        if j != i:
+            take[i] = False
+            again.append((i, j))
+    return take, again
+
+
+def _conflict(rows: Rows, m: Incoming, row: tuple[Any, ...]) -> None:
+    t = Topic.parse(m.topic)
+    dead_letter(
+        rows,
+        m,
+        Reason.CONFLICT,
+        f"(ts {row[0].isoformat()}, seq {row[2]}) of {t.estate}/{t.device} was stored before "
+        "with other content; the first is kept (a device must not reuse ts and seq)",
+        estate=t.estate,
+        device=t.device,
+    )
+
+
 class Writer:
     """Owns one connection; ``write`` is one transaction, all or nothing."""
 
@@ -76,26 +116,14 @@ class Writer:
                 conn.execute(stmt)
 
     def write(self, rows: Rows) -> Written:
+        """Store ``rows`` in one transaction and cut them down to what was inserted."""
         conn = self.conn
-        tel = evt = 0
-        with conn.transaction(), conn.cursor() as cur:
-            if rows.telemetry:
-                with cur.copy(f"COPY _tel ({_TEL_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.set_types(list(TELEMETRY_TYPES))
-                    for r in rows.telemetry:
-                        cp.write_row(r if r[-1] is None else (*r[:-1], Jsonb(r[-1])))
-                cur.execute("INSERT INTO telemetry SELECT * FROM _tel ON CONFLICT DO NOTHING")
-                tel = cur.rowcount
+        with conn.transaction(), conn.cursor(binary=True) as cur:
+            tel_kept = self._telemetry(cur, rows) if rows.telemetry else []
+            if any(tel_kept):
                 cur.execute(MARK_DIRTY)
-            if rows.events:
-                with cur.copy(
-                    "COPY _evt (ts, device_id, seq, code, detail) FROM STDIN (FORMAT BINARY)"
-                ) as cp:
-                    cp.set_types(["timestamptz", "int4", "int8", "text", "jsonb"])
-                    for ts, dev, seq, code, detail in rows.events:
-                        cp.write_row((ts, dev, seq, code, Jsonb(detail)))
-                cur.execute("INSERT INTO events SELECT * FROM _evt ON CONFLICT DO NOTHING")
-                evt = cur.rowcount
+            evt_kept = self._events(cur, rows) if rows.events else []
+            rows.keep(tel_kept, evt_kept)
             if rows.dead:
                 with cur.copy(
                     "COPY dead_letters (received_at, topic, payload, reason, detail,"
@@ -113,4 +141,98 @@ class Writer:
                         )
                 for stmt in _STATE_SQL:
                     cur.execute(stmt)
-        return Written(tel, evt, len(rows.dead))
+        return Written(len(rows.telemetry), len(rows.events), len(rows.dead))
+
+    def _telemetry(self, cur: Cursor, rows: Rows) -> list[bool]:
+        take, again = _first_of_each(rows.telemetry)
+        with cur.copy(f"COPY _tel ({_TEL_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(list(TELEMETRY_TYPES))
+            for r, t in zip(rows.telemetry, take, strict=True):
+                if t:
+                    cp.write_row(r if r[-1] is None else (*r[:-1], Jsonb(r[-1])))
+        cur.execute(
+            "INSERT INTO telemetry SELECT * FROM _tel ON CONFLICT DO NOTHING"
+            " RETURNING device_id, seq, ts"
+        )
+        inserted = cur.rowcount
+        if inserted == sum(take) and not again:
+            return take  # the common case: everything new, nothing to compare
+        new = set(cur.fetchall())
+        cols = ", ".join(("t.ts", "t.device_id", "t.seq", *(f"t.{c}" for c in METRIC_COLUMNS)))
+        return self._settle_duplicates(
+            cur,
+            rows,
+            table_rows=rows.telemetry,
+            sources=rows.telemetry_from,
+            take=take,
+            again=again,
+            new=new,
+            stored_sql=f"SELECT {cols}, t.extra FROM telemetry t {_BY_KEYS}",  # noqa: S608 (ours)
+        )
+
+    def _events(self, cur: Cursor, rows: Rows) -> list[bool]:
+        take, again = _first_of_each(rows.events)
+        with cur.copy(
+            "COPY _evt (ts, device_id, seq, code, detail) FROM STDIN (FORMAT BINARY)"
+        ) as cp:
+            cp.set_types(["timestamptz", "int4", "int8", "text", "jsonb"])
+            for (ts, dev, seq, code, detail), t in zip(rows.events, take, strict=True):
+                if t:
+                    cp.write_row((ts, dev, seq, code, Jsonb(detail)))
+        cur.execute(
+            "INSERT INTO events SELECT * FROM _evt ON CONFLICT DO NOTHING"
+            " RETURNING device_id, seq, ts"
+        )
+        if cur.rowcount == sum(take) and not again:
+            return take
+        new = set(cur.fetchall())
+        return self._settle_duplicates(
+            cur,
+            rows,
+            table_rows=rows.events,
+            sources=rows.events_from,
+            take=take,
+            again=again,
+            new=new,
+            stored_sql=f"SELECT t.ts, t.device_id, t.seq, t.code, t.detail FROM events t {_BY_KEYS}",  # noqa: S608, E501
+        )
+
+    def _settle_duplicates(
+        self,
+        cur: Cursor,
+        rows: Rows,
+        *,
+        table_rows: list[tuple[Any, ...]],
+        sources: list[Incoming],
+        take: list[bool],
+        again: list[tuple[int, int]],
+        new: set[tuple[Any, ...]],
+        stored_sql: str,
+    ) -> list[bool]:
+        """Rows not inserted: the same content as the stored row is a redelivery (dropped
+        quietly), other content a conflict (dead letter). Returns what was inserted."""
+        kept = [t and (r[1], r[2], r[0]) in new for r, t in zip(table_rows, take, strict=True)]
+        old = [i for i, t in enumerate(take) if t and not kept[i]]
+        stored: dict[Key, tuple[Any, ...]] = {}
+        if old:
+            keys = [(table_rows[i][1], table_rows[i][2], table_rows[i][0]) for i in old]
+            cur.execute(
+                stored_sql, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+            )
+            stored = {(r[1], r[2], r[0]): r for r in cur.fetchall()}
+        for i in old:
+            r = table_rows[i]
+            if _normal(stored.get((r[1], r[2], r[0]))) != _normal(r):
+                _conflict(rows, sources[i], r)
+        for i, j in again:  # the same key twice in this batch: the first one stands
+            if _normal(table_rows[i]) != _normal(table_rows[j]):
+                _conflict(rows, sources[i], table_rows[i])
+        return kept
+
+
+def _normal(row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+    """A row as compared: a JSON column read back is a dict, written it may be None."""
+    if row is None:
+        return None
+    last = row[-1]
+    return (*row[:-1], last or None) if isinstance(last, dict) or last is None else row

@@ -68,7 +68,7 @@ def test_telemetry_maps_to_wide_columns_with_unknowns_in_extra() -> None:
         {
             "ts": TS,
             "seq": 5,
-            "values": {"floor": 3, "door_open": True, "humidity": 40, "running": 1},
+            "values": {"floor": 3, "door_open": True, "humidity": 40},
         },
     )
     rows = decode_batch([m], lookup, bounds=Bounds())
@@ -77,9 +77,22 @@ def test_telemetry_maps_to_wide_columns_with_unknowns_in_extra() -> None:
     cols = dict(zip(METRIC_COLUMNS, row[3:-1], strict=True))
     assert cols["floor"] == 3.0
     assert cols["door_open"] is True
-    assert cols["running"] is None  # a number where a boolean belongs is not coerced...
-    assert row[-1] == {"humidity": 40.0, "running": 1.0}  # ...it is kept in extra
+    assert cols["running"] is None
+    assert row[-1] == {"humidity": 40.0}  # an unknown metric is kept in extra
     assert rows.unknown_metrics == {"humidity": 1}
+
+
+def test_a_known_metric_of_the_wrong_type_is_refused_not_coerced() -> None:
+    for values, says in (
+        ({"running": 1}, "running is a boolean, not a number"),
+        ({"floor": True}, "floor is a number, not true/false"),
+    ):
+        m = msg(f"{L1}/telemetry", {"ts": TS, "seq": 5, "values": values})
+        rows = decode_batch([m], lookup, bounds=Bounds())
+        assert rows.telemetry == []
+        (dead,) = rows.dead
+        assert dead[3] == "schema"
+        assert says in dead[4]
 
 
 def test_device_state_keeps_the_newest_values_and_the_status() -> None:
