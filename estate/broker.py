@@ -109,18 +109,29 @@ def write_broker_files(
     devices: Iterable[tuple[str, str, str]],
     owner: tuple[int, int] | None = None,
 ) -> int:
-    """Write ``passwd`` and ``acl`` for the service account and every (estate, kind, device).
+    """Write ``passwd`` (every (estate, kind, device)), ``passwd-service`` (the service
+    account) and ``acl`` (both).
 
-    Returns the number of devices written. The broker picks the files up on SIGHUP.
+    The broker has two listeners (``estate.services.PrivateMosquitto``): devices log in
+    on theirs with ``passwd`` and ``use_username_as_clientid``, so a device's client id
+    is always its own login and no device can take over a worker's or another device's
+    session; the service logs in on its own with ``passwd-service``, where device logins
+    are refused. Returns the number of devices written; the broker re-reads the files on
+    SIGHUP.
     """
-    users = {SERVICE_ACCOUNT: service_password}
+    users: dict[str, str] = {}
     acl = [service_acl()]
     for estate, kind, device in devices:
         users[device_username(estate, device)] = device_password(secret, estate, device)
         acl.append(device_acl(estate, kind, device))
     write_private(directory / "passwd", render_passwords(users), owner=owner)
+    write_private(
+        directory / "passwd-service",
+        render_passwords({SERVICE_ACCOUNT: service_password}),
+        owner=owner,
+    )
     write_private(directory / "acl", render_acl(acl), owner=owner)
-    return len(users) - 1
+    return len(users)
 
 
 @contextlib.contextmanager

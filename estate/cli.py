@@ -104,6 +104,9 @@ def cmd_env(args: argparse.Namespace, settings: Settings) -> int:
     _out(f"export DATABASE_URL={shlex.quote(show(ep.database_url))}")
     _out(f"export MQTT_URL={shlex.quote(show(ep.mqtt_url))}")
     _out(f"export MQTT_HOST={mqtt.hostname} MQTT_PORT={mqtt.port}")
+    _out(
+        f"export ESTATE_MQTT_DEVICE_URL={shlex.quote(ep.mqtt_device_url)}  # where devices connect"
+    )
     if not args.show_secrets:
         _out('# passwords masked; `eval "$(estate env --show-secrets)"` exports them, then:')
     _out('#   psql "$DATABASE_URL"')
@@ -210,7 +213,11 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
             secret=settings.device_secret,
             devices=_registry_devices(ep.database_url),
         )
-    _out(f"{args.out}/passwd and {args.out}/acl written for {n} devices: reload with SIGHUP")
+    _out(
+        f"{args.out}/passwd (devices), passwd-service and acl written for {n} devices: give"
+        " devices a listener of their own with passwd and use_username_as_clientid true, the"
+        " service one with passwd-service (per_listener_settings true), then SIGHUP"
+    )
     return 0
 
 
@@ -356,7 +363,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             threads.append(threading.Thread(target=api.run, name="api"))
         if not args.once:
             args.mode, args.connections = "device", 1
-            pub = _simulation_publisher(args, settings, ep.mqtt_url, reg)
+            pub = _simulation_publisher(args, settings, ep, reg)
             fleet = build_fleet(reg, seed=1)
             threads.append(
                 threading.Thread(
@@ -888,11 +895,11 @@ def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulation_publisher(
-    args: argparse.Namespace, settings: Settings, mqtt_url: str, reg: registry.Registry
+    args: argparse.Namespace, settings: Settings, ep: Endpoints, reg: registry.Registry
 ) -> MqttPublisher:
-    """A publisher for the broker in use; in device mode with the private broker, the
-    registry's device credentials are written to it first."""
-    mqtt = urlsplit(mqtt_url)
+    """A publisher for the broker in use; in device mode it connects where devices do,
+    and with the private broker the registry's device credentials are written first."""
+    mqtt = urlsplit(ep.mqtt_device_url if args.mode == "device" else ep.mqtt_url)
     secret = settings.device_secret
     if args.mode == "device" and settings.mqtt_url is None:
         mosq = next(s for s in PrivateServices(settings).managed() if s.name == "mosquitto")
@@ -982,7 +989,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     duration = args.duration or (scenario.duration_s if scenario else 60.0)
     lead = _lead_s(args.speed, duration)
     with PrivateServices(settings).running() as ep:
-        pub = _simulation_publisher(args, settings, ep.mqtt_url, reg)
+        pub = _simulation_publisher(args, settings, ep, reg)
         report = run_simulation(
             fleet,
             pub,

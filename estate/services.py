@@ -52,10 +52,12 @@ class Status:
 
 @dataclass(frozen=True)
 class Endpoints:
-    """The URLs in use, embedded or external."""
+    """The URLs in use, embedded or external; ``mqtt_device_url`` (no credentials) is where
+    devices connect."""
 
     database_url: str
     mqtt_url: str
+    mqtt_device_url: str = ""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -338,7 +340,11 @@ log_line_prefix = '%m [%p] %q%u@%d '
 
 
 class PrivateMosquitto:
-    """A Mosquitto broker in ``var/mqtt`` on ``ESTATE_MQTT_PORT``: auth, ACLs, persistence."""
+    """A Mosquitto broker in ``var/mqtt``: auth, ACLs, persistence, and two listeners on
+    127.0.0.1: ``ESTATE_MQTT_PORT`` for the service account (workers, API, supervisor),
+    ``ESTATE_MQTT_DEVICE_PORT`` for devices, where a client id is the device's login
+    (``use_username_as_clientid``), so nobody with a device's credentials can take over
+    a worker's or another device's session (see estate.broker.write_broker_files)."""
 
     name = "mosquitto"
 
@@ -348,16 +354,22 @@ class PrivateMosquitto:
         self.root = settings.var_dir / "mqtt"
         self.conf = self.root / "mosquitto.conf"
         self.passwd = self.root / "passwd"
+        self.passwd_service = self.root / "passwd-service"
         self.acl = self.root / "acl"
         self.store = self.root / "data"
         self.pidfile = self.root / "mosquitto.pid"
         self.log = self.root / "mosquitto.log"
         self.port = settings.mqtt_port
+        self.device_port = settings.mqtt_device_port
         self.password = load_secrets(settings.var_dir)["mqtt_password"]
 
     @property
     def url(self) -> str:
         return f"mqtt://{SERVICE_ACCOUNT}:{quote(self.password, safe='')}@127.0.0.1:{self.port}"
+
+    @property
+    def device_url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.device_port}"
 
     def _pid(self) -> int | None:
         pid = _read_pid(self.pidfile)
@@ -373,21 +385,33 @@ class PrivateMosquitto:
         owner = (self.runner.uid, self.runner.gid)
         self.runner.owned_dir(self.root)
         self.runner.owned_dir(self.store)
-        if not self.passwd.exists() or not self.acl.exists():
+        if not all(p.exists() for p in (self.passwd, self.passwd_service, self.acl)):
             self.sync_devices([])
+        # Mosquitto keeps its queues in memory and saves them every autosave_interval: a
+        # crash (kill -9, power) loses what it accepted since the last save and had not yet
+        # handed to a worker that committed it. One second bounds that window (measured by
+        # tests/test_ingest_hostile.py::test_a_broker_crash_loses_at_most_its_save_window);
+        # a clustered engine with a replicated log is the configuration that loses nothing.
         # Inflight and queue limits are sized for acknowledge-after-commit: the ingest worker
         # holds a whole batch unacknowledged until its COPY commits, so the broker must let
         # that many QoS 1 messages be in flight, and must queue a worker's backlog while it
         # is down (persistent session) instead of dropping it.
         conf = f"""# written by estate/services.py at every start; edit there, not here
-per_listener_settings false
+per_listener_settings true
+# the service's own clients (ingest workers, API, supervisor): only the service account
 listener {self.port} 127.0.0.1
+allow_anonymous false
+password_file {self.passwd_service}
+acl_file {self.acl}
+# devices: the client id is the device's login, whatever the device asks for
+listener {self.device_port} 127.0.0.1
 allow_anonymous false
 password_file {self.passwd}
 acl_file {self.acl}
+use_username_as_clientid true
 persistence true
 persistence_location {self.store}/
-autosave_interval 10
+autosave_interval 1
 pid_file {self.pidfile}
 log_dest file {self.log}
 log_type error
@@ -405,11 +429,15 @@ persistent_client_expiration 7d
     def start(self) -> None:
         if self._pid() is not None:
             return
-        if port_in_use(self.port):
-            raise ServiceError(
-                f"port {self.port} is taken by another program, not by this checkout's "
-                f"Mosquitto: stop it, or set ESTATE_MQTT_PORT to a free port"
-            )
+        for port, var in (
+            (self.port, "ESTATE_MQTT_PORT"),
+            (self.device_port, "ESTATE_MQTT_DEVICE_PORT"),
+        ):
+            if port_in_use(port):
+                raise ServiceError(
+                    f"port {port} is taken by another program, not by this checkout's "
+                    f"Mosquitto: stop it, or set {var} to a free port"
+                )
         if not Path(self.settings.mosquitto_bin).exists():
             raise ServiceError(
                 f"{self.settings.mosquitto_bin} not found: install mosquitto "
@@ -425,7 +453,7 @@ persistent_client_expiration 7d
         )
         deadline = time.monotonic() + self.settings.service_timeout_s
         while time.monotonic() < deadline:
-            if port_in_use(self.port) and self._pid() is not None:
+            if port_in_use(self.port) and port_in_use(self.device_port) and self._pid():
                 return
             time.sleep(0.05)
         raise ServiceError(
@@ -470,7 +498,8 @@ persistent_client_expiration 7d
     def status(self) -> Status:
         pid = self._pid()
         detail = "running" if pid else "stopped"
-        return Status(self.name, pid is not None, pid, f"127.0.0.1:{self.port}", detail)
+        address = f"127.0.0.1:{self.port} (devices :{self.device_port})"
+        return Status(self.name, pid is not None, pid, address, detail)
 
 
 # --------------------------------------------------------------------------- the stack
@@ -506,8 +535,14 @@ class PrivateServices:
         instance, e.g. another database on it), else the private instances'."""
         s = self.settings
         db = s.database_url or PrivatePostgres(s, self.runner).url
-        mqtt = s.mqtt_url or PrivateMosquitto(s, self.runner).url
-        return Endpoints(database_url=db, mqtt_url=mqtt)
+        if s.mqtt_url is None or _is_private(s.mqtt_url, s.mqtt_port):
+            mosq = PrivateMosquitto(s, self.runner)
+            return Endpoints(db, s.mqtt_url or mosq.url, s.mqtt_device_url or mosq.device_url)
+        device = s.mqtt_device_url
+        if device is None:  # the external broker's one listener, without our credentials
+            u = urlsplit(s.mqtt_url)
+            device = f"{u.scheme}://{u.hostname or '127.0.0.1'}:{u.port or 1883}"
+        return Endpoints(db, s.mqtt_url, device)
 
     def start(self) -> list[str]:
         """Start what is not running; return the names of the ones this call started."""

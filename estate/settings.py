@@ -52,7 +52,13 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default_factory=_default_var_dir)
     pg_bindir: Path = Path("/usr/lib/postgresql/15/bin")
     pg_port: Port = 55432
-    mqtt_port: Port = 11883
+    mqtt_port: Port = 11883  # the private broker's listener for the service's own clients
+    # ... and the one for devices: there a client id is the device's login, so no device
+    # can take over a worker's (or another device's) session
+    mqtt_device_port: Port = 11884
+    # where devices connect (and `estate simulate --mode device`) when the broker is
+    # external; unset: MQTT_URL's host and port
+    mqtt_device_url: str | None = None
     mosquitto_bin: Path = Path("/usr/sbin/mosquitto")
     service_user: str = "smartestate"
     # Derives every device's MQTT password (estate.broker.device_password). Unset with the
@@ -82,6 +88,15 @@ class Settings(BaseSettings):
     retention_events_days: float = Field(default=365, ge=0)
     retention_1m_days: float = Field(default=90, ge=0)
     retention_1h_days: float = Field(default=1830, ge=0)
+
+    @model_validator(mode="after")
+    def _two_listeners(self) -> Settings:
+        if self.mqtt_device_port == self.mqtt_port:
+            raise ValueError(
+                f"ESTATE_MQTT_DEVICE_PORT={self.mqtt_device_port} must differ from "
+                "ESTATE_MQTT_PORT: devices and the service have listeners of their own"
+            )
+        return self
 
     @model_validator(mode="after")
     def _raw_outlives_late_messages(self) -> Settings:

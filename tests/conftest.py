@@ -41,6 +41,7 @@ def make_settings(var_dir: Path) -> Settings:
         var_dir=var_dir,
         pg_port=free_port(),
         mqtt_port=free_port(),
+        mqtt_device_port=free_port(),
     )
 
 
@@ -50,6 +51,11 @@ class Stack:
     services: PrivateServices
     database_url: str  # the stack's main database ("estate")
     mqtt_url: str
+    mqtt_device_url: str  # the devices' listener (client id = login)
+
+    @property
+    def device_port(self) -> int:
+        return int(self.mqtt_device_url.rsplit(":", 1)[1])
 
     def url_for(self, dbname: str) -> str:
         return self.database_url.rsplit("/", 1)[0] + "/" + dbname
@@ -60,7 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = make_settings(tmp_path_factory.mktemp("var"))
     services = PrivateServices(settings)
     with services.running() as ep:
-        st = Stack(settings, services, ep.database_url, ep.mqtt_url)
+        st = Stack(settings, services, ep.database_url, ep.mqtt_url, ep.mqtt_device_url)
         with psycopg.connect(st.url_for("postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {TEMPLATE}")
         db.upgrade(st.url_for(TEMPLATE))

@@ -197,11 +197,16 @@ class Running:
 ESTATE_CMD = [sys.executable, "-m", "estate.cli"]
 
 
-def estate_env(var_dir: Path, pg_port: int, mqtt_port: int) -> dict[str, str]:
+def estate_env(
+    var_dir: Path, pg_port: int, mqtt_port: int, mqtt_device_port: int
+) -> dict[str, str]:
     """The environment for running `estate` against these private servers."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "MQTT_URL"}}
     env.update(
-        ESTATE_VAR_DIR=str(var_dir), ESTATE_PG_PORT=str(pg_port), ESTATE_MQTT_PORT=str(mqtt_port)
+        ESTATE_VAR_DIR=str(var_dir),
+        ESTATE_PG_PORT=str(pg_port),
+        ESTATE_MQTT_PORT=str(mqtt_port),
+        ESTATE_MQTT_DEVICE_PORT=str(mqtt_device_port),
     )
     return env
 

@@ -319,7 +319,7 @@ def test_a_long_scenario_simulated_as_fast_as_possible_is_stored_and_raises(
     try:
         done = run_estate(
             ["simulate", "--scenario", "fire_door_held_open", "--speed", "0"],
-            estate_env(s.var_dir, s.pg_port, s.mqtt_port),
+            estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port),
         )
         assert done.returncode == 0, done.stderr
         door = (

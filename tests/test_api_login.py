@@ -116,7 +116,12 @@ def test_passwords_are_argon2id_and_bindings_checked(county: Conn) -> None:
 
 
 def test_users_command(stack: Stack, database_url: str) -> None:
-    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
     env["DATABASE_URL"] = database_url
     assert run_estate(["registry", "load", "demo"], env).returncode == 0
     added = run_estate(

@@ -20,7 +20,7 @@ from tests.helpers import ESTATE_CMD, estate_env, run_estate
 
 
 def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
-    env = estate_env(tmp_path, 1, 2) | {"ESTATE_PG_PORT": "not-a-port"}
+    env = estate_env(tmp_path, 1, 2, 3) | {"ESTATE_PG_PORT": "not-a-port"}
     done = run_estate(["env"], env)
     assert done.returncode == 2
     assert "ESTATE_PG_PORT='not-a-port'" in done.stderr
@@ -29,7 +29,7 @@ def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
 def test_registry_check_reports_problems_with_lines(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nestates:\n  - {code: E1, name: e, area: nowhere}\n")
-    done = run_estate(["registry", "check", str(bad)], estate_env(tmp_path, 1, 2))
+    done = run_estate(["registry", "check", str(bad)], estate_env(tmp_path, 1, 2, 3))
     assert done.returncode == 2
     assert "estates[0].area (line 3): unknown area 'nowhere'" in done.stderr
 
@@ -37,7 +37,7 @@ def test_registry_check_reports_problems_with_lines(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_env_masks_passwords_unless_asked(stack: Stack) -> None:
     s = stack.settings
-    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
     masked = run_estate(["env"], env).stdout
     assert "estate:***@" in masked
     assert "estate-service:***@" in masked
@@ -47,13 +47,17 @@ def test_env_masks_passwords_unless_asked(stack: Stack) -> None:
         for line in shown.splitlines()
         if line.startswith("export") and "MQTT_HOST" not in line
     )
-    assert exports == {"DATABASE_URL": stack.database_url, "MQTT_URL": stack.mqtt_url}
+    assert exports == {
+        "DATABASE_URL": stack.database_url,
+        "MQTT_URL": stack.mqtt_url,
+        "ESTATE_MQTT_DEVICE_URL": stack.mqtt_device_url,
+    }
 
 
 @pytest.mark.integration
 def test_services_status_start_stop(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "var")
-    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
     assert run_estate(["services", "status"], env).returncode == 3
     try:
         started = run_estate(["services", "start"], env)
@@ -100,7 +104,7 @@ def _start_demo(env: dict[str, str]) -> subprocess.Popen[str]:
 @pytest.mark.integration
 def test_demo_stops_on_ctrl_c_leaving_no_process(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "var")
-    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
     proc = _start_demo(env)
     pids = [st.pid for st in PrivateServices(s).status()]
     assert all(pids)
@@ -114,12 +118,13 @@ def test_demo_stops_on_ctrl_c_leaving_no_process(tmp_path: Path) -> None:
         assert _pid_cmdline(pid) is None
     assert not port_in_use(s.pg_port)
     assert not port_in_use(s.mqtt_port)
+    assert not port_in_use(s.mqtt_device_port)
 
 
 @pytest.mark.integration
 def test_a_killed_demo_does_not_break_the_next_one(tmp_path: Path) -> None:
     s = make_settings(tmp_path / "var")
-    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
     proc = _start_demo(env)
     proc.kill()  # no chance to clean up: the servers are orphaned
     proc.wait(timeout=10)
@@ -135,7 +140,7 @@ def test_a_killed_demo_does_not_break_the_next_one(tmp_path: Path) -> None:
 
 
 def test_simulate_lists_scenarios_and_refuses_unknown_faults(tmp_path: Path) -> None:
-    env = estate_env(tmp_path, 1, 2)
+    env = estate_env(tmp_path, 1, 2, 3)
     listed = run_estate(["simulate", "--list-scenarios"], env)
     assert listed.returncode == 0
     assert "trapped_without_event" in listed.stdout
@@ -147,7 +152,7 @@ def test_simulate_lists_scenarios_and_refuses_unknown_faults(tmp_path: Path) -> 
 @pytest.mark.integration
 def test_simulate_reports_counts_and_seq_ranges(stack: Stack, tmp_path: Path) -> None:
     s = stack.settings
-    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port)
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
     out = tmp_path / "report.json"
     done = run_estate(
         [
@@ -181,7 +186,12 @@ def test_maintain_rolls_up_and_applies_retention(stack: Stack, database_url: str
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO telemetry (ts, device_id, seq, floor) VALUES (%s, 1, 1, 4)", [ts])
         conn.execute("INSERT INTO rollup_dirty VALUES ('1m', time_bucket('1 minute', %s))", [ts])
-    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
     env["DATABASE_URL"] = database_url
     env["ESTATE_RETENTION_RAW_DAYS"] = "60"
     done = run_estate(["maintain"], env)
@@ -199,7 +209,12 @@ def test_maintain_rolls_up_and_applies_retention(stack: Stack, database_url: str
 
 @pytest.mark.integration
 def test_apikey_add_list_revoke(stack: Stack, database_url: str) -> None:
-    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
     env["DATABASE_URL"] = database_url
     refused = run_estate(["apikey", "add", "control-room", "--role", "operator"], env)
     assert refused.returncode == 2
@@ -216,7 +231,12 @@ def test_apikey_add_list_revoke(stack: Stack, database_url: str) -> None:
 
 @pytest.mark.integration
 def test_silence_add_list_and_alerts(stack: Stack, database_url: str) -> None:
-    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
     env["DATABASE_URL"] = database_url
     assert run_estate(["registry", "load", "demo"], env).returncode == 0
     refused = run_estate(["silence", "add", "--estate", "HXY", "--hours", "2"], env)
@@ -259,7 +279,12 @@ def test_silence_add_list_and_alerts(stack: Stack, database_url: str) -> None:
 
 @pytest.mark.integration
 def test_dispatch_commands(stack: Stack, database_url: str, tmp_path: Path) -> None:
-    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
     env["DATABASE_URL"] = database_url
     assert run_estate(["registry", "load", "demo"], env).returncode == 0
     shown = run_estate(["responsibility", "show"], env)

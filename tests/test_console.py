@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -145,7 +144,7 @@ def simulate(stack: Stack, devices: list[str], scenario: str | None = None) -> N
     duration = s.duration_s if s else 180.0
     fleet = runner.build_fleet(DEMO, seed=3, estates=["HXY"], devices=devices)
     pub = runner.MqttPublisher(
-        host="127.0.0.1", port=urlsplit(stack.mqtt_url).port or 1883, mode="device",
+        host="127.0.0.1", port=stack.device_port, mode="device",
         device_secret=load_secrets(stack.settings.var_dir)["device_secret"],
     )  # fmt: skip
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=duration)

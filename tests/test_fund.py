@@ -215,7 +215,12 @@ def test_a_ledger_row_changed_behind_the_services_back_is_found(
         cases.deposit(conn, account, 1_000 + i, kind="deposit", key=f"d{i}", actor="x", now=T0)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
         conn.execute("UPDATE fund_legs SET amount_fen = amount_fen + 1")
-    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
     env["DATABASE_URL"] = database_url
     clean = run_estate(["fund", "verify"], env)
     assert clean.returncode == 0, clean.stderr

@@ -90,7 +90,7 @@ def test_scenario_on_the_wire(
     listener_factory.append(listener)
     fleet = runner.build_fleet(DEMO, seed=7, estates=[s.estate], devices=s.devices)
     pub = runner.MqttPublisher(
-        host="127.0.0.1", port=listener.port, mode="device", device_secret=device_secret
+        host="127.0.0.1", port=stack.device_port, mode="device", device_secret=device_secret
     )
     start = dt.datetime.now(dt.UTC)
     report = runner.run(
@@ -136,7 +136,7 @@ def test_a_device_cannot_publish_as_another(
     listener_factory.append(listener)
     fleet = runner.build_fleet(DEMO, seed=1, estates=["HXY"], devices=["B1-L1"])
     pub = runner.MqttPublisher(
-        host="127.0.0.1", port=listener.port, mode="device", device_secret=device_secret
+        host="127.0.0.1", port=stack.device_port, mode="device", device_secret=device_secret
     )
     now = dt.datetime.now(dt.UTC)
     pub.connect(fleet, now)
@@ -151,9 +151,8 @@ def test_a_device_cannot_publish_as_another(
 
 def test_wrong_device_password_is_refused(stack: Stack, device_secret: str) -> None:
     fleet = runner.build_fleet(DEMO, seed=1, estates=["HXY"], devices=["B1-L1"])
-    port = urlsplit(stack.mqtt_url).port or 1883
     pub = runner.MqttPublisher(
-        host="127.0.0.1", port=port, mode="device", device_secret="not-the-secret"
+        host="127.0.0.1", port=stack.device_port, mode="device", device_secret="not-the-secret"
     )
     with pytest.raises(runner.MqttError, match="refused the connection"):
         pub.connect(fleet, dt.datetime.now(dt.UTC))
@@ -163,7 +162,12 @@ def test_wrong_device_password_is_refused(stack: Stack, device_secret: str) -> N
 def test_registry_load_lets_a_new_device_in_without_a_broker_restart(
     stack: Stack, database_url: str, tmp_path: Path
 ) -> None:
-    env = estate_env(stack.settings.var_dir, stack.settings.pg_port, stack.settings.mqtt_port)
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
     env["DATABASE_URL"] = database_url
     code = f"N{uuid.uuid4().hex[:8]}"
     doc = tmp_path / "new.yaml"
@@ -174,7 +178,7 @@ def test_registry_load_lets_a_new_device_in_without_a_broker_restart(
     )
     reg = registry.read(doc)
     fleet = runner.build_fleet(reg, seed=1)
-    port = urlsplit(stack.mqtt_url).port or 1883
+    port = stack.device_port
     secret = load_secrets(stack.settings.var_dir)["device_secret"]
     mosq = PrivateMosquitto(stack.settings, stack.services.runner)
     pid = mosq.status().pid
