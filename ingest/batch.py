@@ -107,6 +107,8 @@ class Rows:
 
     def keep(self, telemetry: Sequence[bool], events: Sequence[bool]) -> None:
         """Keep only the rows marked True (those really stored), then ``settle``."""
+        if all(telemetry) and all(events):
+            return  # everything was new: what decode_batch settled stands
         self.telemetry = [r for r, k in zip(self.telemetry, telemetry, strict=True) if k]
         self.telemetry_from = [m for m, k in zip(self.telemetry_from, telemetry, strict=True) if k]
         self.telemetry_values = [

@@ -79,18 +79,8 @@ _BY_KEYS = (
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 
-def _first_of_each(rows: list[tuple[Any, ...]]) -> tuple[list[bool], list[tuple[int, int]]]:
-    """Which rows are the first with their (device, seq, ts), and (later, first) pairs."""
-    first: dict[Key, int] = {}
-    take = [True] * len(rows)
-    again: list[tuple[int, int]] = []
-    for i, r in enumerate(rows):
-        k = (r[1], r[2], r[0])
-        j = first.setdefault(k, i)
-        if j != i:
-            take[i] = False
-            again.append((i, j))
-    return take, again
+def _key(r: tuple[Any, ...]) -> Key:
+    return (r[1], r[2], r[0])
 
 
 def _conflict(rows: Rows, m: Incoming, row: tuple[Any, ...]) -> None:
@@ -144,90 +134,76 @@ class Writer:
         return Written(len(rows.telemetry), len(rows.events), len(rows.dead))
 
     def _telemetry(self, cur: Cursor, rows: Rows) -> list[bool]:
-        take, again = _first_of_each(rows.telemetry)
         with cur.copy(f"COPY _tel ({_TEL_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(list(TELEMETRY_TYPES))
-            for r, t in zip(rows.telemetry, take, strict=True):
-                if t:
-                    cp.write_row(r if r[-1] is None else (*r[:-1], Jsonb(r[-1])))
+            for r in rows.telemetry:
+                cp.write_row(r if r[-1] is None else (*r[:-1], Jsonb(r[-1])))
         cur.execute(
             "INSERT INTO telemetry SELECT * FROM _tel ON CONFLICT DO NOTHING"
             " RETURNING device_id, seq, ts"
         )
-        inserted = cur.rowcount
-        if inserted == sum(take) and not again:
-            return take  # the common case: everything new, nothing to compare
-        new = set(cur.fetchall())
+        if cur.rowcount == len(rows.telemetry):
+            return [True] * len(rows.telemetry)  # the common case: all new, nothing to compare
         cols = ", ".join(("t.ts", "t.device_id", "t.seq", *(f"t.{c}" for c in METRIC_COLUMNS)))
-        return self._settle_duplicates(
+        return _duplicates(
             cur,
             rows,
             table_rows=rows.telemetry,
             sources=rows.telemetry_from,
-            take=take,
-            again=again,
-            new=new,
             stored_sql=f"SELECT {cols}, t.extra FROM telemetry t {_BY_KEYS}",  # noqa: S608 (ours)
         )
 
     def _events(self, cur: Cursor, rows: Rows) -> list[bool]:
-        take, again = _first_of_each(rows.events)
         with cur.copy(
             "COPY _evt (ts, device_id, seq, code, detail) FROM STDIN (FORMAT BINARY)"
         ) as cp:
             cp.set_types(["timestamptz", "int4", "int8", "text", "jsonb"])
-            for (ts, dev, seq, code, detail), t in zip(rows.events, take, strict=True):
-                if t:
-                    cp.write_row((ts, dev, seq, code, Jsonb(detail)))
+            for ts, dev, seq, code, detail in rows.events:
+                cp.write_row((ts, dev, seq, code, Jsonb(detail)))
         cur.execute(
             "INSERT INTO events SELECT * FROM _evt ON CONFLICT DO NOTHING"
             " RETURNING device_id, seq, ts"
         )
-        if cur.rowcount == sum(take) and not again:
-            return take
-        new = set(cur.fetchall())
-        return self._settle_duplicates(
+        if cur.rowcount == len(rows.events):
+            return [True] * len(rows.events)
+        return _duplicates(
             cur,
             rows,
             table_rows=rows.events,
             sources=rows.events_from,
-            take=take,
-            again=again,
-            new=new,
             stored_sql=f"SELECT t.ts, t.device_id, t.seq, t.code, t.detail FROM events t {_BY_KEYS}",  # noqa: S608, E501
         )
 
-    def _settle_duplicates(
-        self,
-        cur: Cursor,
-        rows: Rows,
-        *,
-        table_rows: list[tuple[Any, ...]],
-        sources: list[Incoming],
-        take: list[bool],
-        again: list[tuple[int, int]],
-        new: set[tuple[Any, ...]],
-        stored_sql: str,
-    ) -> list[bool]:
-        """Rows not inserted: the same content as the stored row is a redelivery (dropped
-        quietly), other content a conflict (dead letter). Returns what was inserted."""
-        kept = [t and (r[1], r[2], r[0]) in new for r, t in zip(table_rows, take, strict=True)]
-        old = [i for i, t in enumerate(take) if t and not kept[i]]
-        stored: dict[Key, tuple[Any, ...]] = {}
-        if old:
-            keys = [(table_rows[i][1], table_rows[i][2], table_rows[i][0]) for i in old]
-            cur.execute(
-                stored_sql, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-            )
-            stored = {(r[1], r[2], r[0]): r for r in cur.fetchall()}
-        for i in old:
-            r = table_rows[i]
-            if _normal(stored.get((r[1], r[2], r[0]))) != _normal(r):
-                _conflict(rows, sources[i], r)
-        for i, j in again:  # the same key twice in this batch: the first one stands
-            if _normal(table_rows[i]) != _normal(table_rows[j]):
-                _conflict(rows, sources[i], table_rows[i])
-        return kept
+
+def _duplicates(
+    cur: Cursor,
+    rows: Rows,
+    *,
+    table_rows: list[tuple[Any, ...]],
+    sources: list[Incoming],
+    stored_sql: str,
+) -> list[bool]:
+    """Some rows were not inserted (the key was stored before, or twice in this batch):
+    each row the same as what is stored is either the one inserted (the first such, when
+    its key is new) or a redelivery (dropped quietly); a row that differs is a conflict
+    (dead letter). Returns which rows were inserted."""
+    new = set(cur.fetchall())
+    keys = sorted({_key(r) for r in table_rows}, key=lambda k: (k[0], k[1]))
+    cur.execute(stored_sql, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
+    stored = {_key(r): _normal(r) for r in cur.fetchall()}
+    kept: list[bool] = []
+    claimed: set[Key] = set()
+    for r, m in zip(table_rows, sources, strict=True):
+        k = _key(r)
+        if stored.get(k) != _normal(r):
+            kept.append(False)
+            _conflict(rows, m, r)
+        elif k in new and k not in claimed:
+            kept.append(True)  # this one was inserted now
+            claimed.add(k)
+        else:
+            kept.append(False)  # a redelivery of what is stored
+    return kept
 
 
 def _normal(row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
