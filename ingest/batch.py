@@ -53,6 +53,8 @@ TELEMETRY_TYPES: tuple[str, ...] = (
     "jsonb",
 )
 _COLUMN_INDEX = {c: i for i, c in enumerate(METRIC_COLUMNS)}
+_IS_BOOL = tuple(c in BOOL_COLUMNS for c in METRIC_COLUMNS)
+_WIDTH = len(METRIC_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,18 +179,15 @@ def dead_letter(
 def _telemetry_row(
     ts: dt.datetime, device_id: int, seq: int, values: dict[str, float | bool]
 ) -> tuple[Any, ...]:
-    cols: list[Any] = [None] * len(METRIC_COLUMNS)
+    cols: list[Any] = [None] * _WIDTH
     extra: dict[str, float | bool] | None = None
     for name, v in values.items():
         i = _COLUMN_INDEX.get(name)
-        if i is None:
-            extra = extra or {}
-            extra[name] = v
-        elif (METRIC_COLUMNS[i] in BOOL_COLUMNS) == isinstance(v, bool):
+        if i is not None and _IS_BOOL[i] is (v.__class__ is bool):
             cols[i] = v
         else:
-            # A known metric with the other type (a boolean where a number belongs): keep it
-            # in extra rather than coerce it, so nothing is silently changed.
+            # not a column; or another kind's metric with the other type (a boolean where
+            # a number belongs): kept in extra rather than coerced, nothing changed silently
             extra = extra or {}
             extra[name] = v
     return (ts, device_id, seq, *cols, extra)

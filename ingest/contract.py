@@ -41,6 +41,7 @@ from pydantic import (
     Field,
     PlainValidator,
     StrictBool,
+    StrictFloat,
     StrictInt,
     TypeAdapter,
     ValidationError,
@@ -279,22 +280,6 @@ def subscription(estate: str = "+", channel: str = "+") -> str:
 # --------------------------------------------------------------------------- payloads
 
 
-def _value(v: object) -> float | bool:
-    # JSON booleans stay booleans; numbers become floats; anything else is refused. A plain
-    # validator keeps the message short (a union would list one failure per member).
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int | float):
-        try:
-            f = float(v)
-        except OverflowError:  # an integer of hundreds of digits
-            raise ValueError("is out of range for a number") from None
-        if not math.isfinite(f):
-            raise ValueError("must be a finite number")
-        return f
-    raise ValueError(f"must be a number or true/false, not {type(v).__name__}")
-
-
 # RFC 3339 section 5.6, exactly: full-date "T" full-time, the offset required ("T" and
 # "Z" in either case). ISO 8601's other forms (basic, week dates, hour-only, "+08") are not
 # RFC 3339 and are refused rather than guessed at.
@@ -369,7 +354,10 @@ def _check_scalar(v: object, where: str) -> None:
         raise ValueError(f"{where}: NaN and Infinity are not JSON numbers")
 
 
-Value = Annotated[float | bool, PlainValidator(_value)]
+# A metric value: validated by pydantic-core itself (no Python call per value, the hot
+# path): a JSON boolean, or a finite number (an integer becomes a float). What _value says
+# in words is what _schema_detail makes of the two failures a union reports.
+Value = StrictBool | Annotated[StrictFloat, Field(allow_inf_nan=False)]
 Timestamp = Annotated[dt.datetime, PlainValidator(_ts)]
 Seq = Annotated[StrictInt, Field(ge=0, le=SEQ_MAX)]
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -464,13 +452,26 @@ class Decoded:
 
 
 def _schema_detail(err: ValidationError, channel: Channel) -> str:
-    errors = err.errors(include_url=False)
-    parts = []
-    for e in errors[:5]:
-        where = ".".join(str(p) for p in e["loc"]) or "payload"
-        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
-    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-    return f"{channel} payload: " + "; ".join(parts) + more
+    found: dict[str, str] = {}  # where -> what, first failure of each place
+    for e in err.errors(include_url=False):
+        loc, msg = e["loc"], e["msg"].removeprefix("Value error, ")
+        if len(loc) > 1 and loc[-1] in ("bool", "float") and "values" in loc:
+            # a metric value: the union's two branches say one thing
+            loc = loc[:-1]
+            finite = "finite" in msg or "finite" in found.get(_where(loc), "")
+            got = type(e.get("input")).__name__
+            msg = "must be a finite number" if finite else f"{_NUMBER_OR_BOOL}, not {got}"
+        found[_where(loc)] = msg
+    parts = [f"{where}: {msg}" for where, msg in found.items()]
+    more = f" (+{len(parts) - 5} more)" if len(parts) > 5 else ""
+    return f"{channel} payload: " + "; ".join(parts[:5]) + more
+
+
+_NUMBER_OR_BOOL = "must be a number or true/false"
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "payload"
 
 
 def decode(
