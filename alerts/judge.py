@@ -14,6 +14,9 @@ confirmation) into ``Op``s for ``alerts.store``:
   auto-clear (time passing without news) does not close one, and a fire alarm's reset
   before a person decided it does not either: the alert is *held* (stays open, on the
   board) until a person resolves or decides it;
+- correlations (``RuleBook.correlations``): an alert raised from what several devices say
+  together (a backflow valve open while the water is high in its estate), from the open
+  alerts and each device's newest values;
 - flapping: raised ``flapping.raises`` times within ``flapping.window_s``;
 - fire confirmation: a fire alarm is ``to_be_confirmed`` until a second detector in its
   building, or a confirming event (pump start, flow) in its building, within the
@@ -27,7 +30,7 @@ The judge keeps the open alerts in memory; ``load`` fills it from the database.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -263,19 +266,63 @@ class Judge:
         return ops
 
     # ------------------------------------------------------------------ the step
-    def judge(self, changes: Sequence[Change], events: Sequence[Event], *, now: float) -> list[Op]:
-        """Ops for one batch (or one tick): the changes first, then what they imply."""
+    def judge(
+        self,
+        changes: Sequence[Change],
+        events: Sequence[Event],
+        *,
+        now: float,
+        latest: Mapping[int, Mapping[str, object]] | None = None,
+    ) -> list[Op]:
+        """Ops for one batch (or one tick): the changes first, then what they imply;
+        ``latest`` (each device's newest values) feeds the correlations."""
         self._confirming_events(events)
         ops: list[Op] = []
         for c in changes:
             op = self._apply(c)
             if op is not None:
                 ops.append(op)
+        if latest is not None and self.book.correlations:
+            for c in self._correlate(now, latest):
+                op = self._apply(c)
+                if op is not None:
+                    ops.append(op)
         if changes or events:
             ops += self._confirm_pending(now)
             estates = {d.estate for c in changes if (d := self.devices.get(c.device_id))}
             ops += self.remute(now, estates)
         return ops
+
+    def _correlate(self, now: float, latest: Mapping[int, Mapping[str, object]]) -> list[Change]:
+        """Raise or clear each correlation's alert on the devices it watches."""
+        out: list[Change] = []
+        for cor in self.book.correlations:
+            places = set()
+            for a in self.open.values():
+                d = self.devices.get(a.device_id)
+                if a.alert in cor.when_open and d is not None and a.rules:
+                    places.add((d.estate, d.building if cor.equal == "building" else None))
+            if not places and not any(k[1] == cor.alert for k in self.open):
+                continue  # nothing to raise and nothing to clear: the usual case
+            sev = Severity.parse(cor.severity)
+            for d in self.devices.values():
+                if d.kind != cor.device.kind or (
+                    cor.device.subtypes is not None and d.subtype not in cor.device.subtypes
+                ):
+                    continue
+                place = (d.estate, d.building if cor.equal == "building" else None)
+                values = latest.get(d.id, {})
+                holds = place in places and values.get(cor.test.metric) == cor.test.eq
+                is_open = (d.id, cor.alert) in self.open
+                if holds and not is_open:
+                    evidence = {
+                        "correlation": cor.name,
+                        cor.test.metric: values.get(cor.test.metric),
+                    }
+                    out.append(Change("raise", cor.rule_id, cor.alert, d.id, sev, now, evidence))
+                elif is_open and not holds:
+                    out.append(Change("clear", cor.rule_id, cor.alert, d.id, sev, now, {}))
+        return out
 
     def forget(self, keys: Iterable[tuple[int, str]]) -> None:
         """Drop alerts closed behind the engine's back (an operator's false-alarm verdict):

@@ -242,7 +242,7 @@ class Inhibit(_Model):
 class EventMatch(_Model):
     kind: Literal["elevator", "fire", "drainage"]
     subtypes: list[str] | None = None
-    codes: list[str] = Field(min_length=1)
+    codes: list[str] = []
 
 
 class FireConfirmation(_Model):
@@ -253,6 +253,27 @@ class FireConfirmation(_Model):
     window_s: float = Field(default=180, gt=0)
     second_detector: bool = True
     events: list[EventMatch] = []
+
+
+class Correlation(_Model):
+    """An alert raised from what several devices say together: while any ``when_open``
+    alert is open in the estate (``equal: estate``) or the same building, each device of
+    ``device`` whose newest values pass ``test`` has ``alert`` raised; it clears when
+    either stops (a backflow valve left open while the water rises)."""
+
+    name: str
+    alert: str = Field(pattern=r"^[a-z]+\.[a-z0-9_]+$")
+    title_zh: str
+    title_en: str
+    severity: SeverityName = "critical"
+    when_open: list[str] = Field(min_length=1)
+    equal: Literal["building", "estate"] = "estate"
+    device: EventMatch
+    test: Test
+
+    @property
+    def rule_id(self) -> str:
+        return f"correlation.{self.name}"
 
 
 class LifeSafety(_Model):
@@ -277,6 +298,7 @@ class RuleBook(_Model):
     fire_confirmation: FireConfirmation = FireConfirmation()
     flapping: Flapping = Flapping()
     life_safety: list[LifeSafety] = []
+    correlations: list[Correlation] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleBook:
@@ -295,7 +317,8 @@ class RuleBook(_Model):
         for o in self.overrides:
             if o.rule not in ids:
                 raise ValueError(f"override names unknown rule {o.rule!r}")
-        types = {r.alert for r in self.rules}
+        types = {r.alert for r in self.rules} | {cor.alert for cor in self.correlations}
+        self._correlations_known(types)
         for inh in self.inhibit:
             for matcher in (inh.source, inh.target):
                 unknown = sorted(set(matcher.alerts or []) - types)
@@ -303,6 +326,16 @@ class RuleBook(_Model):
                     raise ValueError(f"inhibit {inh.name}: no rule raises {unknown}")
         self._life_safety_kept(types)
         return self
+
+    def _correlations_known(self, types: set[str]) -> None:
+        for cor in self.correlations:
+            unknown = sorted(set(cor.when_open) - types)
+            if unknown:
+                raise ValueError(f"correlation {cor.name}: no rule raises {unknown}")
+            if cor.test.metric not in KINDS[cor.device.kind].metrics:
+                raise ValueError(
+                    f"correlation {cor.name}: {cor.device.kind} has no metric {cor.test.metric!r}"
+                )
 
     def _life_safety_kept(self, types: set[str]) -> None:
         """Refuse what would mute or silently close a life-safety alert."""

@@ -103,11 +103,11 @@ class AlertStage:
         t = now.timestamp()
         readings, events, statuses = batch_inputs(rows, t)
         changes = self.warner.observe(readings, events, statuses, now=t)
-        self._store(conn, self.judge.judge(changes, events, now=t))
+        self._store(conn, self.judge.judge(changes, events, now=t, latest=self.warner.latest))
 
     def tick(self, conn: Conn, now: dt.datetime) -> None:
         t = now.timestamp()
-        ops = self.judge.judge(self.warner.tick(t), [], now=t)
+        ops = self.judge.judge(self.warner.tick(t), [], now=t, latest=self.warner.latest)
         # every checkpoint_s: silences and the rules file are looked at again, state saved
         periodic = time.monotonic() - self._last_checkpoint >= self.checkpoint_s
         if periodic:

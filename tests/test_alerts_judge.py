@@ -13,9 +13,12 @@ SD3 = DeviceInfo(3, "E1", "B2", "SD3", "fire", "smoke_detector")
 DOOR = DeviceInfo(4, "E1", "B1", "FD", "fire", "fire_door")
 PUMP = DeviceInfo(5, "E1", None, "PUMP1", "fire", "fire_pump")
 B1_PUMP = DeviceInfo(8, "E1", "B1", "PUMP-B1", "fire", "fire_pump")
+SUMP = DeviceInfo(9, "E1", None, "SUMP", "drainage", "sump_pit")
+VALVE = DeviceInfo(10, "E1", None, "BFV", "drainage", "backflow_valve")
+VALVE2 = DeviceInfo(11, "E2", None, "BFV", "drainage", "backflow_valve")
 LIFT = DeviceInfo(6, "E1", "B1", "L1", "elevator", "passenger")
 OTHER = DeviceInfo(7, "E2", "B1", "SD1", "fire", "smoke_detector")
-DEVICES = (SD1, SD2, SD3, DOOR, PUMP, LIFT, OTHER, B1_PUMP)
+DEVICES = (SD1, SD2, SD3, DOOR, PUMP, LIFT, OTHER, B1_PUMP, SUMP, VALVE, VALVE2)
 
 
 def raise_(dev: DeviceInfo, rule: str, alert: str, at: float, sev: str = "critical") -> Change:
@@ -181,3 +184,26 @@ def test_flapping_is_flagged() -> None:
         flags.append(ops[0].flapping)
         j.judge([clear(LIFT, "elevator.ebike", "elevator.ebike", t + 50)], [], now=t + 50)
     assert flags == [False, False, False, True, True]
+
+
+def test_a_backflow_valve_open_while_the_water_is_high_is_an_alert() -> None:
+    j = judge()
+    latest: dict[int, dict[str, object]] = {
+        VALVE.id: {"closed": False},
+        VALVE2.id: {"closed": False},
+    }
+    assert j.judge([], [], now=0, latest=latest) == []  # no water: an open valve is normal
+    high = raise_(SUMP, "drainage.level_high", "drainage.level_high", 10, "warning")
+    ops = j.judge([high], [], now=10, latest=latest)
+    assert [(o.kind, o.key) for o in ops] == [
+        ("raise", (SUMP.id, "drainage.level_high")),
+        ("raise", (VALVE.id, "drainage.backflow_open")),  # not the other estate's valve
+    ]
+    latest[VALVE.id] = {"closed": True}  # shut: the alert ends
+    ops = j.judge([], [], now=20, latest=latest)
+    assert [(o.kind, o.key) for o in ops] == [("clear", (VALVE.id, "drainage.backflow_open"))]
+    latest[VALVE.id] = {"closed": False}
+    j.judge([], [], now=30, latest=latest)
+    low = clear(SUMP, "drainage.level_high", "drainage.level_high", 40)
+    ops = j.judge([low], [], now=40, latest=latest)  # the water went down
+    assert ("clear", (VALVE.id, "drainage.backflow_open")) in [(o.kind, o.key) for o in ops]

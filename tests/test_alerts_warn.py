@@ -362,6 +362,42 @@ def test_bad_rules_are_refused_with_the_place(change: str, says: str) -> None:
     assert "rules.yaml" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        (
+            "      alerts: [elevator.door_open_running, elevator.stopped_outside_door_zone,",
+            "      alerts: [elevator.trapped, elevator.stopped_outside_door_zone,",
+            "inhibit maintenance_mode would mute the life-safety alert(s) ['elevator.trapped']",
+        ),
+        (
+            "    codes: [trapped]\n",
+            "    codes: [trapped]\n    auto_clear_s: 1800\n",
+            "auto_clear_s on the life-safety alert elevator.trapped would close it",
+        ),
+        (
+            "overrides: []",
+            "overrides: [{rule: fire.alarm, estate: HXY, enabled: false}]",
+            "a life-safety rule cannot be disabled",
+        ),
+        (
+            "  - alerts: [fire.alarm]\n",
+            "  - alerts: [fire.alarm, fire.nothing]\n",
+            "life_safety: no rule raises ['fire.nothing']",
+        ),
+    ],
+    ids=["inhibit names one", "auto-clear", "disabled per estate", "unknown alert"],
+)
+def test_rules_that_would_mute_or_close_a_life_safety_alert_are_refused(
+    old: str, new: str, says: str
+) -> None:
+    text = rules.shipped_path().read_text(encoding="utf-8")
+    assert old in text
+    with pytest.raises(RulesError) as info:
+        rules.parse(text.replace(old, new, 1), source="rules.yaml")
+    assert says in str(info.value)
+
+
 def test_every_rule_domain_md_names_is_shipped() -> None:
     alerts = {r.alert for r in rules.load().rules}
     assert {
