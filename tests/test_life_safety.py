@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration
 Conn = psycopg.Connection[tuple[Any, ...]]
 DEMO = registry.read(registry.demo_path())
 KIND = {"B1-L1": "elevator", "B1-L2": "elevator", "B1-SD1": "fire", "B1-SD2": "fire",
-        "B1-EF": "fire", "B1-FD": "fire"}  # fmt: skip
+        "B1-EF": "fire", "B1-FD": "fire", "SUMP1": "drainage", "BFV1": "drainage"}  # fmt: skip
 
 
 @dataclass
@@ -300,6 +300,38 @@ def test_one_trapped_car_is_one_alert_one_order_one_fund_case(stack: Stack) -> N
 
 
 def test_a_more_severe_alert_joining_an_incident_re_dispatches_its_order(stack: Stack) -> None:
+    with scratch_database(stack, "ls") as url, psycopg.connect(url, autocommit=True) as conn:
+        b = Building(conn)
+        b.event("SUMP1", "power_loss")  # major: the slow drainage row (30 min to acknowledge)
+        b.advance(2)
+        (oid, ack_due, alarm_at) = conn.execute(
+            "SELECT id, ack_due, alarm_at FROM work_orders"
+        ).fetchone() or (0, None, None)
+        assert ack_due == alarm_at + dt.timedelta(seconds=1800)
+        high = b.now
+        for _ in range(3):  # the pit passes high-high (1.6 m) and stays: flooding urgency
+            b.values("SUMP1", level_m=1.8, pump_running=False, pump_fault=False)
+            b.advance(6)
+        order = conn.execute(
+            "SELECT id, state, alert_type, severity, ack_due, cycle FROM work_orders"
+        ).fetchall()
+        assert len(order) == 1  # the same order, sent again with the flooding row
+        assert order[0][:4] == (oid, "dispatched", "drainage.level_high", "critical")
+        assert order[0][4] == high + dt.timedelta(seconds=300)  # 5 min from the new alarm
+        assert order[0][5] == 1
+        changes = [r[0] for r in conn.execute(
+            "SELECT change FROM work_order_events WHERE order_id = %s ORDER BY id", (oid,)
+        )]  # fmt: skip
+        assert changes[-1] == "redispatched"
+        # the same severity again (a second major) changes nothing
+        b.event("SUMP1", "pump_fault")
+        b.advance(2)
+        assert [r[0] for r in conn.execute("SELECT change FROM work_order_events")].count(
+            "redispatched"
+        ) == 1
+
+
+def test_a_warning_of_the_same_row_does_not_re_dispatch(stack: Stack) -> None:
     with scratch_database(stack, "ls") as url, psycopg.connect(url, autocommit=True) as conn:
         b = Building(conn)
         b.event("B1-SD1", "fault")  # fire warning: the fire maintenance company
