@@ -7,11 +7,20 @@ open stream reads. Each event is checked against the caller's scope in the datab
 same conditions as the list routes) before it is sent, so a stream shows exactly what
 ``GET /api/v1/alerts`` and ``/work-orders`` would. Events carry an ``id``; a client that
 reconnects with ``Last-Event-ID`` gets what it missed from the last 1,000 events.
+
+A stream holds no worker thread while it waits: each has a ``Reader`` of its own (by
+identity, never by equality) whose buffer the MQTT thread fills and whose asyncio event
+it sets. A reader that falls more than ``per_reader`` events behind loses the oldest and
+is sent ``event: reset`` ("you missed events: reload"). The caller's credential is
+checked again before every batch of events and at every keep-alive: a stream ends within
+one event of a logout, a disabled account or an expired token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import json
 import logging
 import threading
@@ -47,13 +56,43 @@ class Item:
     body: dict[str, Any]
 
 
+class Reader:
+    """One stream's buffer; ``missed`` once it overflowed (the oldest were dropped)."""
+
+    def __init__(self, size: int, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.items: collections.deque[Item] = collections.deque(maxlen=size)
+        self.missed = False
+        self.loop = loop
+        self.ready = asyncio.Event()
+
+    def offer(self, item: Item) -> None:
+        """From any thread, under the hub's lock."""
+        if len(self.items) == self.items.maxlen:
+            self.missed = True
+        self.items.append(item)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.ready.set)
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether items arrived within ``timeout`` (seconds), without holding a thread."""
+        if self.items:
+            return True
+        self.ready.clear()
+        if self.items:  # arrived between the check and the clear
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        return bool(self.items)
+
+
 class Hub:
-    """Fan-out with a replay buffer; a slow reader loses the oldest of its own items."""
+    """Fan-out with a replay buffer; a slow reader loses the oldest of its own items and
+    is told so."""
 
     def __init__(self, keep: int = 1000, per_reader: int = 10_000) -> None:
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._recent: collections.deque[Item] = collections.deque(maxlen=keep)
-        self._readers: list[collections.deque[Item]] = []
+        self._readers: dict[int, Reader] = {}  # by identity: equal buffers are not the same
         self._seq = 0
         self.per_reader = per_reader
 
@@ -62,28 +101,30 @@ class Hub:
             self._seq += 1
             item = Item(self._seq, kind, body)
             self._recent.append(item)
-            for q in self._readers:
-                q.append(item)
-            self._lock.notify_all()
+            for r in self._readers.values():
+                r.offer(item)
 
     @contextmanager
-    def reader(self, after: int | None) -> Iterator[collections.deque[Item]]:
-        q: collections.deque[Item] = collections.deque(maxlen=self.per_reader)
+    def reader(self, after: int | None) -> Iterator[Reader]:
+        """A reader on the running event loop (or none: then poll ``items``)."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        r = Reader(self.per_reader, loop)
         with self._lock:
             if after is not None:
-                q.extend(i for i in self._recent if i.seq > after)
-            self._readers.append(q)
+                r.items.extend(i for i in self._recent if i.seq > after)
+            self._readers[id(r)] = r
         try:
-            yield q
+            yield r
         finally:
             with self._lock:
-                self._readers.remove(q)
+                self._readers.pop(id(r), None)
 
-    def wait(self, q: collections.deque[Item], timeout: float) -> Item | None:
-        with self._lock:
-            if not q and not self._lock.wait_for(lambda: bool(q), timeout):
-                return None
-            return q.popleft()
+    @property
+    def readers(self) -> int:
+        return len(self._readers)
 
 
 class Bridge:
@@ -142,6 +183,11 @@ def _visible(c: Conn, p: Principal, item: Item) -> bool:
     return c.execute(q, (ident,)).fetchone() is not None
 
 
+def _control(event: str, reason: str) -> str:
+    """A frame that is not a change: ``reset`` (reload), ``end`` (the stream closes)."""
+    return f"event: {event}\ndata: {json.dumps({'reason': reason})}\n\n"
+
+
 def _frame(item: Item) -> str:
     data = json.dumps(item.body, ensure_ascii=False, separators=(",", ":"))
     return f"id: {item.seq}\nevent: {item.kind}\ndata: {data}\n\n"
@@ -180,18 +226,31 @@ async def stream(
     p = await anyio.to_thread.run_sync(who)
     after = int(last_event_id) if last_event_id else None
 
-    def check(item: Item) -> bool:
+    def visible(items: list[Item]) -> list[Item] | None:
+        """The items ``p`` may see; None once its credential is no longer good."""
         with pool.connection(timeout=5) as c:
-            return _visible(c, p, item)
+            try:
+                resolve(c, key, clock())
+            except Problem:
+                return None  # logged out, disabled or expired: the stream ends
+            return [i for i in items if _visible(c, p, i)]
 
     async def events() -> AsyncIterator[str]:
-        with hub.reader(after) as q:
+        with hub.reader(after) as r:
             yield ": connected\n\n"
             while not await request.is_disconnected():
-                item = await anyio.to_thread.run_sync(hub.wait, q, HEARTBEAT_S)
-                if item is None:
+                arrived = await r.wait(HEARTBEAT_S)
+                batch = [r.items.popleft() for _ in range(len(r.items))] if arrived else []
+                if r.missed:
+                    r.missed = False
+                    yield _control("reset", "missed events: reload")
+                shown = await anyio.to_thread.run_sync(visible, batch)
+                if shown is None:
+                    yield _control("end", "credentials no longer valid: log in again")
+                    return
+                if not batch:
                     yield ": keep-alive\n\n"
-                elif await anyio.to_thread.run_sync(check, item):
+                for item in shown:
                     yield _frame(item)
 
     return StreamingResponse(

@@ -21,7 +21,7 @@ from alerts import store
 from alerts.judge import Op
 from alerts.rules import Severity
 from api.app import create_app
-from api.auth import Role, create_key
+from api.auth import Role, create_key, revoke_key
 from estate import broker, registry
 from tests.conftest import Stack
 from tests.helpers import serving, wait_for
@@ -126,3 +126,59 @@ def test_the_stream_needs_credentials(server: str) -> None:
     assert err.value.code == 401
     assert err.value.headers["Content-Type"] == "application/problem+json"
     err.value.close()
+
+
+def test_one_client_closing_never_deafens_another(
+    stack: Stack, database_url: str, server: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        keys = [create_key(conn, f"op{i}", Role.OPERATOR, org_code="PF-HX") for i in range(3)]
+        changes = raise_alerts(conn)
+    first, second, third = (Sse(server, k) for k in keys)
+    try:
+        time.sleep(0.5)
+        first.close()  # its buffer is as empty as the others': equal, not the same
+        third.close()
+        time.sleep(0.8)  # the server notices (a keep-alive write fails) and drops them
+        with broker.service_publisher(stack.mqtt_url, "t-deaf") as publish:
+            for e in changes:
+                publish(e.topic, json.dumps(e.payload()).encode())
+        wait_for(lambda: len(second.events) >= 1, 15, "the alert on the stream left open")
+    finally:
+        second.close()
+    assert [e["data"]["estate"] for e in second.events] == ["HXY"]
+
+
+def test_a_stream_ends_once_its_credential_is_revoked(
+    stack: Stack, database_url: str, server: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        key = create_key(conn, "op", Role.OPERATOR, org_code="PF-HX")
+        changes = raise_alerts(conn)
+    s = Sse(server, key)
+    try:
+        time.sleep(0.5)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            assert revoke_key(conn, "op")
+        with broker.service_publisher(stack.mqtt_url, "t-revoked") as publish:
+            publish(changes[0].topic, json.dumps(changes[0].payload()).encode())
+        wait_for(lambda: any(e.get("event") == "end" for e in s.events), 15, "the end frame")
+        s.thread.join(5)
+        assert not s.thread.is_alive()  # the server closed the stream
+    finally:
+        s.close()
+    assert [e.get("event") for e in s.events] == ["end"]  # and sent nothing it may not
+
+
+def test_a_reader_that_falls_behind_is_told_to_reload() -> None:
+    hub = api.stream.Hub(per_reader=3)
+    with hub.reader(None) as slow, hub.reader(None) as fast:
+        for i in range(5):
+            hub.put("alert", {"id": i})
+            if fast.items:
+                fast.items.popleft()
+        assert slow.missed
+        assert [i.body["id"] for i in slow.items] == [2, 3, 4]
+        assert not fast.missed
+        assert hub.readers == 2
+    assert hub.readers == 0
