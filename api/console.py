@@ -20,7 +20,7 @@ from alerts import rules as alert_rules
 from alerts import store
 from alerts.rules import RuleBook
 from api.auth import Principal, Role
-from api.deps import Caller, ClockDep, Conn, Db, allow
+from api.deps import Caller, ClockDep, Conn, Db, Instant, allow
 from api.pages import from_row
 from api.problems import Problem
 from ingest.batch import BOOL_COLUMNS, METRIC_COLUMNS
@@ -223,8 +223,8 @@ def device_series(
     estate: str,
     code: str,
     metric: Metric,
-    start: Annotated[dt.datetime | None, Query(description="default: 6 hours before end")] = None,
-    end: Annotated[dt.datetime | None, Query(description="default: now")] = None,
+    start: Annotated[Instant | None, Query(description="default: 6 hours before end")] = None,
+    end: Annotated[Instant | None, Query(description="default: now")] = None,
 ) -> SeriesOut:
     """A metric's history from the rollups: per minute for spans up to two days, per hour
     beyond. The newest minutes appear once the rollup job has passed (every ~15 s)."""
@@ -279,13 +279,19 @@ def acknowledge_alert(c: Db, p: Caller, clock: ClockDep, alert_id: int) -> None:
 # --------------------------------------------------------------------------- silences
 
 
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # no control characters (they reach logs and screens)
+_CODE = r"^[A-Za-z0-9_-]{1,64}$"
+
+
 class SilenceIn(BaseModel):
-    estate_code: str = Field(min_length=1, max_length=64)
-    building_code: str | None = Field(default=None, max_length=64)
-    device_code: str | None = Field(default=None, max_length=64)
-    alert_type: str | None = Field(default=None, max_length=100)
-    hours: float = Field(gt=0, le=24 * 14, description="from now; at most two weeks")
-    reason: str = Field(min_length=1, max_length=500)
+    estate_code: str = Field(pattern=_CODE)
+    building_code: str | None = Field(default=None, pattern=_CODE)
+    device_code: str | None = Field(default=None, pattern=_CODE)
+    alert_type: str | None = Field(default=None, pattern=r"^[a-z]+\.[a-z0-9_]+$")
+    hours: float = Field(
+        ge=1 / 60, le=24 * 14, description="from now; at least a minute, at most two weeks"
+    )
+    reason: str = Field(min_length=1, max_length=500, pattern=_PRINTABLE)
 
 
 class SilenceOut(BaseModel):
@@ -324,6 +330,20 @@ def add_silence(c: Db, p: Caller, clock: ClockDep, body: SilenceIn) -> SilenceOu
     query = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(p.estate_scope("code"))
     if c.execute(query, (body.estate_code,)).fetchone() is None:
         raise Problem(404, "not-found", "Not found", f"no estate {body.estate_code!r} of yours")
+    unknown = c.execute(
+        "SELECT (%(b)s::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM buildings"
+        "   WHERE estate_code = %(e)s AND code = %(b)s)),"
+        " (%(d)s::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM devices d"
+        "   LEFT JOIN buildings b ON b.id = d.building_id WHERE d.estate_code = %(e)s"
+        "   AND d.code = %(d)s AND (%(b)s::text IS NULL OR b.code = %(b)s)))",
+        {"e": body.estate_code, "b": body.building_code, "d": body.device_code},
+    ).fetchone()
+    if unknown is not None and unknown[0]:
+        raise Problem(422, "unknown-building", "Unknown building",
+                      f"{body.estate_code} has no building {body.building_code!r}")  # fmt: skip
+    if unknown is not None and unknown[1]:
+        raise Problem(422, "unknown-device", "Unknown device",
+                      f"{body.estate_code} has no device {body.device_code!r} there")  # fmt: skip
     now = clock()
     try:
         sid = store.add_silence(

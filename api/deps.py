@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from fastapi import Depends, Request
@@ -15,6 +16,7 @@ from fastapi.security import (
     OAuth2PasswordBearer,
 )
 from psycopg_pool import ConnectionPool
+from pydantic import AfterValidator
 
 from api.auth import Principal, Role, authenticate, authenticate_token
 from api.problems import Problem
@@ -105,3 +107,15 @@ def allow(p: Principal, *roles: Role) -> None:
             "Forbidden",
             f"role {p.role} may not do this; allowed: {', '.join(r.value for r in roles)}",
         )
+
+
+# Times in Asia/Shanghai: a time without an offset in a request means local time there,
+# so a period mixing "0" (epoch) and "2026-12-01" is compared, not a 500.
+LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def _aware(v: dt.datetime) -> dt.datetime:
+    return v if v.tzinfo is not None else v.replace(tzinfo=LOCAL_ZONE)
+
+
+Instant = Annotated[dt.datetime, AfterValidator(_aware)]

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
 from psycopg import sql
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, allow
@@ -54,7 +54,7 @@ class AccountOut(BaseModel):
 
 
 class DepositIn(BaseModel):
-    amount_fen: int = Field(gt=0, le=10**13)
+    amount_fen: StrictInt = Field(gt=0, le=10**13)
     kind: Literal["deposit", "interest"] = "deposit"
     memo: str = Field(default="", max_length=500)
 
@@ -72,7 +72,7 @@ class CaseIn(BaseModel):
 
 
 class StepIn(BaseModel):
-    estimate_fen: int | None = Field(default=None, gt=0, le=10**13)
+    estimate_fen: StrictInt | None = Field(default=None, gt=0, le=10**13)
     by: Literal["authority", "standing"] | None = Field(
         default=None, description="approve: your own authority, or the standing authorisation"
     )
@@ -80,7 +80,7 @@ class StepIn(BaseModel):
 
 
 class SettleIn(BaseModel):
-    cost_fen: int = Field(gt=0, le=10**13)
+    cost_fen: StrictInt = Field(gt=0, le=10**13)
     invoice_ref: str = Field(min_length=1, max_length=200)
 
 

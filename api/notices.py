@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from alerts import ledger, notices
 from api.auth import Principal, Role
-from api.deps import Caller, ClockDep, Conn, Db, allow
+from api.deps import Caller, ClockDep, Conn, Db, Instant, allow
 from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
 from api.workorders import ledger_scope
@@ -290,8 +290,8 @@ def get_problems(
     *,
     c: Db,
     p: Caller,
-    start: dt.datetime,
-    end: dt.datetime,
+    start: Instant,
+    end: Instant,
     format: Annotated[Literal["json", "csv", "xlsx"], Query()] = "json",
 ) -> Response | list[ProblemOut]:
     """The problem ledger (问题台账) across estates: notices, overdue maintenance and

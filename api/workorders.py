@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from alerts import dispatch, ledger, responsibility
 from alerts.responsibility import ResponsibilityList
 from api.auth import AREA_ROLES, Principal, Role
-from api.deps import Caller, ClockDep, Conn, Db, allow
+from api.deps import Caller, ClockDep, Conn, Db, Instant, allow
 from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
 
@@ -414,8 +414,8 @@ def get_ledger(
     *,
     c: Db,
     p: Caller,
-    start: dt.datetime,
-    end: dt.datetime,
+    start: Instant,
+    end: Instant,
     estate: str | None = None,
     unit: Annotated[str | None, Query(description="the organisation assigned")] = None,
     format: Literal["json", "csv", "xlsx"] = "json",

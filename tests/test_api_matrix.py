@@ -131,7 +131,7 @@ ACTION: dict[tuple[str, str], tuple[str, str, str, dict[str, Any] | None, Sees]]
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): (
         "/api/v1/alerts/{}/acknowledge", "alert", "alert_out", None, frozenset({A, OP, MG})),
     ("POST", "/api/v1/silences"): (
-        "/api/v1/silences", "", "", {"estate_code": "HXY", "device_code": "NONE", "hours": 1,
+        "/api/v1/silences", "", "", {"estate_code": "HXY", "device_code": "B2-L2", "hours": 1,
                                      "reason": "matrix"}, frozenset({A, OP, MG})),
     ("POST", "/api/v1/silences/{silence_id}/expire"): (
         "/api/v1/silences/{}/expire", "silence", "silence_out", None, frozenset({A, OP, MG})),
