@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +258,7 @@ def test_a_device_page_shows_live_values_and_history(site: Site, page: Page) -> 
 def test_silences_are_added_and_ended_from_the_console(site: Site, page: Page) -> None:
     log_in(page, site, Role.MANAGER)
     page.click('#nav a[data-nav="silences"]')
+    page.select_option('#silence-form select[name="estate_code"]', "HXY")
     page.fill('#silence-form input[name="device_code"]', "B2-L1")
     page.fill('#silence-form input[name="reason"]', "年检 annual inspection")
     page.click('#silence-form button[type="submit"]')
@@ -286,3 +288,28 @@ def test_english_on_a_phone_and_the_public_disclosure(site: Site, browser: Brows
         expect(page.locator("main .error")).to_contain_text("Not found")
     finally:
         context.close()
+
+
+def test_the_pages_carry_a_policy_and_the_api_docs_need_no_cdn(
+    site: Site, browser: Browser
+) -> None:
+    for path in ("/console/", "/docs", "/api/v1/public/estates/HXY/disclosure"):
+        with urllib.request.urlopen(f"{site.base}{path}", timeout=10) as r:  # noqa: S310
+            assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+            assert r.headers["Referrer-Policy"] == "no-referrer"
+            body = r.read().decode()
+        if path == "/docs":
+            assert "http" not in body  # every asset from this installation
+    context = browser.new_context()
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None)
+    try:
+        page.goto(f"{site.base}/docs")
+        expect(page.locator(".opblock-tag").first).to_be_visible(timeout=20_000)
+        shot(page, "api-docs")
+    finally:
+        context.close()
+    assert blocked == []
