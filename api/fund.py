@@ -81,7 +81,9 @@ class StepIn(BaseModel):
 
 class SettleIn(BaseModel):
     cost_fen: StrictInt = Field(gt=0, le=10**13)
-    invoice_ref: str = Field(min_length=1, max_length=200)
+    invoice_ref: str = Field(
+        pattern=f"^{cases.INVOICE_REF.pattern}$", description="the invoice number (published)"
+    )
 
 
 class CaseOut(BaseModel):

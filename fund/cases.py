@@ -12,6 +12,7 @@ decision is a ``fund_case_events`` row.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from importlib import resources
@@ -375,12 +376,21 @@ def apportion(cost_fen: int, areas: Sequence[tuple[int, Decimal]]) -> dict[int, 
     return shares
 
 
+# An invoice number (发票号码): published to owners, so nothing but the number itself.
+INVOICE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,63}")
+
+
 def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: str, actor: str,
            now: dt.datetime) -> int:  # fmt: skip
     """Pay the actual cost from the account (refused if it cannot cover it) and apportion
     it to the owners by floor area. Idempotent by ``key``; a case is paid once."""
     if cost_fen <= 0:
         raise CaseError("the cost must be positive")
+    if not INVOICE_REF.fullmatch(invoice_ref):
+        raise CaseError(
+            f"invoice reference {invoice_ref[:40]!r} is not an invoice number (letters, digits,"
+            " - _ / . ; it is published to owners)"
+        )
     if not invoice_ref.strip():
         raise CaseError("the invoice reference is required")
     with conn.transaction():
@@ -467,9 +477,11 @@ def disclosure(conn: Conn, estate: str) -> list[Disclosed]:
                 (cid,),
             )
         ]
+        # published: who decided as a kind of authority, never a login name behind it
         out.append(
             Disclosed(case_id=int(cid), building=building, item=item, settled_at=at,
-                      cost_fen=int(cost), invoice_ref=inv, approval=appr, shares=shares)
+                      cost_fen=int(cost), invoice_ref=inv, approval=str(appr).split(":")[0],
+                      shares=shares)
         )  # fmt: skip
     return out
 

@@ -67,6 +67,9 @@ def test_a_repair_case_through_the_api_to_the_public_disclosure(
     r = client.post(f"{url}/approve", json={"by": "authority"}, headers=k["street"])
     assert r.json()["approval"] == "street_office:street"
     client.post(f"{url}/repaired", json={"note": "brake replaced"}, headers=k["op"])
+    bad = client.post(f"{url}/settle", json={"cost_fen": 1, "invoice_ref": "<b>call 123</b>"},
+                      headers={**k["housing"], "Idempotency-Key": "bad-ref"})  # fmt: skip
+    assert bad.status_code == 422  # published to owners: an invoice number and nothing else
     settle = {"cost_fen": 76_543, "invoice_ref": "INV-7"}
     no_key = client.post(f"{url}/settle", json=settle, headers=k["housing"])
     assert no_key.status_code == 422  # money never moves without an idempotency key
@@ -83,6 +86,8 @@ def test_a_repair_case_through_the_api_to_the_public_disclosure(
     assert public.status_code == 200
     (shown,) = public.json()
     assert (shown["case_id"], shown["cost_fen"], shown["invoice_ref"]) == (case, 76_543, "INV-7")
+    assert shown["approval"] == "street_office"  # the kind of authority, not the login name
+    assert 'street"' not in public.text
     assert sum(s["share_fen"] for s in shown["shares"]) == 76_543
     assert len(shown["shares"]) > 50  # every owner of building 1
     report = client.get("/api/v1/public/estates/HXY/fund-report?year=2026").json()
