@@ -71,7 +71,9 @@ class Reader:
             self.missed = True
         self.items.append(item)
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.ready.set)
+            # the server may be shutting down: a closed loop must not break the MQTT thread
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.ready.set)
 
     async def wait(self, timeout: float) -> bool:
         """Whether items arrived within ``timeout`` (seconds), without holding a thread."""
