@@ -232,15 +232,16 @@ def _incident(conn: Conn, alert_id: int, op: Op, row: tuple[Any, ...]) -> int | 
 
 
 def settle_incident(conn: Conn, incident: int, at: dt.datetime) -> None:
-    """The incident's severity is the highest of its open, unmuted alerts; with none left
-    it is resolved."""
+    """The incident's severity is the highest of its open, unmuted alerts (of all its open
+    ones while every one is muted); with no open alert left it is resolved. Muting never
+    resolves it: when the silence ends, what it hid is still there."""
     left = conn.execute(
-        "SELECT severity FROM alerts WHERE incident_id = %s AND state = 'open'"
-        " AND muted_by IS NULL",
+        "SELECT severity, muted_by IS NULL FROM alerts WHERE incident_id = %s AND state = 'open'",
         (incident,),
     ).fetchall()
     if left:
-        top = max((Severity.parse(s) for (s,) in left), default=Severity.INFO)
+        loud = [s for s, unmuted in left if unmuted] or [s for s, _ in left]
+        top = max((Severity.parse(s) for s in loud), default=Severity.INFO)
         conn.execute(
             "UPDATE incidents SET severity = %s, updated_at = %s WHERE id = %s",
             (str(top), at, incident),

@@ -330,3 +330,26 @@ def test_a_long_scenario_simulated_as_fast_as_possible_is_stored_and_raises(
         assert count(database_url, "SELECT count(*) FROM dead_letters") == 0
     finally:
         forget_session(stack, f"{prefix}-0of1")
+
+
+def test_muting_never_resolves_an_incident_whose_alert_is_open(
+    conn: Conn, database_url: str, estate_code: str
+) -> None:
+    load_registry(database_url, estate_code)
+    devs = {d.code: d for d in store.devices(conn)}
+    lift = devs["L1"]
+    by_id: dict[int, DeviceInfo] = {d.id: d for d in devs.values()}
+    t = NOW.timestamp()
+    key = (lift.id, "elevator.ebike")
+
+    def op(kind: str, at: float, **kw: Any) -> Op:
+        return Op(kind, key, "elevator.ebike", Severity.WARNING, at, **kw)  # type: ignore[arg-type]
+
+    (raised,) = store.apply(conn, [op("raise", t)], by_id)
+    store.apply(conn, [op("mute", t + 10, muted_by="silence:1")], by_id)
+    state = "SELECT state FROM incidents WHERE id = %s"
+    assert conn.execute(state, (raised.incident_id,)).fetchone() == ("open",)
+    store.apply(conn, [op("unmute", t + 20)], by_id)  # the silence ended: it is still there
+    assert conn.execute(state, (raised.incident_id,)).fetchone() == ("open",)
+    store.apply(conn, [op("clear", t + 30)], by_id)
+    assert conn.execute(state, (raised.incident_id,)).fetchone() == ("resolved",)
