@@ -140,7 +140,7 @@ def list_accounts(
     return page(items, limit, lambda a: a.id)
 
 
-@router.post("/accounts/{account_id}/deposits", status_code=201, responses={409: {}})
+@router.post("/accounts/{account_id}/deposits", status_code=201, responses={409: {}, 422: {}})
 def add_deposit(
     *, c: Db, p: Caller, clock: ClockDep, account_id: int, body: DepositIn, key: IdempotencyKey
 ) -> JournalOut:
@@ -151,6 +151,8 @@ def add_deposit(
     try:
         jid = cases.deposit(c, account_id, body.amount_fen, kind=body.kind, key=key,
                             actor=p.actor, now=clock(), memo=body.memo)  # fmt: skip
+    except ledger.KeyReused as err:
+        raise Problem(422, "key-reused", "Idempotency key reused", str(err)) from None
     except ledger.LedgerError as err:
         raise Problem(409, "refused", "Refused", str(err)) from None
     (balance,) = c.execute(
@@ -214,7 +216,7 @@ def open_case(c: Db, p: Caller, clock: ClockDep, body: CaseIn) -> CaseOut:
 
 
 # declared before the generic step: /settle must not be read as an {action}
-@router.post("/cases/{case_id}/settle", responses={403: {}, 404: {}, 409: {}})
+@router.post("/cases/{case_id}/settle", responses={403: {}, 404: {}, 409: {}, 422: {}})
 def settle_case(
     *, c: Db, p: Caller, clock: ClockDep, case_id: int, body: SettleIn, key: IdempotencyKey
 ) -> CaseOut:
@@ -225,6 +227,8 @@ def settle_case(
     try:
         cases.settle(c, case_id, cost_fen=body.cost_fen, invoice_ref=body.invoice_ref, key=key,
                      actor=p.actor, now=clock())  # fmt: skip
+    except ledger.KeyReused as err:
+        raise Problem(422, "key-reused", "Idempotency key reused", str(err)) from None
     except (cases.CaseError, ledger.LedgerError) as err:
         raise Problem(409, "refused", "Refused", str(err)) from None
     return _case(c, p, case_id)

@@ -397,12 +397,18 @@ def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: st
         state, account, _est, _city, estate = _step(conn, case_id, ("repaired", "settled"))
         if state == "settled":
             row = conn.execute(
-                "SELECT j.id FROM fund_cases c JOIN fund_journal j ON j.id = c.journal_id"
+                "SELECT j.id, c.cost_fen, c.invoice_ref FROM fund_cases c"
+                " JOIN fund_journal j ON j.id = c.journal_id"
                 " WHERE c.id = %s AND j.idempotency_key = %s",
                 (case_id, key),
             ).fetchone()
             if row is None:
                 raise CaseError(f"case {case_id} is settled already (no case is paid twice)")
+            if (row[1], row[2]) != (cost_fen, invoice_ref):
+                raise ledger.KeyReused(
+                    f"idempotency key {key!r} settled case {case_id} with another cost or"
+                    " invoice: send a new key for a new request"
+                )
             return int(row[0])  # the same request again: its first answer
         jid, _ = ledger.post(
             conn, kind="repair", key=key, actor=actor, now=now, case_id=case_id,

@@ -31,6 +31,10 @@ class LedgerError(ValueError):
     """The movement was refused; the message says why."""
 
 
+class KeyReused(LedgerError):
+    """An idempotency key sent again with another request: refused, never the first answer."""
+
+
 @dataclass(frozen=True)
 class Leg:
     account: str  # 'fund:<id>' or 'external:<party>'
@@ -94,7 +98,7 @@ def post(
     ).fetchone()
     if seen is not None:
         if seen[1] != wanted:
-            raise LedgerError(f"idempotency key {key!r} was used for another request")
+            raise KeyReused(f"idempotency key {key!r} was used for another request")
         return int(seen[0]), False
     last = conn.execute("SELECT id, hash FROM fund_journal ORDER BY id DESC LIMIT 1").fetchone()
     jid, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)

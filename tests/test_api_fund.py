@@ -78,6 +78,9 @@ def test_a_repair_case_through_the_api_to_the_public_disclosure(
     again = client.post(f"{url}/settle", json=settle, headers=h)
     assert first.status_code == again.status_code == 200, first.text
     assert first.json()["journal_id"] == again.json()["journal_id"]
+    other = client.post(f"{url}/settle", json={**settle, "cost_fen": 1}, headers=h)
+    assert other.status_code == 422  # the same key with another body: refused
+    assert "another cost or invoice" in other.json()["detail"]
     other = client.post(f"{url}/settle", json=settle, headers={**h, "Idempotency-Key": "x"})
     assert other.status_code == 409
     assert "paid twice" in other.json()["detail"]
@@ -118,5 +121,5 @@ def test_deposits_need_a_key_and_the_right_role(
     assert first == again  # the same key: one entry, the same answer
     assert first["balance_fen"] == 1_000_500
     reused = client.post(url, json={**body, "amount_fen": 9}, headers=h)
-    assert reused.status_code == 409
+    assert reused.status_code == 422  # a key bound to its request: refused, not replayed
     assert "used for another request" in reused.json()["detail"]
