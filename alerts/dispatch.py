@@ -577,6 +577,12 @@ def act(
             )
         if action == "cancel" and not (note and note.strip()):
             raise OrderActionError("cancelling needs a reason")
+        if action == "cancel" and _life_safety_open(conn, order_id):
+            # every open life-safety alert keeps a live order: the alarm ends first
+            raise OrderActionError(
+                f"work order {order_id} covers an open life-safety alert (trapped, fire, "
+                "flooding): resolve it, or decide the fire alarm, instead of cancelling"
+            )
         conn.execute(
             "UPDATE work_orders SET state = %(to)s, updated_at = %(now)s,"
             " acknowledged_at = CASE WHEN %(act)s IN ('acknowledge', 'arrive', 'resolve')"
@@ -615,6 +621,17 @@ def act(
             if start_verification(conn, order_id, now):
                 to = "verifying"
     return to
+
+
+def _life_safety_open(conn: Conn, order_id: int) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM alerts a JOIN incidents i ON i.id = a.incident_id"
+            " WHERE i.work_order_id = %s AND a.state = 'open' AND a.life_safety LIMIT 1",
+            (order_id,),
+        ).fetchone()
+        is not None
+    )
 
 
 def fire_verdict(

@@ -141,14 +141,21 @@ def test_steps_only_by_those_allowed(
     no_reason = client.post(f"{url}/cancel", headers=keys["manager HX"], json={})
     assert no_reason.status_code == 409
     assert "needs a reason" in no_reason.json()["detail"]
+    # a trapped passenger's order is not cancelled while the alarm is open: it is resolved
     r = client.post(f"{url}/cancel", headers=keys["manager HX"], json={"note": "duplicate"})
-    assert r.json()["state"] == "cancelled"
+    assert r.status_code == 409
+    assert "open life-safety alert" in r.json()["detail"]
+    r = client.post(f"{url}/resolve", headers=keys["manager HX"])
+    assert r.json()["state"] in ("resolved", "verifying"), r.text
     actors = [
         a for (a,) in county.execute(
             "SELECT actor FROM work_order_events WHERE order_id = %s ORDER BY id", (order,)
         )
     ]  # fmt: skip
-    assert actors == ["dispatch", "dispatch", "key:lifts-TS", "key:operator-HX", "key:manager-HX"]
+    assert actors == [
+        "dispatch", "dispatch", "key:lifts-TS", "key:operator-HX", "key:manager-HX",
+        "supervise",  # the look-back starts once the resolved alarm has closed
+    ]  # fmt: skip
 
 
 def test_the_list_is_edited_with_versions_and_history(

@@ -273,6 +273,18 @@ def test_an_unconfirmed_fire_alarm_stays_after_the_reset_until_decided(stack: St
         assert [o[1] for o in b.orders()] == ["cancelled"]
 
 
+def test_an_order_with_an_open_life_safety_alert_cannot_be_cancelled(stack: Stack) -> None:
+    with scratch_database(stack, "ls") as url, psycopg.connect(url, autocommit=True) as conn:
+        b = Building(conn)
+        b.event("B1-L1", "trapped")
+        b.advance(2)
+        (oid,) = conn.execute("SELECT id FROM work_orders").fetchone() or (0,)
+        with pytest.raises(dispatch.OrderActionError, match="open life-safety alert"):
+            dispatch.act(conn, oid, "cancel", actor="PF-HX:li", now=b.now, note="duplicate")
+        check_life_safety(conn)
+        dispatch.act(conn, oid, "resolve", actor="EM-TS", now=b.now)  # the rescue is over
+
+
 def test_one_trapped_car_is_one_alert_one_order_one_fund_case(stack: Stack) -> None:
     from fund import cases as fund_cases  # noqa: PLC0415
 
