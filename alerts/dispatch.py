@@ -374,15 +374,7 @@ def _create(
         to_state="dispatched",
         detail={"to": assignee},
     )
-    notify.tell(
-        conn,
-        org=assignee,
-        channels=row.channels,
-        event="workorder.dispatched",
-        payload=payload,
-        now=now,
-        order_id=order_id,
-    )
+    _tell_dispatched(conn, row, assignee, payload, now=now, order_id=order_id)
     for party, org in informed:
         if org is not None and org != assignee:
             notify.tell(
@@ -395,6 +387,27 @@ def _create(
                 order_id=order_id,
             )
     return order_id
+
+
+def _tell_dispatched(
+    conn: Conn,
+    row: Row,
+    assignee: str | None,
+    payload: dict[str, Any],
+    *,
+    now: dt.datetime,
+    order_id: int,
+) -> None:
+    """The party the order now goes to is told, over the row's channels."""
+    notify.tell(
+        conn,
+        org=assignee,
+        channels=row.channels,
+        event="workorder.dispatched",
+        payload=payload,
+        now=now,
+        order_id=order_id,
+    )
 
 
 def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched) -> bool:
@@ -798,15 +811,7 @@ def _maybe_redispatch(
             "severity": lead.severity,
         },
     )
-    notify.tell(
-        conn,
-        org=assignee,
-        channels=row.channels,
-        event="workorder.dispatched",
-        payload=payload,
-        now=now,
-        order_id=order_id,
-    )
+    _tell_dispatched(conn, row, assignee, payload, now=now, order_id=order_id)
     if old_assignee not in (None, assignee):
         notify.tell(
             conn,

@@ -73,13 +73,15 @@ class Silence:
     starts: float
     ends: float
 
-    def matches(self, d: DeviceInfo, alert: str, at: float) -> bool:
+    def matches(self, d: DeviceInfo, alert: str | None, at: float) -> bool:
+        """Whether it covers ``alert`` on ``d`` at ``at``; ``alert`` None: any work on the
+        device (what makes a device's signals untrustworthy for fire confirmation)."""
         return (
             self.starts <= at < self.ends
             and d.estate == self.estate
             and self.building in (None, d.building)
             and self.device in (None, d.code)
-            and self.alert in (None, alert)
+            and (alert is None or self.alert in (None, alert))
         )
 
 
@@ -163,24 +165,15 @@ class Judge:
 
     def _silenced(self, d: DeviceInfo, alert: str | None, at: float) -> int | None:
         """The silence that covers ``alert`` (or, None, any work) on ``d`` now."""
-        for s in self.silences:
-            if (
-                s.starts <= at < s.ends
-                and d.estate == s.estate
-                and s.building in (None, d.building)
-                and s.device in (None, d.code)
-                and (alert is None or s.alert in (None, alert))
-            ):
-                return s.id
-        return None
+        return next((s.id for s in self.silences if s.matches(d, alert, at)), None)
 
     def _muted_by(self, a: OpenAlert, at: float) -> str | None:
         if a.life_safety:
             return None  # nothing mutes a trapped passenger, a fire alarm or flooding
         d = self.devices[a.device_id]
-        for s in self.silences:
-            if s.matches(d, a.alert, at):
-                return f"silence:{s.id}"
+        silence = self._silenced(d, a.alert, at)
+        if silence is not None:
+            return f"silence:{silence}"
         for rule in self.book.inhibit:
             if not self._matches(rule.target, a):
                 continue
