@@ -1,1 +1,2 @@
-"""Warn, judge, dispatch, supervise, notify: from readings to closed work orders."""
+"""The alert pipeline only: rules, warn, judge, dispatch, supervise, notify, from readings
+to closed work orders. Imports the core and ``ingest`` (the batch it evaluates)."""

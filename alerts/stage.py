@@ -25,7 +25,7 @@ import psycopg
 
 from alerts import rules, store
 from alerts.judge import Judge, Op
-from alerts.stream import AlertStream
+from alerts.store import AlertEvent
 from alerts.warn import DeviceInfo, Event, Reading, Status, Warner
 from ingest.batch import METRIC_COLUMNS, Rows
 
@@ -55,7 +55,7 @@ class AlertStage:
         self,
         *,
         rules_path: Path | None = None,
-        stream: AlertStream | None = None,
+        on_event: Callable[[AlertEvent], None] | None = None,
         checkpoint_s: float = 5.0,
         refresh_s: float = 30.0,
     ) -> None:
@@ -64,7 +64,7 @@ class AlertStage:
         book = rules.load(self.rules_path)
         self.warner = Warner(book, [])
         self.judge = Judge(book, [])
-        self.stream = stream
+        self.on_event = on_event  # in-process listeners (tests, embedding); MQTT is the bus
         self.checkpoint_s, self.refresh_s = checkpoint_s, refresh_s
         self._owns: Callable[[str], bool] = lambda _e: True
         self._publish: Publish | None = None
@@ -179,5 +179,5 @@ class AlertStage:
                 )
             if self._publish is not None:
                 self._publish(e.topic, json.dumps(e.payload(), ensure_ascii=False).encode())
-            if self.stream is not None:
-                self.stream.publish(e)
+            if self.on_event is not None:
+                self.on_event(e)

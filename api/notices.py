@@ -17,12 +17,12 @@ from fastapi import APIRouter, Query, Response
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from alerts import ledger, notices
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, Instant, allow
 from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
 from api.workorders import ledger_scope
+from oversight import ledger, notices
 
 router = APIRouter(prefix="/api/v1", tags=["inspections"])
 AUTHORITY = {Role.FIRE_INSPECTOR: "fire", Role.MARKET_INSPECTOR: "market"}

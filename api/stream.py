@@ -29,13 +29,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import unquote, urlsplit
 
 import anyio
 import paho.mqtt.client as mqtt
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
-from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
@@ -43,6 +41,7 @@ from api.auth import Principal
 from api.deps import Clock, Conn, Credentials, resolve
 from api.problems import Problem
 from api.workorders import order_scope
+from estate.mqtt import Address, new_client
 
 log = logging.getLogger("estate.api.stream")
 router = APIRouter(prefix="/api/v1", tags=["stream"])
@@ -135,19 +134,12 @@ class Bridge:
     TOPICS = ("estate/v1/+/alerts/#", "estate/v1/+/workorders/#")
 
     def __init__(self, mqtt_url: str, hub: Hub) -> None:
-        u = urlsplit(mqtt_url)
+        address = Address.parse(mqtt_url)
         self.hub = hub
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"estate-api-stream-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv311,
-        )
-        if u.username:
-            self.client.username_pw_set(unquote(u.username), unquote(u.password or ""))
+        self.client = new_client(address, f"estate-api-stream-{uuid.uuid4().hex[:8]}")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 30)
-        self.client.connect_async(u.hostname or "127.0.0.1", u.port or 1883)
+        self.client.connect_async(address.host, address.port)
         self.connected = threading.Event()
 
     def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:

@@ -18,12 +18,13 @@ from fastapi import APIRouter, Query, Response
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from alerts import dispatch, ledger, responsibility
+from alerts import dispatch, responsibility
 from alerts.responsibility import ResponsibilityList
 from api.auth import AREA_ROLES, Principal, Role
 from api.deps import Caller, ClockDep, Conn, Db, Instant, allow
 from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
+from oversight import ledger
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
 EDITORS = (Role.ADMIN, Role.HOUSING_AUTHORITY)  # who may change the responsibility list

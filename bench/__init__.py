@@ -1,4 +1,5 @@
-"""Benchmarks that print figures (README). Shared set-up for those that need a database."""
+"""Benchmarks that print figures (docs/benchmarks.md), never assertions. Imports any
+product package but ``cli`` (it runs the CLI as a subprocess). Shared set-up below."""
 
 from __future__ import annotations
 

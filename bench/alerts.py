@@ -26,15 +26,14 @@ import threading
 import time
 import uuid
 from multiprocessing.synchronize import Event as MpEvent
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.ingest import DB, make_stream, prepare, split, workers
 from bench.wire import WirePublisher
+from estate.mqtt import Address, new_client
 from estate.services import PrivateServices
 from estate.settings import load_settings
 from ingest.batch import DeviceRef
@@ -44,13 +43,10 @@ class Stream:
     """Receipt times of alert messages, by (estate, device)."""
 
     def __init__(self, mqtt_url: str) -> None:
-        u = urlsplit(mqtt_url)
+        address = Address.parse(mqtt_url)
         self.got: dict[tuple[str, str], int] = {}
         ready = threading.Event()
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"bench-alerts-{uuid.uuid4().hex[:6]}"
-        )
-        c.username_pw_set(unquote(u.username or ""), unquote(u.password or ""))
+        c = new_client(address, f"bench-alerts-{uuid.uuid4().hex[:6]}")
 
         def on_message(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
             body = json.loads(m.payload)
@@ -59,7 +55,7 @@ class Stream:
 
         c.on_message = on_message
         c.on_subscribe = lambda *_a: ready.set()
-        c.connect(u.hostname or "127.0.0.1", u.port or 1883)
+        c.connect(address.host, address.port)
         c.subscribe("estate/v1/+/alerts/#", qos=0)
         c.loop_start()
         if not ready.wait(10):

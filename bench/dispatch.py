@@ -29,7 +29,8 @@ from alerts.notify import MqttSender, Notifier
 from alerts.rules import Severity
 from alerts.supervise import Supervisor
 from bench import county_with_lifts, fresh_database
-from estate import broker, registry
+from estate import registry
+from estate.mqtt import service_publisher
 from estate.services import PrivateServices
 from estate.settings import load_settings
 
@@ -87,7 +88,7 @@ def main() -> None:
             assert breaches == (n,), breaches
             queued = conn.execute("SELECT count(*) FROM notifications").fetchone()
             assert queued is not None
-            with broker.service_publisher(ep.mqtt_url, "bench-dispatch") as publish:
+            with service_publisher(ep.mqtt_url, "bench-dispatch") as publish:
                 sender = MqttSender(publish)
                 notifier = Notifier({"mqtt": sender, "stream": sender})
 

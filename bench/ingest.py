@@ -40,11 +40,11 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bench import county_with_lifts, fresh_database, nodered
 from bench.wire import WirePublisher
 from estate import registry
+from estate.mqtt import Address, new_client
 from estate.services import PrivateServices
 from estate.settings import load_settings
 from ingest.batch import DeviceRef, Incoming, decode_batch
@@ -56,17 +56,11 @@ Msg = tuple[str, bytes]
 
 
 def _client(mqtt_url: str, client_id: str, *, clean: bool = True) -> mqtt.Client:
-    u = urlsplit(mqtt_url)
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=clean,
-        protocol=mqtt.MQTTv311,
-    )
-    c.username_pw_set(unquote(u.username or ""), unquote(u.password or ""))
+    address = Address.parse(mqtt_url)
+    c = new_client(address, client_id, clean_session=clean)
     c.max_inflight_messages_set(2000)
     c.max_queued_messages_set(0)
-    c.connect(u.hostname or "127.0.0.1", u.port or 1883)
+    c.connect(address.host, address.port)
     c.loop_start()
     return c
 
@@ -191,7 +185,7 @@ def workers(url: str, mqtt_url: str, n: int, run_id: str) -> Iterator[None]:
     procs = []
     for k in range(n):
         p = subprocess.Popen(
-            [sys.executable, "-m", "estate.cli", "ingest", "--shard", f"{k}/{n}"],
+            [sys.executable, "-m", "cli", "ingest", "--shard", f"{k}/{n}"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -15,11 +15,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 
 _LOCK_KEY = 0x5E57A7E  # advisory lock id for migrations ("smart estate")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+"""The one connection type: tuple rows unless a query asks for a row factory."""
 
 
 class DatabaseError(RuntimeError):
@@ -51,7 +56,7 @@ def migrations() -> list[Migration]:
     return out
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+def connect(url: str, *, autocommit: bool = False) -> Conn:
     """Open a connection, turning connection failures into a DatabaseError that says why."""
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)

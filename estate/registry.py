@@ -541,3 +541,11 @@ def load(conn: Conn, reg: Registry) -> LoadReport:
             " active = true, updated_at = now()",
         )
     return LoadReport(counts)
+
+
+def active_devices(conn: Conn) -> list[tuple[str, str, str]]:
+    """(estate, kind, device) of every active device: what the broker's credentials cover."""
+    rows = conn.execute(
+        "SELECT estate_code, kind, code FROM devices WHERE active ORDER BY estate_code, code"
+    ).fetchall()
+    return [(str(e), str(k), str(c)) for e, k, c in rows]

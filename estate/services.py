@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from estate.broker import SERVICE_ACCOUNT, write_broker_files, write_private
+from estate.mqtt import SERVICE_ACCOUNT, write_broker_files, write_private
 from estate.settings import Settings
 
 DB_NAME = "estate"
@@ -155,7 +155,7 @@ _SECRET_KEYS = ("db_password", "mqtt_password", "device_secret")
 def load_secrets(var_dir: Path) -> dict[str, str]:
     """Secrets of the private instances, made once and kept in ``var/secrets.json`` (0600).
 
-    ``device_secret`` derives every device's MQTT password (see estate.broker).
+    ``device_secret`` derives every device's MQTT password (see estate.mqtt).
     """
     path = var_dir / "secrets.json"
     data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
@@ -344,7 +344,7 @@ class PrivateMosquitto:
     127.0.0.1: ``ESTATE_MQTT_PORT`` for the service account (workers, API, supervisor),
     ``ESTATE_MQTT_DEVICE_PORT`` for devices, where a client id is the device's login
     (``use_username_as_clientid``), so nobody with a device's credentials can take over
-    a worker's or another device's session (see estate.broker.write_broker_files)."""
+    a worker's or another device's session (see estate.mqtt.write_broker_files)."""
 
     name = "mosquitto"
 

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     mqtt_device_url: str | None = None
     mosquitto_bin: Path = Path("/usr/sbin/mosquitto")
     service_user: str = "smartestate"
-    # Derives every device's MQTT password (estate.broker.device_password). Unset with the
+    # Derives every device's MQTT password (estate.mqtt.device_password). Unset with the
     # private broker: generated into var/secrets.json. Required with an external broker.
     device_secret: str | None = None
     service_timeout_s: float = Field(default=60.0, gt=0)

@@ -1,1 +1,2 @@
-"""The special maintenance fund: ledger, emergency repair cases, disclosure."""
+"""The special maintenance fund: the append-only ledger, accounts, emergency repair cases,
+disclosure. Imports only the core (``estate``)."""

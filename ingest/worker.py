@@ -32,13 +32,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from estate.mqtt import Address, new_client
 from ingest.batch import DeviceRef, Incoming, Rows, dead_letter, decode_batch, pg_text, shard_of
 from ingest.contract import Bounds, Reason, service_output
 from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
@@ -267,8 +266,8 @@ class Subscriber:
     def __init__(
         self, url: str, *, client_id: str, out: queue.SimpleQueue[Incoming], clock: Clock
     ) -> None:
-        u = urlsplit(url)
-        self.host, self.port = u.hostname or "127.0.0.1", u.port or 1883
+        self.address = Address.parse(url)
+        self.host, self.port = self.address.host, self.address.port
         self.out, self.clock = out, clock
         self.filters: set[str] = set()
         self.generation = 0
@@ -276,16 +275,9 @@ class Subscriber:
         self.paused = False
         self._subscribe_mid: int | None = None
         self._lock = threading.Lock()
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
+        c = new_client(
+            self.address, client_id, clean_session=False, manual_ack=True, reconnect=(1, 5)
         )
-        if u.username:
-            c.username_pw_set(unquote(u.username), unquote(u.password or ""))
-        c.reconnect_delay_set(min_delay=1, max_delay=5)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message

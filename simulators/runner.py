@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from estate import registry
-from estate.broker import device_password, device_username
+from estate.mqtt import (
+    Address,
+    MqttError,
+    connect_and_wait,
+    device_password,
+    device_username,
+    new_client,
+)
 from ingest import contract
 from ingest.contract import Channel
 from simulators.devices import DeviceSim, Outgoing, make_sim
@@ -173,32 +179,6 @@ class RecordingPublisher:
         pass
 
 
-class MqttError(RuntimeError):
-    """The broker refused or dropped a simulator connection; the message says which."""
-
-
-def _connected(client: mqtt.Client, host: str, port: int, who: str, timeout: float) -> None:
-    done = threading.Event()
-    result: list[Any] = []
-
-    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        result.append(rc)
-        done.set()
-
-    client.on_connect = on_connect
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
-    if not done.wait(timeout) or result[0].is_failure:
-        client.loop_stop()
-        client.disconnect()
-        if not result:
-            raise MqttError(f"{who}: no answer from the broker at {host}:{port}")
-        raise MqttError(
-            f"{who}: broker refused the connection ({result[0]}); check its "
-            "credentials (`estate simulate` syncs them for the private broker)"
-        )
-
-
 class MqttPublisher:
     """Publishes at QoS 1 to a real broker.
 
@@ -223,29 +203,30 @@ class MqttPublisher:
     ) -> None:
         if mode == "device" and device_secret is None:
             raise ValueError("device mode needs the device secret to derive passwords")
-        self.host, self.port, self.mode = host, port, mode
-        self.secret, self.username, self.password = device_secret, username, password
+        self.address = Address(host, port, username, password)
+        self.mode, self.secret = mode, device_secret
         self.n_shared = max(1, connections)
         self.timeout, self.max_inflight = timeout, max_inflight
         self.clients: dict[str, mqtt.Client] = {}
         self.shared: list[mqtt.Client] = []
         self._pending: list[mqtt.MQTTMessageInfo] = []
 
+    @classmethod
+    def at(cls, url: str, **kwargs: Any) -> MqttPublisher:
+        """A publisher for the broker at ``url`` (its login is the shared connections')."""
+        a = Address.parse(url)
+        return cls(host=a.host, port=a.port, username=a.username, password=a.password, **kwargs)
+
     def _device_client(self, sim: DeviceSim, now: dt.datetime) -> mqtt.Client:
         assert self.secret is not None
         user = device_username(sim.estate, sim.code)
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            # unique per run: a second simulator of the same device (a scenario beside
-            # `make demo`) must not take the first one's connection over
-            client_id=f"sim-{user}-{os.getpid()}",
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
-        )
-        c.username_pw_set(user, device_password(self.secret, sim.estate, sim.code))
+        login = self.address.login(user, device_password(self.secret, sim.estate, sim.code))
+        # unique per run: a second simulator of the same device (a scenario beside
+        # `make demo`) must not take the first one's connection over
+        c = new_client(login, f"sim-{user}-{os.getpid()}", clean_session=True)
         c.will_set(sim.topic(Channel.STATUS), contract.dumps({"online": False}), qos=1, retain=True)
         c.max_inflight_messages_set(self.max_inflight)
-        _connected(c, self.host, self.port, f"device {sim.estate}/{sim.code}", self.timeout)
+        connect_and_wait(c, login, who=f"device {sim.estate}/{sim.code}", timeout=self.timeout)
         status = sim.status(True, now)
         c.publish(sim.topic(Channel.STATUS), contract.dumps(status.payload), qos=1, retain=True)
         return c
@@ -256,15 +237,9 @@ class MqttPublisher:
                 self.clients[sim.topic_base] = self._device_client(sim, now)
             return
         for i in range(self.n_shared):
-            c = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=f"sim-shared-{i}-{id(self)}",
-                protocol=mqtt.MQTTv311,
-            )
-            if self.username is not None:
-                c.username_pw_set(self.username, self.password)
+            c = new_client(self.address, f"sim-shared-{i}-{id(self)}")
             c.max_inflight_messages_set(self.max_inflight)
-            _connected(c, self.host, self.port, f"shared connection {i}", self.timeout)
+            connect_and_wait(c, self.address, who=f"shared connection {i}", timeout=self.timeout)
             self.shared.append(c)
 
     def _client_for(self, sim: DeviceSim) -> mqtt.Client:

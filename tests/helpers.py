@@ -25,7 +25,7 @@ import psycopg
 import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts import notices, store
+from alerts import store
 from alerts.judge import Op
 from alerts.rules import Severity
 from alerts.stage import AlertStage
@@ -36,6 +36,7 @@ from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
 from ingest.worker import Directory, Worker
 from ingest.writer import Writer
+from oversight import notices
 from simulators import runner
 from simulators.scenarios import Scenario
 
@@ -194,7 +195,7 @@ class Running:
             raise self.error
 
 
-ESTATE_CMD = [sys.executable, "-m", "estate.cli"]
+ESTATE_CMD = [sys.executable, "-m", "cli"]
 
 
 def estate_env(

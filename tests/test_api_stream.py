@@ -22,7 +22,8 @@ from alerts.judge import Op
 from alerts.rules import Severity
 from api.app import create_app
 from api.auth import Role, create_key, revoke_key
-from estate import broker, registry
+from estate import registry
+from estate.mqtt import service_publisher
 from tests.conftest import Stack
 from tests.helpers import serving, wait_for
 
@@ -93,7 +94,7 @@ def test_each_caller_streams_only_its_scope(stack: Stack, database_url: str, ser
     streams = {"hx": Sse(server, hx), "aj": Sse(server, aj), "fire": Sse(server, fire)}
     try:
         time.sleep(0.5)  # the streams are subscribed
-        with broker.service_publisher(stack.mqtt_url, "t-stream") as publish:
+        with service_publisher(stack.mqtt_url, "t-stream") as publish:
             for e in changes:
                 publish(e.topic, json.dumps(e.payload()).encode())
             wait_for(lambda: len(streams["hx"].events) >= 1, 15, "the HXY alert")
@@ -140,7 +141,7 @@ def test_one_client_closing_never_deafens_another(
         first.close()  # its buffer is as empty as the others': equal, not the same
         third.close()
         time.sleep(0.8)  # the server notices (a keep-alive write fails) and drops them
-        with broker.service_publisher(stack.mqtt_url, "t-deaf") as publish:
+        with service_publisher(stack.mqtt_url, "t-deaf") as publish:
             for e in changes:
                 publish(e.topic, json.dumps(e.payload()).encode())
         wait_for(lambda: len(second.events) >= 1, 15, "the alert on the stream left open")
@@ -160,7 +161,7 @@ def test_a_stream_ends_once_its_credential_is_revoked(
         time.sleep(0.5)
         with psycopg.connect(database_url, autocommit=True) as conn:
             assert revoke_key(conn, "op")
-        with broker.service_publisher(stack.mqtt_url, "t-revoked") as publish:
+        with service_publisher(stack.mqtt_url, "t-revoked") as publish:
             publish(changes[0].topic, json.dumps(changes[0].payload()).encode())
         wait_for(lambda: any(e.get("event") == "end" for e in s.events), 15, "the end frame")
         s.thread.join(5)

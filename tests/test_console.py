@@ -23,16 +23,17 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from alerts import notices
 from alerts.notify import MqttSender, Notifier
 from alerts.stage import AlertStage
 from alerts.supervise import SupervisorService
 from api.app import create_app
 from api.auth import Role, create_user
-from estate import broker, registry
+from estate import registry
+from estate.mqtt import service_publisher
 from estate.services import PrivateMosquitto, load_secrets
 from fund import cases as fund_cases
 from ingest.worker import IngestConfig, Worker
+from oversight import notices
 from simulators import runner, scenarios
 from tests.conftest import Stack
 from tests.helpers import Running, scratch_database, serving, wait_for
@@ -87,7 +88,7 @@ def site(stack: Stack) -> Iterator[Site]:
             )
         )
         stop = threading.Event()
-        with broker.service_publisher(stack.mqtt_url, "console-supervise") as publish:
+        with service_publisher(stack.mqtt_url, "console-supervise") as publish:
             sender = MqttSender(publish)
             service = SupervisorService(
                 url, Notifier({"mqtt": sender, "stream": sender}), every_s=0.2

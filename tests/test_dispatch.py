@@ -15,9 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from alerts import dispatch, ledger, responsibility, store
+from alerts import dispatch, responsibility, store
 from alerts.supervise import Supervisor
 from estate import registry
+from oversight import ledger
 from simulators.scenarios import Scenario, Step
 from tests.helpers import T0, play
 

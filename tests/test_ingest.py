@@ -333,7 +333,7 @@ def _worker_process(site: Site) -> subprocess.Popen[bytes]:
         ESTATE_INGEST_CATCH_ALL=f"estate/v1/{site.estate}/#",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "estate.cli", "ingest"],
+        [sys.executable, "-m", "cli", "ingest"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -411,7 +411,7 @@ def _device_client(stack: Stack, estate: str, device: str, client_id: str, port:
     import paho.mqtt.client as mqtt  # noqa: PLC0415
     from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
 
-    from estate.broker import device_password, device_username  # noqa: PLC0415
+    from estate.mqtt import device_password, device_username  # noqa: PLC0415
     from estate.services import load_secrets  # noqa: PLC0415
 
     secret = load_secrets(stack.settings.var_dir)["device_secret"]

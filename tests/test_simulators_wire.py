@@ -19,6 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from estate import registry
+from estate.mqtt import MqttError
 from estate.services import PrivateMosquitto, load_secrets
 from ingest import contract
 from simulators import runner, scenarios
@@ -154,7 +155,7 @@ def test_wrong_device_password_is_refused(stack: Stack, device_secret: str) -> N
     pub = runner.MqttPublisher(
         host="127.0.0.1", port=stack.device_port, mode="device", device_secret="not-the-secret"
     )
-    with pytest.raises(runner.MqttError, match="refused the connection"):
+    with pytest.raises(MqttError, match="refused the connection"):
         pub.connect(fleet, dt.datetime.now(dt.UTC))
     pub.close()
 
@@ -189,7 +190,7 @@ def test_registry_load_lets_a_new_device_in_without_a_broker_restart(
         )
 
     before = publisher()
-    with pytest.raises(runner.MqttError, match="refused the connection"):
+    with pytest.raises(MqttError, match="refused the connection"):
         before.connect(fleet, dt.datetime.now(dt.UTC))
     before.close()
     loaded = run_estate(["registry", "load", str(doc)], env)

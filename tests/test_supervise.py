@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts.notify import MqttSender, Notifier
 from alerts.stage import AlertStage
 from alerts.supervise import SupervisorService
-from estate import broker
+from estate.mqtt import service_publisher
 from ingest.worker import IngestConfig, Worker
 from tests.conftest import Stack
 from tests.helpers import Feeder, Running, count, forget_session, load_registry, wait_for
@@ -50,7 +50,7 @@ def test_a_trapped_event_is_dispatched_and_notified_over_mqtt(
         assert subscribed.wait(10)
         cfg = IngestConfig(client_prefix=f"sup-{estate}", catch_all=f"estate/v1/{estate}/#")
         running(Worker(database_url=url, mqtt_url=stack.mqtt_url, config=cfg, stage=AlertStage()))
-        with broker.service_publisher(stack.mqtt_url, f"t-{estate}") as publish:
+        with service_publisher(stack.mqtt_url, f"t-{estate}") as publish:
             sender = MqttSender(publish)
             service = SupervisorService(
                 url, Notifier({"mqtt": sender, "stream": sender}), every_s=0.2

@@ -4,7 +4,7 @@ import base64
 import subprocess
 from pathlib import Path
 
-from estate.broker import AclEntry, hash_password, render_acl
+from estate.mqtt import AclEntry, hash_password, render_acl
 
 
 def test_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:

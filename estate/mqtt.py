@@ -1,7 +1,12 @@
-"""Mosquitto credential files: password hashes and ACLs, written without mosquitto_passwd.
+"""The one MQTT module: broker addresses, clients, publishing, device credentials.
 
-Mosquitto 2.0 reads ``user:$7$<iterations>$<salt b64>$<PBKDF2-HMAC-SHA512 b64>`` lines;
-computing them here lets the registry write thousands of device credentials in one pass.
+Every paho client of the project is made here (``new_client``) from an ``Address`` parsed
+once from a URL (``mqtt://user:password@host:port``); callers add only their callbacks.
+The protocol is MQTT 3.1.1, what the device contract and Mosquitto 2.0 speak.
+
+Mosquitto credential files are written here too, without mosquitto_passwd: Mosquitto 2.0
+reads ``user:$7$<iterations>$<salt b64>$<PBKDF2-HMAC-SHA512 b64>`` lines; computing them
+lets the registry write thousands of device credentials in one pass.
 """
 
 from __future__ import annotations
@@ -12,14 +17,97 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+DEFAULT_PORT = 1883
+
+
+class MqttError(RuntimeError):
+    """The broker refused or did not answer a connection; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a broker is and who logs in: the parsed form of an MQTT URL."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> Address:
+        """``mqtt://[user[:password]@]host[:port]``; percent-escapes in the login decoded."""
+        u = urlsplit(url)
+        return cls(
+            host=u.hostname or "127.0.0.1",
+            port=u.port or DEFAULT_PORT,
+            username=unquote(u.username) if u.username else None,
+            password=unquote(u.password or "") if u.username else None,
+        )
+
+    def login(self, username: str, password: str) -> Address:
+        """The same broker with another login (a device's own)."""
+        return Address(self.host, self.port, username, password)
+
+
+def new_client(
+    address: Address,
+    client_id: str,
+    *,
+    clean_session: bool | None = None,
+    manual_ack: bool = False,
+    reconnect: tuple[int, int] = (1, 30),
+) -> mqtt.Client:
+    """A paho client (callback API 2, MQTT 3.1.1) with ``address``'s login set and
+    reconnection backing off between ``reconnect`` seconds; not connected yet."""
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
+    )
+    if address.username is not None:
+        c.username_pw_set(address.username, address.password or "")
+    c.reconnect_delay_set(*reconnect)
+    return c
+
+
+def connect_and_wait(
+    client: mqtt.Client, address: Address, *, who: str, timeout: float = 10.0
+) -> None:
+    """Connect, start the network loop and wait for CONNACK; raises ``MqttError`` saying
+    whether the broker refused (and why) or never answered."""
+    done = threading.Event()
+    result: list[Any] = []
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        result.append(rc)
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect(address.host, address.port, keepalive=30)
+    client.loop_start()
+    if not done.wait(timeout) or result[0].is_failure:
+        client.loop_stop()
+        client.disconnect()
+        if not result:
+            raise MqttError(f"{who}: no answer from the broker at {address.host}:{address.port}")
+        raise MqttError(
+            f"{who}: broker refused the connection ({result[0]}); check its "
+            "credentials (`estate simulate` syncs them for the private broker)"
+        )
+
 
 _ITERATIONS = 101  # mosquitto_passwd's own default for $7$ hashes
 SERVICE_ACCOUNT = "estate-service"
@@ -138,15 +226,9 @@ def write_broker_files(
 def service_publisher(mqtt_url: str, name: str) -> Iterator[Callable[[str, bytes], None]]:
     """A QoS 1 publisher as the service account; ``publish`` returns once the broker has
     the message and raises when it has not within 10 s."""
-    u = urlsplit(mqtt_url)
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"estate-{name}-{os.getpid()}",
-        protocol=mqtt.MQTTv311,
-    )  # fmt: skip
-    if u.username:
-        client.username_pw_set(unquote(u.username), unquote(u.password or ""))
-    client.reconnect_delay_set(1, 30)
-    client.connect_async(u.hostname or "127.0.0.1", u.port or 1883)
+    address = Address.parse(mqtt_url)
+    client = new_client(address, f"estate-{name}-{os.getpid()}")
+    client.connect_async(address.host, address.port)
     client.loop_start()
     deadline = time.monotonic() + 10
     while not client.is_connected() and time.monotonic() < deadline:

@@ -1,0 +1,98 @@
+"""``estate apikey`` and ``estate users``: who may use the API (keys for machines, passwords
+for people)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from api.auth import ApiKeyError, Role, create_key, create_user, disable_user, revoke_key
+from cli import common
+from estate.settings import Settings, SettingsError
+
+
+def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action != "list" and not args.name:
+        raise SettingsError(f"estate apikey {args.action} needs a NAME")
+    with common.database(settings, upgrade=True, autocommit=True) as conn:
+        if args.action == "add":
+            try:
+                key = create_key(
+                    conn, args.name, Role(args.role), org_code=args.org, area_code=args.area
+                )
+            except ApiKeyError as err:
+                raise SettingsError(str(err)) from None
+            common.echo(key)
+            common.echo_err("this key is shown once: store it now")
+        elif args.action == "revoke":
+            if not revoke_key(conn, args.name):
+                raise SettingsError(f"no active key named {args.name!r}")
+            common.echo(f"revoked {args.name}")
+        else:
+            for row in conn.execute(
+                "SELECT name, role, coalesce(org_code, area_code, ''), created_at,"
+                " last_used_at, revoked_at FROM api_keys ORDER BY name"
+            ):
+                name, role, bound, created, used, revoked = row
+                state = f"revoked {revoked:%Y-%m-%d}" if revoked else "active"
+                common.echo(
+                    f"{name:24} {role:18} {bound:12} created {created:%Y-%m-%d}"
+                    f"  last used {used or '-'}  {state}"
+                )
+    return 0
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    """People who log in with a password (argon2id) for short-lived tokens."""
+    if args.action != "list" and not args.name:
+        raise SettingsError(f"estate users {args.action} needs a NAME")
+    with common.database(settings, upgrade=True, autocommit=True) as conn:
+        if args.action == "add":
+            password = common.read_password(args)
+            try:
+                create_user(
+                    conn, args.name, Role(args.role), password, org_code=args.org,
+                    area_code=args.area, display_name=args.display_name or "",
+                )  # fmt: skip
+            except ApiKeyError as err:
+                raise SettingsError(str(err)) from None
+            common.echo(f"user {args.name} ({args.role}) added; log in at POST /api/v1/auth/token")
+        elif args.action == "disable":
+            if not disable_user(conn, args.name, dt.datetime.now(dt.UTC)):
+                raise SettingsError(f"no active user named {args.name!r}")
+            common.echo(f"disabled {args.name}: their tokens no longer work")
+        else:
+            for name, role, bound, last, disabled, locked in conn.execute(
+                "SELECT name, role, coalesce(org_code, area_code, ''), last_login_at,"
+                " disabled_at, locked_until FROM users ORDER BY name"
+            ):
+                state = (
+                    "disabled"
+                    if disabled
+                    else f"locked until {locked:%H:%M}"
+                    if (locked and locked > dt.datetime.now(dt.UTC))
+                    else "active"
+                )
+                seen = f"{last:%Y-%m-%d %H:%M}" if last else "never"
+                common.echo(f"{name:24} {role:18} {bound:12} last login {seen}  {state}")
+    return 0
+
+
+def register(sub: common.SubParsers) -> None:
+    """Add this module's commands to the ``estate`` parser."""
+    s = sub.add_parser("apikey", help="add, list or revoke API keys")
+    s.add_argument("action", choices=["add", "list", "revoke"])
+    s.add_argument("name", nargs="?", help="the key's name (add, revoke)")
+    s.add_argument("--role", choices=[r.value for r in Role], default="admin")
+    s.add_argument("--org", help="organisation code (operator, manager, maintenance)")
+    s.add_argument("--area", help="area code (inspectors, street office)")
+    s.set_defaults(func=cmd_apikey)
+    s = sub.add_parser("users", help="add, list or disable people who log in with a password")
+    s.add_argument("action", choices=["add", "list", "disable"])
+    s.add_argument("name", nargs="?", help="the login name (add, disable)")
+    s.add_argument("--role", choices=[r.value for r in Role], default="operator")
+    s.add_argument("--org", help="organisation code (operator, manager, maintenance)")
+    s.add_argument("--area", help="area code (inspectors, street office)")
+    s.add_argument("--display-name")
+    s.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    s.set_defaults(func=cmd_users)

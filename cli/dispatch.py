@@ -1,0 +1,201 @@
+"""``estate orders``, ``webhook``, ``ledger``, ``responsibility`` and ``supervise``: work
+orders, who gets them, and the supervisor loop."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from alerts import dispatch, responsibility
+from alerts.notify import MqttSender, Notifier, WebhookSender
+from alerts.supervise import SupervisorService
+from cli import common
+from estate.mqtt import service_publisher
+from estate.settings import Settings, SettingsError
+from oversight import ledger
+
+
+def cmd_orders(args: argparse.Namespace, settings: Settings) -> int:
+    """Live work orders (or all), or a person's step on one."""
+    now = dt.datetime.now(dt.UTC)
+    with common.database(settings) as conn:
+        if args.action != "list":
+            if args.id is None:
+                raise SettingsError(f"estate orders {args.action} needs --id")
+            try:
+                state = dispatch.act(
+                    conn, args.id, args.action, actor=common.actor(args), now=now, note=args.note
+                )
+            except dispatch.OrderActionError as err:
+                raise SettingsError(str(err)) from None
+            conn.commit()
+            common.echo(f"work order {args.id}: {state}")
+            return 0
+        rows = conn.execute(
+            "SELECT id, created_at, severity, state, alert_type, estate_code,"
+            " coalesce(building_code, '-'), device_code, coalesce(assignee, '-'),"
+            " escalation_level, ack_due, arrive_due, resolve_due FROM work_orders"
+            " WHERE (%(all)s OR state NOT IN ('closed', 'cancelled'))"
+            " AND (%(e)s::text IS NULL OR estate_code = %(e)s) ORDER BY id DESC LIMIT %(n)s",
+            {"all": args.all, "e": args.estate, "n": args.limit},
+        ).fetchall()
+    for oid, at, sev, st, typ, est, bld, dev, who, lvl, ack, arrive, resolve in rows:
+        dues = " ".join(
+            f"{name} {t:%H:%M:%S}"
+            for name, t in (("ack", ack), ("arrive", arrive), ("resolve", resolve))
+            if t is not None
+        )
+        common.echo(
+            f"{oid:6d} {at:%Y-%m-%d %H:%M:%S} {sev:8} {st:12} {typ:26} {est}/{bld}/{dev}"
+            f" → {who} (escalation {lvl}) due: {dues}"
+        )
+    return 0
+
+
+def cmd_webhook(args: argparse.Namespace, settings: Settings) -> int:
+    """Register an organisation's webhook (its signing secret is shown once) or list them."""
+    with common.database(settings) as conn:
+        if args.action == "add":
+            if not (args.org and args.url):
+                raise SettingsError("estate webhook add needs --org and --url")
+            secret = secrets.token_urlsafe(32)
+            try:
+                conn.execute(
+                    "INSERT INTO webhooks (org_code, url, secret) VALUES (%s, %s, %s)",
+                    (args.org, args.url, secret),
+                )
+            except psycopg.errors.ForeignKeyViolation:
+                raise SettingsError(f"organisation {args.org!r} is not in the registry") from None
+            except psycopg.errors.CheckViolation:
+                raise SettingsError(f"{args.url!r} is not an http(s) URL") from None
+            except psycopg.errors.UniqueViolation:
+                raise SettingsError(f"{args.org} has that webhook already") from None
+            conn.commit()
+            common.echo(
+                f"webhook for {args.org}: {args.url}\nsigning secret (shown once): {secret}"
+            )
+            return 0
+        for org, url, active in conn.execute(
+            "SELECT org_code, url, active FROM webhooks ORDER BY org_code, url"
+        ):
+            common.echo(f"{org:12} {url} {'' if active else '(inactive)'}".rstrip())
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the ledger of a period as CSV or Excel (by the output file's extension)."""
+    start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC)
+    end = dt.datetime.fromisoformat(args.end).replace(tzinfo=dt.UTC)
+    out = Path(args.output)
+    if out.suffix not in (".csv", ".xlsx"):
+        raise SettingsError(f"{out}: the ledger is written as .csv or .xlsx")
+    with common.database(settings) as conn:
+        lines = ledger.lines(conn, start=start, end=end, estate=args.estate, unit=args.unit)
+    if out.suffix == ".csv":
+        out.write_text(ledger.to_csv(lines), encoding="utf-8-sig")
+    else:
+        out.write_bytes(ledger.to_xlsx(lines, title=f"ledger {args.start} to {args.end}"))
+    common.echo(f"{out}: {len(lines)} work orders")
+    return 0
+
+
+def cmd_responsibility(args: argparse.Namespace, settings: Settings) -> int:
+    """Show the list in force, check or push a file as the next version, or the history."""
+    if args.action in ("check", "push"):
+        if not args.file:
+            raise SettingsError(f"estate responsibility {args.action} needs a file")
+        try:
+            rows = responsibility.load(Path(args.file))
+        except (OSError, responsibility.ResponsibilityError) as err:
+            raise SettingsError(str(err)) from None
+        if args.action == "check":
+            common.echo(f"{args.file}: {len(rows.rows)} rows, valid")
+            return 0
+    with common.database(settings) as conn:
+        if args.action == "push":
+            if not args.comment:
+                raise SettingsError("estate responsibility push needs --comment (what changed)")
+            number = responsibility.save(
+                conn, rows, author=common.actor(args), comment=args.comment, based_on=None,
+                now=dt.datetime.now(dt.UTC),
+            )  # fmt: skip
+            conn.commit()
+            common.echo(f"responsibility list version {number} saved (in force within a second)")
+        elif args.action == "history":
+            for v in responsibility.history(conn):
+                common.echo(f"v{v.version} {v.created_at:%Y-%m-%d %H:%M} {v.author}: {v.comment}")
+        else:
+            v = responsibility.current(conn)
+            common.echo(f"# version {v.version} ({v.author}: {v.comment})")
+            for r in v.rows.rows:
+                where = "/".join(x for x in (r.scope.estate, r.scope.building) if x) or "city"
+                what = ",".join(r.alerts) if r.alerts else "*"
+                who = r.responsible if r.dispatch else "(recorded, not dispatched)"
+                common.echo(f"{where:10} {r.kind:9} {what:50} ≥{r.min_severity:8} → {who}")
+    return 0
+
+
+def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
+    """Dispatch, deadlines, escalation, look-back and notification delivery until stopped."""
+    with common.servers(settings, upgrade=True) as ep:
+        stop = threading.Event()
+        with (
+            common.stop_on_signals(stop),
+            service_publisher(ep.mqtt_url, "supervise") as publish,
+        ):
+            supervisor(ep.database_url, publish).run(stop)
+    return 0
+
+
+def supervisor(database_url: str, publish: Callable[[str, bytes], None]) -> SupervisorService:
+    mqtt_sender = MqttSender(publish)
+    return SupervisorService(
+        database_url,
+        Notifier({"mqtt": mqtt_sender, "stream": mqtt_sender, "webhook": WebhookSender()}),
+    )
+
+
+def register(sub: common.SubParsers) -> None:
+    """Add this module's commands to the ``estate`` parser."""
+    s = sub.add_parser(
+        "supervise", help="run dispatch, deadlines, escalation and notifications until stopped"
+    )
+    s.set_defaults(func=cmd_supervise)
+    s = sub.add_parser("orders", help="list work orders, or acknowledge/arrive/resolve/cancel")
+    s.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "acknowledge", "arrive", "resolve", "cancel"],
+    )
+    s.add_argument("--id", type=int, help="the work order (every action but list)")
+    s.add_argument("--note", help="a note; the reason, to cancel")
+    s.add_argument("--actor", help="who is acting (default: $USER)")
+    s.add_argument("--estate")
+    s.add_argument("--all", action="store_true", help="closed and cancelled ones too")
+    s.add_argument("--limit", type=int, default=50)
+    s.set_defaults(func=cmd_orders)
+    s = sub.add_parser("webhook", help="register an organisation's webhook, or list them")
+    s.add_argument("action", choices=["add", "list"])
+    s.add_argument("--org")
+    s.add_argument("--url")
+    s.set_defaults(func=cmd_webhook)
+    s = sub.add_parser("ledger", help="write the work-order ledger of a period (.csv or .xlsx)")
+    s.add_argument("--start", required=True, help="UTC date or time, e.g. 2026-11-01")
+    s.add_argument("--end", required=True, help="UTC, exclusive")
+    s.add_argument("--estate")
+    s.add_argument("--unit", help="only orders assigned to this organisation")
+    s.add_argument("-o", "--output", required=True, help="ledger.csv or ledger.xlsx")
+    s.set_defaults(func=cmd_ledger)
+    s = sub.add_parser("responsibility", help="the responsibility list: show, check, push, history")
+    s.add_argument("action", choices=["show", "check", "push", "history"])
+    s.add_argument("file", nargs="?", help="a list YAML (check, push)")
+    s.add_argument("--comment", help="what changed (push)")
+    s.add_argument("--actor", help="who (default: $USER)")
+    s.set_defaults(func=cmd_responsibility)

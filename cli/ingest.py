@@ -1,0 +1,104 @@
+"""``estate ingest``, ``maintain`` and ``deadletters``: the worker, rollups and retention,
+rejected messages."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import threading
+
+from alerts.stage import AlertStage
+from cli import common
+from estate.settings import Settings, SettingsError
+from ingest import deadletters
+from ingest.rollup import apply_retention, roll_up
+from ingest.worker import Shard, Worker
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        shard = Shard.parse(args.shard)
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
+    port = settings.metrics_port
+    if port is not None:
+        port += shard.index  # one port per worker
+    with common.servers(settings, upgrade=True) as ep:
+        worker = Worker(
+            database_url=ep.database_url,
+            mqtt_url=ep.mqtt_url,
+            shard=shard,
+            config=common.ingest_config(settings, port),
+            stage=None if args.no_alerts else AlertStage(rules_path=settings.alert_rules),
+        )
+        stop = threading.Event()
+        with common.stop_on_signals(stop):
+            worker.run(stop)
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
+    """One round of what ingest shard 0 does in the background: rollups, then retention."""
+    retention = common.retention(settings)
+    with common.database(settings, upgrade=True, autocommit=True) as conn:
+        now = dt.datetime.now(dt.UTC)
+        r = roll_up(
+            conn,
+            now,
+            settle_s=settings.rollup_settle_s,
+            raw_horizon=retention.raw_horizon(now),
+            limit=args.limit,
+        )
+        common.echo(f"rollups: {r.minutes} minutes and {r.hours} hours recomputed")
+        if r.discarded:
+            common.echo(f"  {r.discarded} dirty minutes older than the raw horizon were dropped")
+        if args.no_retention:
+            return 0
+        for table, n in apply_retention(conn, now, retention).items():
+            common.echo(f"retention: {table}: {n} chunks dropped")
+    return 0
+
+
+def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
+    with common.database(settings) as conn:
+        if args.action == "replay":
+            result = deadletters.replay(
+                conn, now=dt.datetime.now(dt.UTC), reason=args.reason, ids=args.id or None
+            )
+            common.echo(f"replayed: {result.stored} stored, {result.still_failing} still failing")
+            return 0
+        for reason, n in deadletters.summary(conn):
+            common.echo(f"{n:8d}  {reason}")
+        for d in deadletters.list_dead(
+            conn, reason=args.reason, limit=args.limit, replayed=None if args.all else False
+        ):
+            payload = d.payload[:120].decode(errors="replace")
+            state = f" [replayed {d.replayed_at:%Y-%m-%d %H:%M}]" if d.replayed_at else ""
+            common.echo(
+                f"#{d.id} {d.received_at:%Y-%m-%d %H:%M:%S} {d.reason}{state}\n"
+                f"    topic   {d.topic}\n    why     {d.detail}\n    payload {payload}"
+            )
+            if d.replay_detail and not d.replayed_at:
+                common.echo(f"    replay  {d.replay_detail}")
+    return 0
+
+
+def register(sub: common.SubParsers) -> None:
+    """Add this module's commands to the ``estate`` parser."""
+    s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
+    s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
+    s.add_argument("--no-alerts", action="store_true", help="store only; evaluate no rules")
+    s.set_defaults(func=cmd_ingest)
+    s = sub.add_parser(
+        "maintain", help="recompute pending rollups and apply retention once, then exit"
+    )
+    s.add_argument("--limit", type=int, default=100_000, help="at most this many buckets a level")
+    s.add_argument("--no-retention", action="store_true", help="rollups only")
+    s.set_defaults(func=cmd_maintain)
+    s = sub.add_parser("deadletters", help="list or replay rejected messages")
+    s.add_argument("action", choices=["list", "replay"])
+    s.add_argument("--reason", help="only this reason (e.g. unknown_device)")
+    s.add_argument("--id", type=int, action="append", help="only this dead letter (repeatable)")
+    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--all", action="store_true", help="list replayed ones too")
+    s.set_defaults(func=cmd_deadletters)
