@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "ESTATE_"
+MIN_SECRET = 32  # characters of ESTATE_DEVICE_SECRET in production (it derives every password)
 
 
 def _default_var_dir() -> Path:
@@ -95,6 +96,35 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"ESTATE_MQTT_DEVICE_PORT={self.mqtt_device_port} must differ from "
                 "ESTATE_MQTT_PORT: devices and the service have listeners of their own"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_brings_its_own_secrets(self) -> Settings:
+        # In development the private servers under var/ fill these in (generated secrets,
+        # local URLs); a production service must never fall back to them silently.
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("DATABASE_URL", self.database_url),
+                ("MQTT_URL", self.mqtt_url),
+                ("ESTATE_DEVICE_SECRET", self.device_secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                f"ESTATE_ENVIRONMENT=production needs {', '.join(missing)}: production never "
+                "starts the private servers or generates their secrets; set them to your "
+                "TimescaleDB, your broker and the deployment's device secret"
+            )
+        if self.device_secret is not None and len(self.device_secret) < MIN_SECRET:
+            raise ValueError(
+                f"ESTATE_DEVICE_SECRET is {len(self.device_secret)} characters: production "
+                f"needs at least {MIN_SECRET} (`python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'` makes one)"
             )
         return self
 
