@@ -39,37 +39,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg.types.json import Jsonb
-
-from alerts import notify, store
+from alerts import notify, orders, store
+from alerts.orders import Dues, OrderState, record
 from alerts.responsibility import PARTIES, Gap, PartyDirectory, Row, Version
 from alerts.rules import Severity
+from estate.db import Conn
 
 log = logging.getLogger("estate.dispatch")
-Conn = psycopg.Connection[tuple[Any, ...]]
 
-LIVE = ("created", "dispatched", "acknowledged", "on_site", "resolved", "verifying", "reopened")
+LIVE = orders.LIVE
 # what a person may do, from which states
-ACTIONS: Mapping[str, tuple[str, tuple[str, ...]]] = {
-    "acknowledge": ("acknowledged", ("dispatched", "reopened")),
-    "arrive": ("on_site", ("dispatched", "acknowledged", "reopened")),
-    "resolve": ("resolved", ("dispatched", "acknowledged", "on_site", "reopened")),
-    "cancel": ("cancelled", LIVE),
+ACTIONS: Mapping[str, tuple[OrderState, tuple[OrderState, ...]]] = {
+    "acknowledge": (OrderState.ACKNOWLEDGED, (OrderState.DISPATCHED, OrderState.REOPENED)),
+    "arrive": (
+        OrderState.ON_SITE,
+        (OrderState.DISPATCHED, OrderState.ACKNOWLEDGED, OrderState.REOPENED),
+    ),
+    "resolve": (
+        OrderState.RESOLVED,
+        (OrderState.DISPATCHED, OrderState.ACKNOWLEDGED, OrderState.ON_SITE, OrderState.REOPENED),
+    ),
+    "cancel": (OrderState.CANCELLED, LIVE),
 }
-_PAYLOAD_KEYS = (
-    "id", "state", "estate", "building", "category", "device", "alert", "severity",
-    "assignee", "escalation_level", "cycle", "ack_due", "arrive_due", "resolve_due",
-    "verify_until", "at",
-)  # fmt: skip
-
-ORDER_COLUMNS = (
-    "id, incident_id, estate_code, building_code, category, device_code, alert_type,"
-    " severity, state, assignee, chain, escalation_level, notified_roles, list_version,"
-    " cycle, reopen_count, ack_due, arrive_due, resolve_due, verify_s, created_at,"
-    " dispatched_at, acknowledged_at, arrived_at, resolved_at, verify_until, closed_at,"
-    " cancelled_at, cancel_reason, updated_at"
-)
+_AFTER_RESOLUTION = (OrderState.RESOLVED, OrderState.VERIFYING)
 
 
 class OrderActionError(ValueError):
@@ -83,49 +75,6 @@ class Dispatched:
     orders: list[int]
     recurrences: list[int]
     gaps: list[str]
-
-
-def _payload(conn: Conn, order_id: int) -> dict[str, Any]:
-    row = conn.execute(
-        "SELECT id, state, estate_code, building_code, category, device_code, alert_type,"
-        " severity, assignee, escalation_level, cycle, ack_due, arrive_due, resolve_due,"
-        " verify_until, updated_at FROM work_orders WHERE id = %s",
-        (order_id,),
-    ).fetchone()
-    assert row is not None
-    return {
-        k: v.isoformat(timespec="seconds") if isinstance(v, dt.datetime) else v
-        for k, v in zip(_PAYLOAD_KEYS, row, strict=True)
-    }
-
-
-def record(
-    conn: Conn,
-    order_id: int,
-    change: str,
-    *,
-    actor: str,
-    now: dt.datetime,
-    from_state: str | None = None,
-    to_state: str | None = None,
-    detail: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Add the event, stream the order as it now is; returns that payload."""
-    conn.execute(
-        "INSERT INTO work_order_events (order_id, at, change, from_state, to_state, actor,"
-        " detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (order_id, now, change, from_state, to_state, actor, Jsonb(dict(detail or {}))),
-    )
-    payload = _payload(conn, order_id)
-    notify.stream(
-        conn,
-        topic=notify.order_topic(payload["estate"], order_id),
-        event=f"workorder.{change}",
-        payload={**payload, "actor": actor, **({"detail": dict(detail)} if detail else {})},
-        now=now,
-        order_id=order_id,
-    )
-    return payload
 
 
 @dataclass(frozen=True)
@@ -291,8 +240,10 @@ def _one_incident(
     )
 
 
-def _due(now: dt.datetime, s: float | None) -> dt.datetime | None:
-    return None if s is None else now + dt.timedelta(seconds=s)
+def _dues(alarm: dt.datetime, row: Row) -> Dues:
+    d = row.deadlines
+    assert d is not None  # a dispatching row has them (checked by the model)
+    return Dues.after(alarm, ack_s=d.acknowledge_s, arrive_s=d.arrive_s, resolve_s=d.resolve_s)
 
 
 def _create(
@@ -313,38 +264,25 @@ def _create(
     roles = [row.responsible] if row.responsible in PARTIES else []
     roles += [p for p, org in informed if org is not None and p in PARTIES and p not in roles]
 
-    got = conn.execute(
-        "INSERT INTO work_orders (incident_id, estate_code, building_code, category,"
-        " device_code, alert_type, severity, lead_severity, state, assignee, chain,"
-        " notified_roles, list_version, list_row, ack_due, arrive_due, resolve_due, verify_s,"
-        " alarm_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
-        " 'created', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (
-            inc.id,
-            inc.estate,
-            inc.building,
-            inc.category,
-            lead.device,
-            lead.alert,
-            lead.severity,
-            lead.severity,
-            assignee,
-            Jsonb(chain),
-            roles,
-            list_version,
-            Jsonb(row.model_dump(mode="json")),
-            _due(alarm, d.acknowledge_s),
-            _due(alarm, d.arrive_s),
-            _due(alarm, d.resolve_s),
-            d.verify_s,
-            alarm,
-            now,
-            now,
-        ),
-    ).fetchone()
-    assert got is not None
-    order_id = int(got[0])
-    conn.execute("UPDATE incidents SET work_order_id = %s WHERE id = %s", (order_id, inc.id))
+    order_id = orders.create(
+        conn,
+        incident_id=inc.id,
+        estate=inc.estate,
+        building=inc.building,
+        category=inc.category,
+        device=lead.device,
+        alert=lead.alert,
+        severity=lead.severity,
+        assignee=assignee,
+        chain=chain,
+        notified_roles=roles,
+        list_version=list_version,
+        list_row=row.model_dump(mode="json"),
+        dues=_dues(alarm, row),
+        verify_s=d.verify_s,
+        alarm=alarm,
+        now=now,
+    )
     record(
         conn,
         order_id,
@@ -359,11 +297,7 @@ def _create(
             "alarm_at": alarm.isoformat(timespec="seconds"),
         },
     )
-    conn.execute(
-        "UPDATE work_orders SET state = 'dispatched', dispatched_at = %s, updated_at = %s"
-        " WHERE id = %s",
-        (now, now, order_id),
-    )
+    orders.mark_dispatched(conn, order_id, now)
     payload = record(
         conn,
         order_id,
@@ -414,26 +348,23 @@ def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched
     """Join the incident to a live order on one of its devices; reopen it if resolved.
     Only orders of the same kind of incident qualify: a life-safety incident joins only
     the order of the same device and alert type, a grouped one only a grouped one."""
-    found = conn.execute(
-        "SELECT o.id, o.state, o.verify_until, o.assignee, o.list_row FROM work_orders o"
-        " JOIN incidents first ON first.id = o.incident_id"
-        " WHERE o.estate_code = %s AND o.building_code IS NOT DISTINCT FROM %s"
-        " AND o.category = %s AND o.state NOT IN ('closed', 'cancelled')"
-        " AND first.group_key = %s"
-        " AND EXISTS (SELECT 1 FROM incidents i JOIN alerts a ON a.incident_id = i.id"
-        "   WHERE i.work_order_id = o.id AND a.device_id IN"
-        "   (SELECT device_id FROM alerts WHERE incident_id = %s))"
-        " ORDER BY o.id DESC LIMIT 1 FOR UPDATE OF o",
-        (inc.estate, inc.building, inc.category, inc.group_key, inc.id),
-    ).fetchone()
+    found = orders.live_on_same_devices(
+        conn,
+        incident_id=inc.id,
+        estate=inc.estate,
+        building=inc.building,
+        category=inc.category,
+        group_key=inc.group_key,
+    )
     if found is None:
         return False
-    order_id, state, verify_until, assignee, list_row = found
-    if state == "verifying" and verify_until is not None and inc.opened_at >= verify_until:
+    order_id, state, verify_until = found.id, found.state, found.verify_until
+    assignee, list_row = found.assignee, found.list_row
+    if state == OrderState.VERIFYING and verify_until is not None and inc.opened_at >= verify_until:
         # it had stayed normal for the whole window before this began: closed then
         close(conn, order_id, at=verify_until)
         return False
-    if inc.life_safety and state in ("resolved", "verifying"):
+    if inc.life_safety and state in _AFTER_RESOLUTION:
         # a new entrapment (fire, flood) after the rescue was resolved is a new rescue:
         # its own order and statistics; the old one's look-back failed
         close(
@@ -444,9 +375,9 @@ def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched
             detail={"look_back": "failed", "recurrence_incident": inc.id},
         )
         return False
-    conn.execute("UPDATE incidents SET work_order_id = %s WHERE id = %s", (order_id, inc.id))
+    orders.cover(conn, inc.id, order_id)
     out.recurrences.append(order_id)
-    if state not in ("resolved", "verifying"):
+    if state not in _AFTER_RESOLUTION:
         record(
             conn,
             order_id,
@@ -456,23 +387,10 @@ def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched
             detail={"incident": inc.id, "state": state},
         )
         return True
-    d = Row.model_validate(list_row).deadlines
-    assert d is not None
     lead = _lead(conn, inc.id)
     alarm = now if lead is None else lead.alarm_at(now)
-    conn.execute(
-        "UPDATE work_orders SET state = 'reopened', cycle = cycle + 1,"
-        " reopen_count = reopen_count + 1, escalation_level = 0, alarm_at = %s,"
-        " acknowledged_at = NULL, arrived_at = NULL, resolved_at = NULL, verify_until = NULL,"
-        " ack_due = %s, arrive_due = %s, resolve_due = %s, updated_at = %s WHERE id = %s",
-        (
-            alarm,
-            _due(alarm, d.acknowledge_s),
-            _due(alarm, d.arrive_s),
-            _due(alarm, d.resolve_s),
-            now,
-            order_id,
-        ),
+    orders.reopen(
+        conn, order_id, alarm=alarm, dues=_dues(alarm, Row.model_validate(list_row)), now=now
     )
     payload = record(
         conn,
@@ -501,13 +419,11 @@ def close(
     order_id: int,
     *,
     at: dt.datetime,
-    from_state: str = "verifying",
+    from_state: str = OrderState.VERIFYING,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    conn.execute(
-        "UPDATE work_orders SET state = 'closed', closed_at = %s, updated_at = %s WHERE id = %s",
-        (at, at, order_id),
-    )
+    """The order is closed at ``at``: verified, or superseded by a new rescue."""
+    orders.mark_closed(conn, order_id, at)
     record(
         conn,
         order_id,
@@ -523,26 +439,14 @@ def close(
 def start_verification(conn: Conn, order_id: int, now: dt.datetime) -> bool:
     """A resolved order whose incidents are all resolved starts its look-back window,
     counted from the later of the resolution and the last alert clearing."""
-    row = conn.execute(
-        "SELECT o.state, o.verify_s, o.resolved_at,"
-        " (SELECT max(resolved_at) FROM incidents WHERE work_order_id = o.id),"
-        " (SELECT count(*) FROM incidents WHERE work_order_id = o.id AND state = 'open')"
-        " FROM work_orders o WHERE o.id = %s FOR UPDATE",
-        (order_id,),
-    ).fetchone()
-    assert row is not None
-    state, verify_s, resolved_at, normal_since, still_open = row
-    if state != "resolved" or still_open:
+    v = orders.verification(conn, order_id)
+    if v.state != OrderState.RESOLVED or v.still_open:
         return False
-    start = resolved_at or now
-    if normal_since is not None and normal_since > start:
-        start = normal_since
-    until = start + dt.timedelta(seconds=verify_s)
-    conn.execute(
-        "UPDATE work_orders SET state = 'verifying', verify_until = %s, updated_at = %s"
-        " WHERE id = %s",
-        (until, now, order_id),
-    )
+    start = v.resolved_at or now
+    if v.normal_since is not None and v.normal_since > start:
+        start = v.normal_since
+    until = start + dt.timedelta(seconds=v.verify_s)
+    orders.mark_verifying(conn, order_id, until, now)
     record(
         conn,
         order_id,
@@ -576,13 +480,10 @@ def act(
         raise OrderActionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
     to, allowed = ACTIONS[action]
     with conn.transaction():
-        row = conn.execute(
-            "SELECT state, assignee, list_row FROM work_orders WHERE id = %s FOR UPDATE",
-            (order_id,),
-        ).fetchone()
-        if row is None:
+        locked = orders.lock(conn, order_id)
+        if locked is None:
             raise OrderActionError(f"no work order {order_id}")
-        state, assignee, list_row = row
+        state, assignee, list_row = locked.state, locked.assignee, locked.list_row
         if state not in allowed:
             raise OrderActionError(
                 f"work order {order_id} is {state}: cannot {action} it"
@@ -590,24 +491,13 @@ def act(
             )
         if action == "cancel" and not (note and note.strip()):
             raise OrderActionError("cancelling needs a reason")
-        if action == "cancel" and _life_safety_open(conn, order_id):
+        if action == "cancel" and orders.covers_open_life_safety(conn, order_id):
             # every open life-safety alert keeps a live order: the alarm ends first
             raise OrderActionError(
                 f"work order {order_id} covers an open life-safety alert (trapped, fire, "
                 "flooding): resolve it, or decide the fire alarm, instead of cancelling"
             )
-        conn.execute(
-            "UPDATE work_orders SET state = %(to)s, updated_at = %(now)s,"
-            " acknowledged_at = CASE WHEN %(act)s IN ('acknowledge', 'arrive', 'resolve')"
-            "   THEN coalesce(acknowledged_at, %(now)s) ELSE acknowledged_at END,"
-            " arrived_at = CASE WHEN %(act)s IN ('arrive', 'resolve')"
-            "   THEN coalesce(arrived_at, %(now)s) ELSE arrived_at END,"
-            " resolved_at = CASE WHEN %(act)s = 'resolve' THEN %(now)s ELSE resolved_at END,"
-            " cancelled_at = CASE WHEN %(act)s = 'cancel' THEN %(now)s END,"
-            " cancel_reason = CASE WHEN %(act)s = 'cancel' THEN %(note)s END"
-            " WHERE id = %(id)s",
-            {"to": to, "act": action, "now": now, "note": note, "id": order_id},
-        )
+        orders.apply_step(conn, order_id, action, to=to, now=now, note=note)
         payload = record(
             conn,
             order_id,
@@ -632,19 +522,8 @@ def act(
             # the rescue is over: what only a person could close is closed now
             store.close_rescued(conn, order_id, actor=actor, now=now)
             if start_verification(conn, order_id, now):
-                to = "verifying"
+                to = OrderState.VERIFYING
     return to
-
-
-def _life_safety_open(conn: Conn, order_id: int) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM alerts a JOIN incidents i ON i.id = a.incident_id"
-            " WHERE i.work_order_id = %s AND a.state = 'open' AND a.life_safety LIMIT 1",
-            (order_id,),
-        ).fetchone()
-        is not None
-    )
 
 
 def fire_verdict(
@@ -664,19 +543,19 @@ def fire_verdict(
     store.confirm_fire(
         conn, alert_id, actor=actor, now=now, false_alarm_cause=false_alarm_cause, note=note
     )
-    row = conn.execute(
-        "SELECT o.id, o.state, i.state FROM alerts a JOIN incidents i ON i.id = a.incident_id"
-        " JOIN work_orders o ON o.id = i.work_order_id WHERE a.id = %s",
-        (alert_id,),
-    ).fetchone()
-    if row is None:
+    found = orders.of_alert(conn, alert_id)
+    if found is None:
         return  # not dispatched (yet): dispatch sees the verdict in the alert's state
-    order_id, state, incident_state = row
+    order_id, state, incident_state = found.id, found.state, found.incident_state
     if false_alarm_cause is None:
         if state in ACTIONS["acknowledge"][1]:
             act(conn, order_id, "acknowledge", actor=actor, now=now, note="fire alarm confirmed")
         report_confirmed_fires(conn, now, PartyDirectory(conn), order_id=order_id)
-    elif incident_state == "resolved" and state in ("dispatched", "acknowledged", "reopened"):
+    elif incident_state == "resolved" and state in (
+        OrderState.DISPATCHED,
+        OrderState.ACKNOWLEDGED,
+        OrderState.REOPENED,
+    ):
         act(
             conn, order_id, "cancel", actor=actor, now=now, note=f"false alarm: {false_alarm_cause}"
         )
@@ -688,32 +567,17 @@ def report_confirmed_fires(
     """Every live order with a confirmed fire alarm not yet reported: its row's
     ``on_confirmed`` parties (the fire brigade, 119; the estate's duty roster) are told
     now, over every channel of the row, whatever the deadlines say. Returns the orders."""
-    rows = conn.execute(
-        "SELECT o.id, o.estate_code, o.list_row, o.notified_roles, o.assignee, f.alert,"
-        " f.maintenance_code FROM work_orders o CROSS JOIN LATERAL"
-        " (SELECT a.id AS alert, d.maintenance_code FROM incidents i"
-        "   JOIN alerts a ON a.incident_id = i.id JOIN devices d ON d.id = a.device_id"
-        "   WHERE i.work_order_id = o.id AND a.confirmation = 'confirmed'"
-        "   ORDER BY a.id LIMIT 1) f"
-        " WHERE o.state NOT IN ('closed', 'cancelled')"
-        " AND (%(order)s::bigint IS NULL OR o.id = %(order)s)"
-        " AND NOT EXISTS (SELECT 1 FROM work_order_events e WHERE e.order_id = o.id"
-        "   AND e.change = 'fire_confirmed')"
-        " ORDER BY o.id FOR UPDATE OF o",
-        {"order": order_id},
-    ).fetchall()
+    fires = orders.unreported_fires(conn, order_id)
     out = []
-    for oid, estate, list_row, notified, assignee, alert_id, maint in rows:
-        row = Row.model_validate(list_row)
-        found = parties.parties(estate, maint)
+    for fire in fires:
+        oid, notified, assignee = fire.id, fire.notified_roles, fire.assignee
+        row = Row.model_validate(fire.list_row)
+        found = parties.parties(fire.estate_code, fire.maintenance_code)
         told = [(p, found.resolve(p)) for p in (row.on_confirmed or ["fire_brigade"])]
         roles = [*notified, *(p for p, _ in told if p in PARTIES and p not in notified)]
-        conn.execute(
-            "UPDATE work_orders SET notified_roles = %s, updated_at = %s WHERE id = %s",
-            (roles, now, oid),
-        )
-        detail = {"alert": int(alert_id), "told": [{"party": p, "org": o} for p, o in told]}
-        payload = record(conn, int(oid), "fire_confirmed", actor="dispatch", now=now, detail=detail)
+        orders.set_notified(conn, oid, roles, now)
+        detail = {"alert": fire.alert, "told": [{"party": p, "org": o} for p, o in told]}
+        payload = record(conn, oid, "fire_confirmed", actor="dispatch", now=now, detail=detail)
         channels = sorted({*row.channels, "mqtt", "stream"})
         for party, org in told:
             if org is None:
@@ -726,10 +590,10 @@ def report_confirmed_fires(
                 event="workorder.fire_confirmed",
                 payload={**payload, "told_as": party, "assignee": assignee},
                 now=now,
-                order_id=int(oid),
+                order_id=oid,
             )
         log.warning("confirmed fire, order %d: told %s", oid, [o for _, o in told])
-        out.append(int(oid))
+        out.append(oid)
     return out
 
 
@@ -741,25 +605,18 @@ def _maybe_redispatch(
     lead = _lead(conn, inc.id)
     if lead is None:
         return
-    r = conn.execute(
-        "SELECT o.id, o.state, o.lead_severity, o.list_row, o.assignee, o.alert_type"
-        " FROM incidents i JOIN work_orders o ON o.id = i.work_order_id WHERE i.id = %s"
-        " FOR UPDATE OF o",
-        (inc.id,),
-    ).fetchone()
+    r = orders.of_incident(conn, inc.id)
     if r is None:
         return
-    order_id, state, lead_severity, list_row, old_assignee, old_alert = r
-    if state in ("closed", "cancelled") or Severity.parse(lead.severity) <= Severity.parse(
+    order_id, state, lead_severity, list_row = r.id, r.state, r.lead_severity, r.list_row
+    old_assignee, old_alert = r.assignee, r.alert_type
+    if state in orders.DONE or Severity.parse(lead.severity) <= Severity.parse(
         lead_severity or "info"
     ):
         return
     row = _decide(version, parties, inc, lead)
     if isinstance(row, Gap) or not row.dispatch or row.model_dump(mode="json") == list_row:
-        conn.execute(
-            "UPDATE work_orders SET lead_severity = %s, updated_at = %s WHERE id = %s",
-            (lead.severity, now, order_id),
-        )
+        orders.set_lead_severity(conn, order_id, lead.severity, now)
         return
     d = row.deadlines
     assert d is not None
@@ -770,30 +627,20 @@ def _maybe_redispatch(
     )
     chain = [{"party": p, "org": found.resolve(p)} for p in row.escalation]
     alarm = lead.alarm_at(now)
-    conn.execute(
-        "UPDATE work_orders SET state = 'dispatched', cycle = cycle + 1, escalation_level = 0,"
-        " assignee = %s, chain = %s, list_version = %s, list_row = %s, alert_type = %s,"
-        " device_code = %s, severity = %s, lead_severity = %s, alarm_at = %s,"
-        " acknowledged_at = NULL, arrived_at = NULL, resolved_at = NULL, verify_until = NULL,"
-        " ack_due = %s, arrive_due = %s, resolve_due = %s, verify_s = %s, updated_at = %s"
-        " WHERE id = %s",
-        (
-            assignee,
-            Jsonb(chain),
-            version.version,
-            Jsonb(row.model_dump(mode="json")),
-            lead.alert,
-            lead.device,
-            lead.severity,
-            lead.severity,
-            alarm,
-            _due(alarm, d.acknowledge_s),
-            _due(alarm, d.arrive_s),
-            _due(alarm, d.resolve_s),
-            d.verify_s,
-            now,
-            order_id,
-        ),
+    orders.redispatch(
+        conn,
+        order_id,
+        assignee=assignee,
+        chain=chain,
+        list_version=version.version,
+        list_row=row.model_dump(mode="json"),
+        alert=lead.alert,
+        device=lead.device,
+        severity=lead.severity,
+        alarm=alarm,
+        dues=_dues(alarm, row),
+        verify_s=d.verify_s,
+        now=now,
     )
     payload = record(
         conn,

@@ -29,11 +29,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import psycopg
 from psycopg.types.json import Jsonb
 
+from estate.db import Conn
+
 log = logging.getLogger("estate.notify")
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def org_topic(org: str) -> str:

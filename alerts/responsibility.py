@@ -26,13 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.rules import Severity, SeverityName
+from estate.db import Conn
 from estate.yamldata import validate_yaml
 
 Party = Literal[
@@ -44,7 +44,6 @@ Party = Literal[
     "housing_authority",
 ]
 PARTIES: tuple[str, ...] = Party.__args__  # type: ignore[attr-defined]
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 class _Model(BaseModel):

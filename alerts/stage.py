@@ -19,18 +19,17 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
-from alerts import rules, store
+from alerts import rules, silences, store
 from alerts.judge import Judge, Op
 from alerts.store import AlertEvent
 from alerts.warn import DeviceInfo, Event, Reading, Status, Warner
+from estate.db import Conn
 from ingest.batch import METRIC_COLUMNS, Rows
 
 log = logging.getLogger("estate.alerts")
-Conn = psycopg.Connection[tuple[Any, ...]]
 Publish = Callable[[str, bytes], None]
 
 
@@ -91,7 +90,7 @@ class AlertStage:
         ):
             t = seen.timestamp()
             self.warner.last_seen[dev] = max(t, self.warner.last_seen.get(dev, t))
-        self.judge.load(store.open_alerts(conn, ids), store.silences(conn, now))
+        self.judge.load(store.open_alerts(conn, ids), silences.active(conn, now))
         log.info(
             "alerts: %d rules over %d devices, %d open alerts",
             len(self.warner.book.rules),
@@ -111,7 +110,7 @@ class AlertStage:
         # every checkpoint_s: silences and the rules file are looked at again, state saved
         periodic = time.monotonic() - self._last_checkpoint >= self.checkpoint_s
         if periodic:
-            self.judge.silences = store.silences(conn, now)
+            self.judge.silences = silences.active(conn, now)
             ops += self.judge.remute(t)
             self._maybe_reload_rules()
         self._store(conn, ops)

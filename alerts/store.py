@@ -20,15 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from alerts.judge import Op, OpenAlert, Silence
-from alerts.rules import RuleBook, Severity
+from alerts.judge import Op, OpenAlert
+from alerts.rules import Severity
 from alerts.warn import DeviceInfo
-
-Conn = psycopg.Connection[tuple[Any, ...]]
+from estate.db import Conn
 
 
 def _ts(t: float) -> dt.datetime:
@@ -309,17 +307,6 @@ def closed_of(conn: Conn, keys: Iterable[tuple[int, str]]) -> list[tuple[int, st
     return [(int(d), str(r)) for d, r in rows]
 
 
-def silences(conn: Conn, now: dt.datetime) -> list[Silence]:
-    rows = conn.execute(
-        "SELECT id, estate_code, building_code, device_code, alert_type, starts_at, ends_at"
-        " FROM silences WHERE ends_at > %s",
-        (now,),
-    ).fetchall()
-    return [
-        Silence(int(r[0]), r[1], r[2], r[3], r[4], r[5].timestamp(), r[6].timestamp()) for r in rows
-    ]
-
-
 def save_state(conn: Conn, snapshot: Mapping[int, dict[str, Any]], now: dt.datetime) -> None:
     if not snapshot:
         return
@@ -468,37 +455,3 @@ def close_rescued(conn: Conn, order_id: int, *, actor: str, now: dt.datetime) ->
     ).fetchall():
         settle_incident(conn, int(incident), now)
     return closed
-
-
-# ---------------------------------------------------------------------- silences
-
-
-def add_silence(
-    conn: Conn,
-    *,
-    book: RuleBook,
-    estate: str,
-    building: str | None,
-    device: str | None,
-    alert_type: str | None,
-    starts: dt.datetime,
-    ends: dt.datetime,
-    author: str,
-    reason: str,
-) -> int:
-    """Store a silence for maintenance work; returns its id. A silence naming a
-    life-safety alert is refused (``AlertActionError`` says why); one with no alert type
-    mutes everything else on what it matches, never a life-safety alert (the judge)."""
-    if alert_type is not None and book.life_safety_alert(alert_type):
-        raise AlertActionError(
-            f"{alert_type} is a life-safety alert (people may be in danger): it cannot be "
-            "silenced; a maintainer who sets it off on purpose resolves its order instead"
-        )
-    row = conn.execute(
-        "INSERT INTO silences (estate_code, building_code, device_code, alert_type,"
-        " starts_at, ends_at, author, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " RETURNING id",
-        (estate, building, device, alert_type, starts, ends, author, reason),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])

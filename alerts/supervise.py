@@ -31,25 +31,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
 
-from alerts import dispatch, notify
+from alerts import dispatch, notify, orders
 from alerts.notify import Notifier
+from alerts.orders import OrderState
 from alerts.responsibility import PartyDirectory, Row, Version, current, current_version
 from alerts.rules import Severity
+from estate.db import Conn
 
 log = logging.getLogger("estate.supervise")
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 # deadline → the states in which it is not yet met
-UNMET = {
-    "acknowledge": ("dispatched", "reopened"),
-    "arrive": ("dispatched", "acknowledged", "reopened"),
-    "resolve": ("dispatched", "acknowledged", "on_site", "reopened"),
+UNMET: dict[str, tuple[OrderState, ...]] = {
+    "acknowledge": (OrderState.DISPATCHED, OrderState.REOPENED),
+    "arrive": (OrderState.DISPATCHED, OrderState.ACKNOWLEDGED, OrderState.REOPENED),
+    "resolve": (
+        OrderState.DISPATCHED,
+        OrderState.ACKNOWLEDGED,
+        OrderState.ON_SITE,
+        OrderState.REOPENED,
+    ),
 }
-_DUE_COLUMN = {"acknowledge": "ack_due", "arrive": "arrive_due", "resolve": "resolve_due"}
 
 
 @dataclass
@@ -119,43 +123,30 @@ class Supervisor:
         out: list[tuple[int, str]] = []
         with conn.transaction():
             for deadline, states in UNMET.items():
-                col = _DUE_COLUMN[deadline]
-                rows = conn.execute(
-                    f"SELECT o.id FROM work_orders o WHERE o.state = ANY(%s) AND o.{col} <= %s"  # noqa: S608 (col is ours)
-                    " AND NOT EXISTS (SELECT 1 FROM work_order_breaches b WHERE b.order_id = o.id"
-                    " AND b.cycle = o.cycle AND b.deadline = %s)"
-                    " ORDER BY o.id FOR UPDATE OF o SKIP LOCKED",
-                    (list(states), now, deadline),
-                ).fetchall()
-                for (order_id,) in rows:
-                    self._breach(conn, int(order_id), deadline, now)
-                    out.append((int(order_id), deadline))
+                for order_id in orders.overdue(conn, deadline, states, now):
+                    self._breach(conn, order_id, deadline, now)
+                    out.append((order_id, deadline))
         return out
 
     def _breach(self, conn: Conn, order_id: int, deadline: str, now: dt.datetime) -> None:
-        col = _DUE_COLUMN[deadline]
-        row = conn.execute(
-            f"SELECT cycle, {col}, chain, escalation_level, severity, list_row, assignee,"  # noqa: S608
-            " notified_roles FROM work_orders WHERE id = %s",
-            (order_id,),
-        ).fetchone()
-        assert row is not None
-        cycle, due, chain, level, severity, list_row, assignee, notified = row
-        level += 1
+        o = orders.breaching(conn, order_id, deadline)
+        due, chain, notified = o.due, o.chain, o.notified_roles
+        level = o.escalation_level + 1
         step = chain[level - 1] if level <= len(chain) else None
         to_org = step["org"] if step else None
         if step is not None and step["party"] not in notified:
             notified = [*notified, step["party"]]
-        raised = str(Severity(min(int(Severity.parse(severity)) + 1, int(Severity.CRITICAL))))
-        conn.execute(
-            "INSERT INTO work_order_breaches (order_id, cycle, deadline, due_at, breached_at,"
-            " escalated_to) VALUES (%s, %s, %s, %s, %s, %s)",
-            (order_id, cycle, deadline, due, now, to_org),
+        raised = str(Severity(min(int(Severity.parse(o.severity)) + 1, int(Severity.CRITICAL))))
+        orders.add_breach(
+            conn, order_id, cycle=o.cycle, deadline=deadline, due=due, now=now, escalated_to=to_org
         )
-        conn.execute(
-            "UPDATE work_orders SET escalation_level = %s, severity = %s, updated_at = %s,"
-            " notified_roles = %s WHERE id = %s",
-            (min(level, len(chain)), raised, now, notified, order_id),
+        orders.escalate(
+            conn,
+            order_id,
+            level=min(level, len(chain)),
+            severity=raised,
+            notified_roles=notified,
+            now=now,
         )
         detail = {
             "deadline": deadline,
@@ -168,10 +159,8 @@ class Supervisor:
             detail["note"] = "the escalation chain has nobody left to tell"
         elif to_org is None:
             detail["note"] = f"the registry names no {step['party']} for this estate"
-        payload = dispatch.record(
-            conn, order_id, "breach", actor="supervise", now=now, detail=detail
-        )
-        channels = Row.model_validate(list_row).channels
+        payload = orders.record(conn, order_id, "breach", actor="supervise", now=now, detail=detail)
+        channels = Row.model_validate(o.list_row).channels
         # the next party is told, and the one responsible is reminded it is late
         notify.tell(
             conn,
@@ -182,10 +171,10 @@ class Supervisor:
             now=now,
             order_id=order_id,
         )
-        if assignee != to_org:
+        if o.assignee != to_org:
             notify.tell(
                 conn,
-                org=assignee,
+                org=o.assignee,
                 channels=channels,
                 event="workorder.breach",
                 payload={**payload, "breach": detail},
@@ -204,20 +193,12 @@ class Supervisor:
     def look_back(self, conn: Conn, now: dt.datetime) -> tuple[list[int], list[int]]:
         verifying, closed = [], []
         with conn.transaction():
-            for (order_id,) in conn.execute(
-                "SELECT id FROM work_orders o WHERE state = 'resolved' AND NOT EXISTS"
-                " (SELECT 1 FROM incidents i WHERE i.work_order_id = o.id AND i.state = 'open')"
-                " ORDER BY id FOR UPDATE SKIP LOCKED"
-            ).fetchall():
-                if dispatch.start_verification(conn, int(order_id), now):
-                    verifying.append(int(order_id))
-            for order_id, until in conn.execute(
-                "SELECT id, verify_until FROM work_orders WHERE state = 'verifying'"
-                " AND verify_until <= %s ORDER BY id FOR UPDATE SKIP LOCKED",
-                (now,),
-            ).fetchall():
-                dispatch.close(conn, int(order_id), at=until)
-                closed.append(int(order_id))
+            for order_id in orders.resolved_and_normal(conn):
+                if dispatch.start_verification(conn, order_id, now):
+                    verifying.append(order_id)
+            for order_id, until in orders.verified(conn, now):
+                dispatch.close(conn, order_id, at=until)
+                closed.append(order_id)
         return verifying, closed
 
     # ------------------------------------------------------------------ overdue

@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 
 from alerts import dispatch, store
 from api.auth import Principal, Role
-from api.deps import Caller, ClockDep, Conn, Db, allow
+from api.deps import Caller, ClockDep, Db, allow
 from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
+from estate.db import Conn
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 JUDGES = (Role.ADMIN, Role.OPERATOR, Role.MANAGER)  # who may confirm a fire alarm

@@ -19,14 +19,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from psycopg import sql
 
-Conn = psycopg.Connection[tuple[Any, ...]]
+from estate.db import Conn
+
 _KEY = re.compile(r"^se_(\d{1,18})_([A-Za-z0-9_-]{20,128})$")
 _TOKEN = re.compile(r"^st_(\d{1,18})_([A-Za-z0-9_-]{20,128})$")
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106) defaults

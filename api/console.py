@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -17,12 +18,13 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from alerts import rules as alert_rules
-from alerts import store
+from alerts import silences, store
 from alerts.rules import RuleBook
 from api.auth import Principal, Role
-from api.deps import Caller, ClockDep, Conn, Db, Instant, allow
+from api.deps import Caller, ClockDep, Db, Instant, allow
 from api.pages import from_row
 from api.problems import Problem
+from estate.db import Conn
 from ingest.batch import BOOL_COLUMNS, METRIC_COLUMNS
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
@@ -306,19 +308,11 @@ class SilenceOut(BaseModel):
     reason: str
 
 
-_SILENCE_COLUMNS = (
-    "id, estate_code, building_code, device_code, alert_type, starts_at, ends_at, author, reason"
-)
-
-
 @router.get("/silences")
 def list_silences(c: Db, p: Caller, clock: ClockDep, active: bool = True) -> list[SilenceOut]:
     """Silences of the caller's estates (active ones by default), newest first."""
-    query = sql.SQL(
-        "SELECT {} FROM silences WHERE {} AND (NOT %s OR ends_at > %s) ORDER BY id DESC LIMIT 500"
-    ).format(sql.SQL(_SILENCE_COLUMNS), p.estate_scope("estate_code"))
-    rows = c.execute(query, (active, clock())).fetchall()
-    return [from_row(SilenceOut, r) for r in rows]
+    found = silences.listing(c, p.estate_scope("estate_code"), now=clock(), active_only=active)
+    return [SilenceOut.model_validate(asdict(s)) for s in found]
 
 
 @router.post("/silences", status_code=201, responses={403: {}, 404: {}, 422: {}})
@@ -330,35 +324,22 @@ def add_silence(c: Db, p: Caller, clock: ClockDep, body: SilenceIn) -> SilenceOu
     query = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(p.estate_scope("code"))
     if c.execute(query, (body.estate_code,)).fetchone() is None:
         raise Problem(404, "not-found", "Not found", f"no estate {body.estate_code!r} of yours")
-    unknown = c.execute(
-        "SELECT (%(b)s::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM buildings"
-        "   WHERE estate_code = %(e)s AND code = %(b)s)),"
-        " (%(d)s::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM devices d"
-        "   LEFT JOIN buildings b ON b.id = d.building_id WHERE d.estate_code = %(e)s"
-        "   AND d.code = %(d)s AND (%(b)s::text IS NULL OR b.code = %(b)s)))",
-        {"e": body.estate_code, "b": body.building_code, "d": body.device_code},
-    ).fetchone()
-    if unknown is not None and unknown[0]:
-        raise Problem(422, "unknown-building", "Unknown building",
-                      f"{body.estate_code} has no building {body.building_code!r}")  # fmt: skip
-    if unknown is not None and unknown[1]:
-        raise Problem(422, "unknown-device", "Unknown device",
-                      f"{body.estate_code} has no device {body.device_code!r} there")  # fmt: skip
+    unknown = silences.unknown_target(
+        c, estate=body.estate_code, building=body.building_code, device=body.device_code
+    )
+    if unknown is not None:
+        kind = "unknown-building" if "building" in unknown else "unknown-device"
+        raise Problem(422, kind, kind.replace("-", " ").capitalize(), unknown)
     now = clock()
     try:
-        sid = store.add_silence(
+        made = silences.add(
             c, book=_rules(), estate=body.estate_code, building=body.building_code,
             device=body.device_code, alert_type=body.alert_type, starts=now,
             ends=now + dt.timedelta(hours=body.hours), author=p.actor, reason=body.reason,
         )  # fmt: skip
-    except store.AlertActionError as err:
+    except silences.SilenceError as err:
         raise Problem(422, "life-safety", "Cannot be silenced", str(err)) from None
-    row = c.execute(
-        sql.SQL("SELECT {} FROM silences WHERE id = %s").format(sql.SQL(_SILENCE_COLUMNS)),
-        (sid,),
-    ).fetchone()
-    assert row is not None
-    return from_row(SilenceOut, row)
+    return SilenceOut.model_validate(asdict(made))
 
 
 @functools.cache
@@ -371,21 +352,10 @@ def _rules() -> RuleBook:
 def expire_silence(c: Db, p: Caller, clock: ClockDep, silence_id: int) -> SilenceOut:
     """End a silence now (the record stays); one already ended is returned unchanged."""
     allow(p, *OPERATORS)
-    now = clock()
-    row = c.execute(
-        sql.SQL(
-            # ends_at must stay after starts_at: one ended the moment it began moves back 1 ms
-            "UPDATE silences SET"
-            " starts_at = CASE WHEN ends_at > %(now)s"
-            "   THEN least(starts_at, %(now)s - interval '1 millisecond') ELSE starts_at END,"
-            " ends_at = CASE WHEN ends_at > %(now)s THEN %(now)s ELSE ends_at END"
-            " WHERE id = %(id)s AND {} RETURNING {}"
-        ).format(p.estate_scope("estate_code"), sql.SQL(_SILENCE_COLUMNS)),
-        {"now": now, "id": silence_id},
-    ).fetchone()
-    if row is None:
+    found = silences.expire(c, silence_id, p.estate_scope("estate_code"), clock())
+    if found is None:
         raise Problem(404, "not-found", "Not found", f"no silence {silence_id} of yours")
-    return from_row(SilenceOut, row)
+    return SilenceOut.model_validate(asdict(found))
 
 
 # --------------------------------------------------------------------------- views

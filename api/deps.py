@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -20,8 +20,8 @@ from pydantic import AfterValidator
 
 from api.auth import Principal, Role, authenticate, authenticate_token
 from api.problems import Problem
+from estate.db import Conn
 
-Conn = psycopg.Connection[tuple[Any, ...]]
 Clock = Callable[[], dt.datetime]
 
 _bearer = HTTPBearer(

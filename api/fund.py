@@ -18,9 +18,10 @@ from psycopg import sql
 from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import Principal, Role
-from api.deps import Caller, ClockDep, Conn, Db, allow
+from api.deps import Caller, ClockDep, Db, allow
 from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
+from estate.db import Conn
 from fund import cases, ledger
 
 router = APIRouter(prefix="/api/v1/fund", tags=["fund"])

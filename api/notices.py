@@ -18,10 +18,11 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, Role
-from api.deps import Caller, ClockDep, Conn, Db, Instant, allow
+from api.deps import Caller, ClockDep, Db, Instant, allow
 from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
 from api.workorders import ledger_scope
+from estate.db import Conn
 from oversight import ledger, notices
 
 router = APIRouter(prefix="/api/v1", tags=["inspections"])

@@ -37,10 +37,12 @@ from fastapi.responses import StreamingResponse
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from alerts import orders
 from api.auth import Principal
-from api.deps import Clock, Conn, Credentials, resolve
+from api.deps import Clock, Credentials, resolve
 from api.problems import Problem
 from api.workorders import order_scope
+from estate.db import Conn
 from estate.mqtt import Address, new_client
 
 log = logging.getLogger("estate.api.stream")
@@ -172,9 +174,8 @@ def _visible(c: Conn, p: Principal, item: Item) -> bool:
         return False
     if item.kind == "alert":
         q = sql.SQL("SELECT 1 FROM alerts WHERE id = %s AND {}").format(p.alert_scope())
-    else:
-        q = sql.SQL("SELECT 1 FROM work_orders WHERE id = %s AND {}").format(order_scope(p))
-    return c.execute(q, (ident,)).fetchone() is not None
+        return c.execute(q, (ident,)).fetchone() is not None
+    return orders.visible(c, ident, order_scope(p))
 
 
 def _control(event: str, reason: str) -> str:

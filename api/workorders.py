@@ -18,12 +18,14 @@ from fastapi import APIRouter, Query, Response
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from alerts import dispatch, responsibility
+from alerts import dispatch, orders, responsibility
+from alerts.orders import OrderState
 from alerts.responsibility import ResponsibilityList
 from api.auth import AREA_ROLES, Principal, Role
-from api.deps import Caller, ClockDep, Conn, Db, Instant, allow
+from api.deps import Caller, ClockDep, Db, Instant, allow
 from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
 from api.problems import Problem
+from estate.db import Conn
 from oversight import ledger
 
 router = APIRouter(prefix="/api/v1", tags=["dispatch"])
@@ -77,10 +79,7 @@ class OrderOut(BaseModel):
     device_code: str
     alert_type: str
     severity: str
-    state: Literal[
-        "created", "dispatched", "acknowledged", "on_site", "resolved", "verifying", "closed",
-        "reopened", "cancelled",
-    ]  # fmt: skip
+    state: OrderState
     assignee: str | None = Field(description="the organisation responsible")
     chain: list[dict[str, Any]] = Field(description="escalation chain: party and organisation")
     escalation_level: int
@@ -185,13 +184,10 @@ class ItemOut(BaseModel):
 
 
 def _order(c: Conn, p: Principal, order_id: int) -> OrderOut:
-    q = sql.SQL("SELECT {} FROM work_orders WHERE id = %s AND {}").format(
-        sql.SQL(dispatch.ORDER_COLUMNS), order_scope(p)
-    )
-    row = c.execute(q, (order_id,)).fetchone()
+    row = orders.find(c, order_id, order_scope(p))
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no work order {order_id} that you may see")
-    return from_row(OrderOut, row)
+    return OrderOut.model_validate(row)
 
 
 @router.get("/work-orders")
@@ -200,19 +196,7 @@ def list_orders(
     c: Db,
     p: Caller,
     state: Annotated[
-        Literal[
-            "live",
-            "all",
-            "created",
-            "dispatched",
-            "acknowledged",
-            "on_site",
-            "resolved",
-            "verifying",
-            "closed",
-            "reopened",
-            "cancelled",
-        ],
+        OrderState | Literal["live", "all"],
         Query(description="'live' (not closed or cancelled), 'all', or one state"),
     ] = "live",
     estate: str | None = None,
@@ -221,26 +205,16 @@ def list_orders(
     cursor: Cursor = None,
 ) -> Page[OrderOut]:
     """Work orders newest first, within the caller's scope."""
-    q = sql.SQL(
-        "SELECT {} FROM work_orders WHERE {}"
-        " AND (%(state)s = 'all' OR (%(state)s = 'live'"
-        "      AND state NOT IN ('closed', 'cancelled')) OR state = %(state)s)"
-        " AND (%(estate)s::text IS NULL OR estate_code = %(estate)s)"
-        " AND (%(assignee)s::text IS NULL OR assignee = %(assignee)s)"
-        " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s)"
-        " ORDER BY id DESC LIMIT %(limit)s"
-    ).format(sql.SQL(dispatch.ORDER_COLUMNS), order_scope(p))
-    rows = c.execute(
-        q,
-        {
-            "state": state,
-            "estate": estate,
-            "assignee": assignee,
-            "cursor": cursor_id(cursor),
-            "limit": limit,
-        },
-    ).fetchall()
-    items = [from_row(OrderOut, r) for r in rows]
+    rows = orders.search(
+        c,
+        order_scope(p),
+        state=state,
+        estate=estate,
+        assignee=assignee,
+        before_id=cursor_id(cursor),
+        limit=limit,
+    )
+    items = [OrderOut.model_validate(r) for r in rows]
     return page(items, limit, lambda o: o.id)
 
 
@@ -248,22 +222,8 @@ def list_orders(
 def get_order(c: Db, p: Caller, order_id: int) -> OrderDetail:
     """One order with every event (who, when), its breaches and its delivery log."""
     o = _order(c, p, order_id)
-    events = [
-        from_row(EventOut, r)
-        for r in c.execute(
-            "SELECT at, change, from_state, to_state, actor, detail FROM work_order_events"
-            " WHERE order_id = %s ORDER BY at, id",
-            (order_id,),
-        )
-    ]
-    breaches = [
-        from_row(BreachOut, r)
-        for r in c.execute(
-            "SELECT cycle, deadline, due_at, breached_at, escalated_to FROM work_order_breaches"
-            " WHERE order_id = %s ORDER BY breached_at",
-            (order_id,),
-        )
-    ]
+    events = [EventOut.model_validate(r) for r in orders.events(c, order_id)]
+    breaches = [BreachOut.model_validate(r) for r in orders.breaches(c, order_id)]
     deliveries = [
         from_row(DeliveryOut, r)
         for r in c.execute(

@@ -8,7 +8,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from alerts import dispatch
+from psycopg import sql
+
+from alerts import dispatch, silences
 from alerts import rules as alert_rules
 from alerts import store as alert_store
 from alerts.rules import parse as parse_rules
@@ -65,39 +67,41 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
     """Mute matching alerts for maintenance work (they are still stored)."""
+    now = common.now()
     with common.database(settings) as conn:
         if args.action == "add":
             if not (args.estate and args.reason and args.hours):
                 raise SettingsError("estate silence add needs --estate, --hours and --reason")
-            start = dt.datetime.now(dt.UTC)
-            ends = start + dt.timedelta(hours=args.hours)
+            unknown = silences.unknown_target(
+                conn, estate=args.estate, building=args.building, device=args.device
+            )
+            if unknown is not None:
+                raise SettingsError(unknown)
             try:
-                sid = alert_store.add_silence(
+                made = silences.add(
                     conn,
                     book=alert_rules.load(settings.alert_rules),
                     estate=args.estate,
                     building=args.building,
                     device=args.device,
                     alert_type=args.alert,
-                    starts=start,
-                    ends=ends,
+                    starts=now,
+                    ends=now + dt.timedelta(hours=args.hours),
                     author=args.author or os.environ.get("USER", "cli"),
                     reason=args.reason,
                 )
-            except alert_store.AlertActionError as err:
+            except silences.SilenceError as err:
                 raise SettingsError(str(err)) from None
             conn.commit()
-            common.echo(f"silence {sid} until {ends:%Y-%m-%d %H:%M %Z}")
+            common.echo(f"silence {made.id} until {made.ends_at:%Y-%m-%d %H:%M %Z}")
             return 0
-        for r in conn.execute(
-            "SELECT id, estate_code, coalesce(building_code, '*'), coalesce(device_code, '*'),"
-            " coalesce(alert_type, '*'), starts_at, ends_at, author, reason FROM silences"
-            " WHERE ends_at > now() ORDER BY ends_at"
-        ):
-            common.echo(
-                f"{r[0]:5d} {r[1]}/{r[2]}/{r[3]} {r[4]} until {r[6]:%Y-%m-%d %H:%M} "
-                f"by {r[7]}: {r[8]}"
-            )
+        found = silences.listing(conn, sql.SQL("true"), now=now, active_only=True)
+    for s in sorted(found, key=lambda s: s.ends_at):
+        where = "/".join((s.estate_code, s.building_code or "*", s.device_code or "*"))
+        common.echo(
+            f"{s.id:5d} {where} {s.alert_type or '*'} until {s.ends_at:%Y-%m-%d %H:%M} "
+            f"by {s.author}: {s.reason}"
+        )
     return 0
 
 

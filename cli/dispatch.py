@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from alerts import dispatch, responsibility
+from alerts import dispatch, orders, responsibility
 from alerts.notify import MqttSender, Notifier, WebhookSender
 from alerts.supervise import SupervisorService
 from cli import common
@@ -37,23 +37,22 @@ def cmd_orders(args: argparse.Namespace, settings: Settings) -> int:
             conn.commit()
             common.echo(f"work order {args.id}: {state}")
             return 0
-        rows = conn.execute(
-            "SELECT id, created_at, severity, state, alert_type, estate_code,"
-            " coalesce(building_code, '-'), device_code, coalesce(assignee, '-'),"
-            " escalation_level, ack_due, arrive_due, resolve_due FROM work_orders"
-            " WHERE (%(all)s OR state NOT IN ('closed', 'cancelled'))"
-            " AND (%(e)s::text IS NULL OR estate_code = %(e)s) ORDER BY id DESC LIMIT %(n)s",
-            {"all": args.all, "e": args.estate, "n": args.limit},
-        ).fetchall()
-    for oid, at, sev, st, typ, est, bld, dev, who, lvl, ack, arrive, resolve in rows:
+        found = orders.lines(conn, include_done=args.all, estate=args.estate, limit=args.limit)
+    for o in found:
         dues = " ".join(
             f"{name} {t:%H:%M:%S}"
-            for name, t in (("ack", ack), ("arrive", arrive), ("resolve", resolve))
+            for name, t in (
+                ("ack", o.ack_due),
+                ("arrive", o.arrive_due),
+                ("resolve", o.resolve_due),
+            )
             if t is not None
         )
+        where = f"{o.estate_code}/{o.building_code or '-'}/{o.device_code}"
         common.echo(
-            f"{oid:6d} {at:%Y-%m-%d %H:%M:%S} {sev:8} {st:12} {typ:26} {est}/{bld}/{dev}"
-            f" → {who} (escalation {lvl}) due: {dues}"
+            f"{o.id:6d} {o.created_at:%Y-%m-%d %H:%M:%S} {o.severity:8} {o.state:12}"
+            f" {o.alert_type:26} {where} → {o.assignee or '-'} (escalation {o.escalation_level})"
+            f" due: {dues}"
         )
     return 0
 

@@ -16,7 +16,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import psycopg
 import yaml
 from pydantic import (
     BaseModel,
@@ -27,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from estate.db import Conn
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # estate/v1/orgs/… carries notifications (ingest.contract.ORGS): no estate may be called so
@@ -371,8 +372,6 @@ class LoadReport:
     def __str__(self) -> str:
         return ", ".join(f"{t}: {i} new, {u} updated" for t, (i, u) in self.counts.items())
 
-
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 _UPSERT_COUNT = "SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up"
 

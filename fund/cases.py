@@ -19,16 +19,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
+from estate.db import Conn
 from estate.settings import load_settings
 from estate.yamldata import validate_yaml
 from fund import ledger
 from fund.ledger import Leg
-
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 class _Model(BaseModel):

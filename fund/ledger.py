@@ -22,7 +22,8 @@ from typing import Any
 
 import psycopg
 
-Conn = psycopg.Connection[tuple[Any, ...]]
+from estate.db import Conn
+
 GENESIS = "0" * 64
 _CHAIN_LOCK = 0x5E_F0_4D  # pg_advisory_xact_lock key for the chain
 

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
 from psycopg import sql
 
+from estate.db import Conn
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
 from ingest.worker import Directory
 from ingest.writer import Writer
-
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from typing import Any
 
-import psycopg
 from openpyxl import Workbook
 from psycopg import sql
 
-Conn = psycopg.Connection[tuple[Any, ...]]
+from estate.db import Conn
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
 
-import psycopg
+from estate.db import Conn
 
-Conn = psycopg.Connection[tuple[Any, ...]]
 PREFIX = {"fire": "消", "market": "特"}  # 消防 / 特种设备
 ACTIONS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "rectify": ("rectified", ("issued", "reopened")),

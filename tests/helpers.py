@@ -31,6 +31,7 @@ from alerts.rules import Severity
 from alerts.stage import AlertStage
 from alerts.supervise import Supervisor
 from estate import registry
+from estate.db import Conn
 from fund import cases as fund_cases
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
@@ -43,7 +44,6 @@ from simulators.scenarios import Scenario
 if TYPE_CHECKING:
     from tests.conftest import Stack
 
-Conn = psycopg.Connection[tuple[Any, ...]]
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)  # simulated time starts here
 
 REGISTRY = """

@@ -24,6 +24,7 @@ from alerts.rules import Severity
 from alerts.stage import AlertStage
 from alerts.warn import DeviceInfo
 from estate import registry
+from estate.db import Conn
 from ingest.batch import Rows
 from ingest.worker import IngestConfig, Worker
 from tests.conftest import Stack
@@ -39,7 +40,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 class Listener:

@@ -10,18 +10,16 @@ covered by the ingest and alert worker tests; here the clock must be ours to mov
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-import psycopg
 import pytest
 
 from estate import registry
+from estate.db import Conn
 from simulators import scenarios
 from simulators.scenarios import Expectation
 from tests.helpers import T0, play
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def raised(conn: Conn, e: Expectation, estate: str) -> list[dt.datetime]:

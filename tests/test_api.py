@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import ApiKeyError, Role, create_key, revoke_key
 from estate import registry
+from estate.db import Conn
 from ingest import contract
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
@@ -22,7 +23,6 @@ from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-Conn = psycopg.Connection[tuple[Any, ...]]
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 REGISTRY = """
 version: 1

@@ -16,9 +16,9 @@ from alerts.rules import Severity
 from api.app import create_app
 from api.auth import Role, create_key
 from estate import registry
+from estate.db import Conn
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 REGISTRY = """
 version: 1

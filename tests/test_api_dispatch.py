@@ -6,10 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterator
-from typing import Any
 
 import openpyxl
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,11 +15,11 @@ from alerts.supervise import Supervisor
 from api.app import create_app
 from api.auth import Role, create_key
 from estate import registry
+from estate.db import Conn
 from simulators.scenarios import Scenario
 from tests.helpers import T0, play
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 NOW = T0 + dt.timedelta(seconds=120)
 
 KEYS: dict[str, tuple[Role, dict[str, str]]] = {

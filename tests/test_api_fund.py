@@ -7,16 +7,15 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import Role, create_key
+from estate.db import Conn
 from tests.helpers import county_world
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(days=3)
 KEYS: dict[str, tuple[Role, dict[str, str]]] = {

@@ -15,7 +15,6 @@ from api.auth import Role, create_key
 from estate import registry
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 @pytest.fixture

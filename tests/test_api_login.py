@@ -6,18 +6,17 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import ApiKeyError, Role, create_user, disable_user
 from estate import registry
+from estate.db import Conn
 from tests.conftest import Stack
 from tests.helpers import estate_env, run_estate
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 T0 = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 PASSWORD = "correct horse battery"
 

@@ -26,7 +26,6 @@ from tests.conftest import Stack
 from tests.helpers import World, county_world, scratch_database
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(days=3)
 

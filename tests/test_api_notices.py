@@ -6,10 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterator
-from typing import Any
 
 import openpyxl
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,9 +15,9 @@ from alerts.supervise import Supervisor
 from api.app import create_app
 from api.auth import Role, create_key
 from estate import registry
+from estate.db import Conn
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
 KEYS: dict[str, tuple[Role, dict[str, str]]] = {
     "fire": (Role.FIRE_INSPECTOR, {"area_code": "SFX"}),

@@ -23,12 +23,12 @@ from alerts.rules import Severity
 from api.app import create_app
 from api.auth import Role, create_key, revoke_key
 from estate import registry
+from estate.db import Conn
 from estate.mqtt import service_publisher
 from tests.conftest import Stack
 from tests.helpers import serving, wait_for
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 
 

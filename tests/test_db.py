@@ -8,10 +8,10 @@ import psycopg
 import pytest
 
 from estate import db
+from estate.db import Conn
 
 pytestmark = pytest.mark.integration
 
-Conn = psycopg.Connection[tuple[object, ...]]
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 

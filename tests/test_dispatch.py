@@ -11,19 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 import openpyxl
-import psycopg
 import pytest
 from psycopg import sql
 
-from alerts import dispatch, responsibility, store
+from alerts import dispatch, orders, responsibility, store
 from alerts.supervise import Supervisor
 from estate import registry
+from estate.db import Conn
 from oversight import ledger
 from simulators.scenarios import Scenario, Step
 from tests.helpers import T0, play
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def at(s: float) -> dt.datetime:
@@ -83,7 +82,7 @@ class Script:
 
 def order_of(conn: Conn, device: str) -> dict[str, Any]:
     query = sql.SQL("SELECT {} FROM work_orders WHERE device_code = %s").format(
-        sql.SQL(dispatch.ORDER_COLUMNS)
+        sql.SQL(orders.COLUMNS)
     )
     cur = conn.execute(query, (device,))
     rows = cur.fetchall()

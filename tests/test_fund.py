@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from decimal import Decimal
-from typing import Any
 
 import psycopg
 import pytest
@@ -19,13 +18,13 @@ from alerts.judge import Op
 from alerts.rules import Severity
 from alerts.supervise import Supervisor
 from estate import registry
+from estate.db import Conn
 from fund import cases, ledger
 from simulators.scenarios import Scenario
 from tests.conftest import Stack
 from tests.helpers import T0, estate_env, play, run_estate
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 @pytest.fixture

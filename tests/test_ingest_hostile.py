@@ -18,6 +18,7 @@ import pytest
 
 from alerts.stage import AlertStage
 from estate import registry
+from estate.db import Conn
 from ingest import contract
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
@@ -27,7 +28,6 @@ from tests.conftest import Stack
 from tests.helpers import Feeder, Running, count, forget_session, load_registry, wait_for
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 DEMO = registry.read(registry.demo_path())
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 TS = NOW.isoformat()

@@ -29,6 +29,7 @@ from alerts.rules import Severity
 from alerts.stage import AlertStage
 from alerts.supervise import Supervisor, SupervisorService
 from estate import registry
+from estate.db import Conn
 from ingest import contract
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
@@ -38,7 +39,6 @@ from tests.conftest import Stack
 from tests.helpers import T0, Feeder, Running, count, forget_session, scratch_database, wait_for
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 DEMO = registry.read(registry.demo_path())
 KIND = {"B1-L1": "elevator", "B1-L2": "elevator", "B1-SD1": "fire", "B1-SD2": "fire",
         "B1-EF": "fire", "B1-FD": "fire", "SUMP1": "drainage", "BFV1": "drainage"}  # fmt: skip

@@ -12,18 +12,17 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts import notify
 from alerts.notify import MqttSender, Notifier, WebhookSender
 from estate import registry
+from estate.db import Conn
 from tests.conftest import Stack
 from tests.helpers import T0, wait_for
 
 pytestmark = pytest.mark.integration
-Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 class Receiver:

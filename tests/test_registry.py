@@ -6,13 +6,11 @@ import io
 import textwrap
 from decimal import Decimal
 
-import psycopg
 import pytest
 
 from estate import registry
+from estate.db import Conn
 from estate.generate import generate, write_yaml
-
-Conn = psycopg.Connection[tuple[object, ...]]
 
 GOOD = """\
 version: 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import psycopg
 import pytest
 
 from estate import registry
+from estate.db import Conn
 from ingest import contract
 from ingest.batch import DeviceRef, Incoming, decode_batch
 from ingest.contract import Bounds
@@ -17,7 +17,6 @@ from ingest.writer import Writer
 
 pytestmark = pytest.mark.integration
 
-Conn = psycopg.Connection[tuple[Any, ...]]
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)  # a Monday, on the hour
 REGISTRY = """
 version: 1
