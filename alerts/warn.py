@@ -14,7 +14,7 @@ rules are fitted once per batch per device (numpy least squares), not per readin
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -288,6 +288,37 @@ def fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+@dataclass(frozen=True)
+class Typed:
+    """A device's rules sorted by what drives them, in the rule book's order: readings
+    (threshold, condition, rate), events (event and count rules), status (absence)."""
+
+    threshold: list[ThresholdRule]
+    condition: list[ConditionRule]
+    rate: list[RateRule]
+    on_event: list[EventRule | CountRule]
+    absence: list[AbsenceRule]
+
+    @classmethod
+    def of(cls, rules: Iterable[Rule]) -> Typed:
+        out = cls([], [], [], [], [])
+        for r in rules:
+            getattr(out, _BUCKET[type(r)]).append(r)
+        return out
+
+
+# Each rule type's bucket in ``Typed``: a new rule type is one row here and one evaluator
+# in the tables at the end of the module, not another isinstance branch.
+_BUCKET: dict[type[Any], str] = {
+    ThresholdRule: "threshold",
+    ConditionRule: "condition",
+    RateRule: "rate",
+    EventRule: "on_event",
+    CountRule: "on_event",
+    AbsenceRule: "absence",
+}
+
+
 class Warner:
     """The rule engine for the devices one worker owns."""
 
@@ -295,9 +326,7 @@ class Warner:
         self.book = book
         self.devices: dict[int, DeviceInfo] = {}
         self._rules: dict[int, list[Rule]] = {}
-        self._stream: dict[
-            int, tuple[list[ThresholdRule], list[ConditionRule], list[RateRule]]
-        ] = {}
+        self._typed: dict[int, Typed] = {}
         self.state: dict[int, dict[str, RuleState]] = {}  # device -> rule id -> state
         self.latest: dict[int, dict[str, Scalar]] = {}
         self.last_seen: dict[int, float] = {}
@@ -316,7 +345,7 @@ class Warner:
         """Take a new registry view (new devices, changed parameters); keeps state."""
         self.devices = {d.id: d for d in devices}
         self._rules = {}
-        self._stream = {}
+        self._typed = {}
         for dev in self.devices:
             self._slot_of(dev)
 
@@ -331,7 +360,7 @@ class Warner:
 
     @property
     def _hold_ids(self) -> set[str]:
-        return {r.id for r in self.book.rules if isinstance(r, ThresholdRule | ConditionRule)}
+        return {r.id for r in self.book.rules if type(r) in _LEVELS}
 
     def _hold_arrays(self, rule_id: str) -> HoldArrays:
         hs = self.holds.get(rule_id)
@@ -424,19 +453,11 @@ class Warner:
         out += self._events(events)
         return out
 
-    def _stream_rules(
-        self, dev: int
-    ) -> tuple[list[ThresholdRule], list[ConditionRule], list[RateRule]]:
-        """The device's reading-driven rules by type (cached with ``rules_for``)."""
-        cached = self._stream.get(dev)
+    def typed(self, dev: int) -> Typed:
+        """The device's rules by what drives them (cached with ``rules_for``)."""
+        cached = self._typed.get(dev)
         if cached is None:
-            rules = self.rules_for(dev)
-            cached = (
-                [r for r in rules if isinstance(r, ThresholdRule)],
-                [r for r in rules if isinstance(r, ConditionRule)],
-                [r for r in rules if isinstance(r, RateRule)],
-            )
-            self._stream[dev] = cached
+            cached = self._typed[dev] = Typed.of(self.rules_for(dev))
         return cached
 
     def _readings(self, readings: Sequence[Reading]) -> list[Change]:
@@ -445,12 +466,12 @@ class Warner:
         rate_devices: set[int] = set()
         for r in rs:
             self.latest.setdefault(r.device_id, {}).update(r.values)
-            for rr in self._stream_rules(r.device_id)[2]:
+            for rr in self.typed(r.device_id).rate:
                 if self._rate_point(rr, r):
                     rate_devices.add(r.device_id)
         # rate rules: one fit per device per batch, on everything the batch added
         for dev in rate_devices:
-            for rr in self._stream_rules(dev)[2]:
+            for rr in self.typed(dev).rate:
                 ch = self._rate(rr, dev)
                 if ch is not None:
                     out.append(ch)
@@ -466,8 +487,8 @@ class Warner:
         """
         by_rule: dict[str, dict[int, ThresholdRule | ConditionRule]] = {}
         for dev in {r.device_id for r in rs}:
-            thresholds, conditions, _ = self._stream_rules(dev)
-            hold_rules: list[ThresholdRule | ConditionRule] = [*thresholds, *conditions]
+            typed = self.typed(dev)
+            hold_rules: list[ThresholdRule | ConditionRule] = [*typed.threshold, *typed.condition]
             for rule in hold_rules:
                 by_rule.setdefault(rule.id, {})[dev] = rule
         if not by_rule:
@@ -493,10 +514,7 @@ class Warner:
             v = per_group[g]
             odd[g] = v is None or not _same_shape(v, first)
         regular = applies & ~odd
-        if isinstance(first, ThresholdRule):
-            has, level = self._threshold_levels(b, first, per_group, regular)
-        else:
-            has, level = self._condition_levels(b, first, per_group, regular)
+        has, level = _LEVELS[type(first)](self, b, first, per_group, regular)
         has &= applies[b.group]
         any_has = np.logical_or.reduceat(has, b.starts)
         top = np.maximum.reduceat(np.where(has, level, 0), b.starts)
@@ -575,13 +593,7 @@ class Warner:
         out: list[Change] = []
         for i in range(int(b.starts[g]), int(b.ends[g])):
             r = b.rs[int(b.order[i])]
-            if isinstance(rule, ThresholdRule):
-                ch = self._threshold(rule, st, r)
-            else:
-                latest = {t.metric: b.value(t.metric, i) for t in rule.all}
-                ch = self._condition(
-                    rule, st, r, {m: v for m, v in latest.items() if v is not None}
-                )
+            ch = _STEP[type(rule)](self, b, i, rule, st, r)
             if ch is not None:
                 out.append(ch)
         hs.put(slot, st)
@@ -593,12 +605,8 @@ class Warner:
         for e in sorted(events, key=lambda e: e.ts):
             if e.device_id not in self.devices:
                 continue
-            for rule in self.rules_for(e.device_id):
-                ch: Change | None = None
-                if isinstance(rule, EventRule):
-                    ch = self._event(rule, e)
-                elif isinstance(rule, CountRule):
-                    ch = self._count(rule, e)
+            for rule in self.typed(e.device_id).on_event:
+                ch = _ON_EVENT[type(rule)](self, rule, e)
                 if ch is not None:
                     out.append(ch)
         return out
@@ -748,8 +756,8 @@ class Warner:
         for s in statuses:
             if s.device_id not in self.devices:
                 continue
-            for rule in self.rules_for(s.device_id):
-                if isinstance(rule, AbsenceRule) and rule.on_status_offline and not s.online:
+            for rule in self.typed(s.device_id).absence:
+                if rule.on_status_offline and not s.online:
                     ch = self._offline(rule, s.device_id, now, "status")
                     if ch is not None:
                         out.append(ch)
@@ -775,13 +783,12 @@ class Warner:
         self.offline.discard(dev)
         self.touched.add(dev)
         out = []
-        for rule in self.rules_for(dev):
-            if isinstance(rule, AbsenceRule):
-                st = self._st(rule, dev)
-                if st.active:
-                    sev = Severity(st.active)
-                    st.active = 0
-                    out.append(Change("clear", rule.id, rule.alert, dev, sev, at, {"back_at": at}))
+        for rule in self.typed(dev).absence:
+            st = self._st(rule, dev)
+            if st.active:
+                sev = Severity(st.active)
+                st.active = 0
+                out.append(Change("clear", rule.id, rule.alert, dev, sev, at, {"back_at": at}))
         return out
 
     # ------------------------------------------------------------------ time
@@ -802,12 +809,8 @@ class Warner:
         for dev, seen in self.last_seen.items():
             if dev in self.offline or dev not in self.devices:
                 continue
-            for rule in self.rules_for(dev):
-                if (
-                    isinstance(rule, AbsenceRule)
-                    and rule.silence_s is not None
-                    and now - seen >= rule.silence_s
-                ):
+            for rule in self.typed(dev).absence:
+                if rule.silence_s is not None and now - seen >= rule.silence_s:
                     ch = self._offline(rule, dev, now, "silence")
                     if ch is not None:
                         out.append(ch)
@@ -827,8 +830,11 @@ class Warner:
                 dev = self._slot_dev[int(slot)]
                 if dev not in self.devices:
                     continue
-                thresholds, conditions, _ = self._stream_rules(dev)
-                candidates: list[ThresholdRule | ConditionRule] = [*thresholds, *conditions]
+                typed = self.typed(dev)
+                candidates: list[ThresholdRule | ConditionRule] = [
+                    *typed.threshold,
+                    *typed.condition,
+                ]
                 rule = next((r for r in candidates if r.id == rule_id), None)
                 since = float(hs.since[slot])
                 if rule is None or now - since < rule.for_s:
@@ -849,17 +855,28 @@ class Warner:
         return out
 
     def _tick_one(self, rule: Rule, dev: int, st: RuleState, now: float) -> Change | None:
-        if isinstance(rule, EventRule):
-            return self._tick_event(rule, dev, st, now)
-        if isinstance(rule, CountRule):
-            st.times = [t for t in st.times if t > now - rule.window_s]
-            if st.active and len(st.times) < rule.count:
-                sev = Severity(st.active)
-                st.active = 0
-                evidence = {"events_in_window": len(st.times)}
-                return Change("clear", rule.id, rule.alert, dev, sev, now, evidence)
-            return None
-        return None  # threshold and condition rules: see _tick_holds
+        on_tick = _ON_TICK.get(type(rule))  # threshold and condition rules: _tick_holds
+        return None if on_tick is None else on_tick(self, rule, dev, st, now)
+
+    def _tick_count(self, rule: CountRule, dev: int, st: RuleState, now: float) -> Change | None:
+        st.times = [t for t in st.times if t > now - rule.window_s]
+        if st.active and len(st.times) < rule.count:
+            sev = Severity(st.active)
+            st.active = 0
+            evidence = {"events_in_window": len(st.times)}
+            return Change("clear", rule.id, rule.alert, dev, sev, now, evidence)
+        return None
+
+    def _step_threshold(
+        self, b: _Batch, i: int, rule: ThresholdRule, st: RuleState, r: Reading
+    ) -> Change | None:
+        return self._threshold(rule, st, r)
+
+    def _step_condition(
+        self, b: _Batch, i: int, rule: ConditionRule, st: RuleState, r: Reading
+    ) -> Change | None:
+        latest = {t.metric: b.value(t.metric, i) for t in rule.all}
+        return self._condition(rule, st, r, {m: v for m, v in latest.items() if v is not None})
 
     def _tick_event(self, rule: EventRule, dev: int, st: RuleState, now: float) -> Change | None:
         sev = Severity.parse(rule.severity)
@@ -922,3 +939,24 @@ class Warner:
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+# One evaluator per rule type and trigger. The engine looks the rule's type up here; the
+# vectorised reading path (threshold, condition) has a level function for the whole batch
+# and a step function for the devices that need the state machine reading by reading.
+_LEVELS: dict[type[Any], Callable[..., tuple[Any, Any]]] = {
+    ThresholdRule: Warner._threshold_levels,
+    ConditionRule: Warner._condition_levels,
+}
+_STEP: dict[type[Any], Callable[..., Change | None]] = {
+    ThresholdRule: Warner._step_threshold,
+    ConditionRule: Warner._step_condition,
+}
+_ON_EVENT: dict[type[Any], Callable[..., Change | None]] = {
+    EventRule: Warner._event,
+    CountRule: Warner._count,
+}
+_ON_TICK: dict[type[Any], Callable[..., Change | None]] = {
+    EventRule: Warner._tick_event,
+    CountRule: Warner._tick_count,
+}
