@@ -17,7 +17,7 @@ help:
 	@echo "make test-repeat N=10 LOADED=3 - the suite N times (the last LOADED beside a CPU hog),"
 	@echo "               then a table of every test that ever failed"
 	@echo "make check  - ruff and mypy --strict only"
-	@echo "make bench  - the benchmarks in bench/ (figures in the README)"
+	@echo "make bench  - the benchmarks in bench/ (figures in docs/benchmarks.md)"
 	@echo "make stop   - stop this checkout's private servers"
 	@echo "make clean  - stop them and delete var/ (all local data)"
 

@@ -1,6 +1,6 @@
 """The registry: areas, organisations and their roles, estates, buildings, units, devices.
 
-Read from a YAML file (format in the README, example in ``estate/data/demo-registry.yaml``),
+Read from a YAML file (format in docs/contract.md, example in ``estate/data/demo-registry.yaml``),
 validated once here, then loaded into the database in one transaction. Every problem in
 a file is reported at once, each with its place in the file (``estates[2].buildings[0]``)
 and its line, so a person can fix the file in one go.

@@ -37,58 +37,90 @@ class Environment(StrEnum):
 
 
 class Settings(BaseSettings):
-    """The whole configuration; see the README's Configuration table."""
+    """The whole configuration; ``markdown()`` writes its table (docs/configuration.md)."""
 
     model_config = SettingsConfigDict(
-        env_prefix=PREFIX, frozen=True, extra="ignore", populate_by_name=True
+        env_prefix=PREFIX,
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        use_attribute_docstrings=True,  # each field's docstring: docs/configuration.md
     )
 
     environment: Environment = Environment.DEVELOPMENT
+    """`development`, `test` or `production` (which refuses to start without its own
+    servers and device secret)"""
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ESTATE_DATABASE_URL", "DATABASE_URL")
     )
+    """external PostgreSQL/TimescaleDB; unset → private server"""
     mqtt_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ESTATE_MQTT_URL", "MQTT_URL")
     )
+    """external broker, `mqtt://user:password@host:port`; unset → private broker"""
     var_dir: Path = Field(default_factory=_default_var_dir)
+    """where the private servers keep everything"""
     pg_bindir: Path = Path("/usr/lib/postgresql/15/bin")
+    """PostgreSQL server binaries"""
     pg_port: Port = 55432
-    mqtt_port: Port = 11883  # the private broker's listener for the service's own clients
-    # ... and the one for devices: there a client id is the device's login, so no device
-    # can take over a worker's (or another device's) session
+    """private PostgreSQL port (127.0.0.1 only)"""
+    mqtt_port: Port = 11883
+    """private Mosquitto port for the service's own clients (127.0.0.1 only)"""
     mqtt_device_port: Port = 11884
-    # where devices connect (and `estate simulate --mode device`) when the broker is
-    # external; unset: MQTT_URL's host and port
+    """private Mosquitto port for devices: there a client id is the device's login, so no
+    device can take over a worker's (or another device's) session"""
     mqtt_device_url: str | None = None
+    """where devices connect to an external broker (and `estate simulate --mode device`);
+    unset: `MQTT_URL`'s host and port"""
     mosquitto_bin: Path = Path("/usr/sbin/mosquitto")
+    """Mosquitto binary"""
     service_user: str = "smartestate"
-    # Derives every device's MQTT password (estate.mqtt.device_password). Unset with the
-    # private broker: generated into var/secrets.json. Required with an external broker.
+    """user the private servers run as when invoked as root"""
     device_secret: str | None = None
+    """derives every device's MQTT password (HMAC, `estate.mqtt.device_password`); unset
+    with the private broker: generated in `var/secrets.json`; required otherwise"""
     service_timeout_s: float = Field(default=60.0, gt=0)
-    # ingest
+    """how long to wait for a server to start or stop"""
     ingest_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    """messages per batch at most"""
     ingest_batch_age_ms: float = Field(default=20.0, gt=0)
-    ts_max_past_s: float = Field(default=7 * 86400, gt=0)  # older device timestamps: dead letter
-    ts_max_future_s: float = Field(default=300, gt=0)  # device clock this far ahead: dead letter
-    silence_s: float = Field(default=300, gt=0)  # quiet this long: offline ('silence')
-    metrics_port: Port | None = None  # Prometheus /metrics of `estate ingest` (127.0.0.1)
-    ingest_client_prefix: str = "estate-ingest"  # + "-{k}of{N}": the persistent session's id
-    ingest_catch_all: str = "estate/#"  # what a single worker (or shard 0) subscribes to
-    alert_rules: Path | None = None  # alert rules YAML; unset: the shipped alerts/rules.yaml
-    emergency_list: Path | None = (
-        None  # the fund's emergency repair list; unset: fund/emergency.yaml
-    )
-    api_host: str = "127.0.0.1"  # `estate api` listens here
+    """a batch is written this long after its first message at most"""
+    ts_max_past_s: float = Field(default=7 * 86400, gt=0)
+    """older device timestamps are dead-lettered (`ts_out_of_bounds`); 7 days"""
+    ts_max_future_s: float = Field(default=300, gt=0)
+    """device clocks further ahead are dead-lettered"""
+    silence_s: float = Field(default=300, gt=0)
+    """a device silent this long is marked offline (cause `silence`)"""
+    metrics_port: Port | None = None
+    """Prometheus `/metrics` of `estate ingest` on 127.0.0.1; shard k uses this port + k"""
+    ingest_client_prefix: str = "estate-ingest"
+    """MQTT client id prefix; shard k of N is `{prefix}-{k}of{N}` (the persistent session)"""
+    ingest_catch_all: str = "estate/#"
+    """what a single worker, or shard 0, subscribes to beyond its estates"""
+    alert_rules: Path | None = None
+    """the alert rules file (reloaded when it changes); unset: the shipped
+    `alerts/rules.yaml`"""
+    emergency_list: Path | None = None
+    """the fund's emergency repair list, per city; unset: the shipped `fund/emergency.yaml`"""
+    api_host: str = "127.0.0.1"
+    """where `estate api` listens"""
     api_port: Port = 8700
-    api_token_ttl_s: float = Field(default=900, gt=0, le=86400)  # a login token's lifetime
-    # rollups and retention (run by ingest shard 0, or `estate maintain`)
+    """the API's port"""
+    api_token_ttl_s: float = Field(default=900, gt=0, le=86400)
+    """how long a login token lasts (at most a day)"""
     rollup_every_s: float = Field(default=15, gt=0)
-    rollup_settle_s: float = Field(default=5, ge=0)  # a minute is rolled up this long after it ends
-    retention_raw_days: float = Field(default=30, ge=0)  # raw telemetry; 0 keeps it forever
+    """how often ingest shard 0 recomputes pending rollups"""
+    rollup_settle_s: float = Field(default=5, ge=0)
+    """a minute is rolled up this long after it ends"""
+    retention_raw_days: float = Field(default=30, ge=0)
+    """raw telemetry kept (whole day chunks dropped after); `0` = forever; must exceed
+    `ESTATE_TS_MAX_PAST_S`"""
     retention_events_days: float = Field(default=365, ge=0)
+    """device events kept"""
     retention_1m_days: float = Field(default=90, ge=0)
+    """per-minute rollups kept"""
     retention_1h_days: float = Field(default=1830, ge=0)
+    """hourly rollups kept (five years)"""
 
     @model_validator(mode="after")
     def _two_listeners(self) -> Settings:
@@ -170,3 +202,27 @@ def _env_names(loc: tuple[int | str, ...]) -> list[str]:
     if field in {"database_url", "mqtt_url"}:
         names.append(field.upper())
     return names
+
+
+def markdown() -> str:
+    """The configuration table of docs/configuration.md, from the fields themselves."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, f in Settings.model_fields.items():
+        names = _env_names((name,))
+        var = " or ".join(f"`{n}`" for n in reversed(names)) if len(names) > 1 else f"`{names[0]}`"
+        if f.default_factory is not None:
+            default = "`var/` in the checkout"
+        elif f.default is None:
+            default = "unset"
+        else:
+            shown = f.default.value if isinstance(f.default, StrEnum) else f.default
+            default = f"`{shown}`"
+        meaning = " ".join((f.description or "").split())
+        lines.append(f"| {var} | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(markdown())

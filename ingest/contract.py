@@ -15,7 +15,7 @@ telemetry; an event's ``detail`` is JSON that PostgreSQL can hold (no NUL charac
 NaN or Infinity, integers within 64 bits, at most ``MAX_DEPTH`` levels); duplicate keys are
 refused. An empty retained status payload is how MQTT clears a retained message: accepted,
 nothing stored. The vocabularies (metrics with units, event codes) per kind are the
-tables below; the README renders them for device makers.
+tables below; docs/contract.md renders them for device makers.
 
 ``decode`` validates one message and returns typed records or a ``Rejection`` whose reason a
 person can act on. It never raises on bad input: whatever a device sends ends stored or
@@ -745,7 +745,7 @@ def dumps(payload: object) -> bytes:
 
 
 def markdown() -> str:
-    """The vocabularies as Markdown tables (the README embeds this; a test keeps it equal)."""
+    """The vocabularies as Markdown tables (docs/contract.md embeds this; a test keeps it equal)."""
     out: list[str] = []
     for spec in KINDS.values():
         out.append(f"**{spec.kind}** metrics\n")

@@ -497,7 +497,7 @@ def test_a_broker_crash_loses_at_most_its_save_window(
     """Mosquitto SIGKILLed on a broker of its own, twice: with the worker consuming (the
     usual case) and with the worker away, its session queueing (the worst case). What the
     broker had acknowledged to the publisher but neither saved (``autosave_interval``) nor
-    handed to a worker that committed it is lost. The figures are printed (the README
+    handed to a worker that committed it is lost. The figures are printed (docs/ingest.md
     carries them); the bound held is the save window: nothing acknowledged earlier than
     that before the kill is lost, and everything sent after the restart is stored."""
     import os  # noqa: PLC0415

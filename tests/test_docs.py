@@ -1,0 +1,60 @@
+"""The docs tell the truth about the tree: the generated configuration table, the
+README's folder map and links."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from estate import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+# top-level folders that are not the project's (made by set-up, tools, runs)
+NOT_OURS = {
+    ".git",
+    ".venv",
+    ".ci",
+    "var",
+    "node_modules",
+    "test-artifacts",
+    "smart_estate.egg-info",
+}
+
+
+def test_the_configuration_table_is_generated_from_the_settings() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
+    assert block == settings.markdown(), (
+        "run `python -m estate.settings` and paste into docs/configuration.md"
+    )
+    for name, field in settings.Settings.model_fields.items():
+        assert field.description, f"{name} has no docstring: it would be undocumented"
+
+
+def test_the_readme_folder_map_matches_the_tree() -> None:
+    mapped = set(re.findall(r"^\| `([a-z_]+)/` \|", README, flags=re.M))
+    folders = {
+        p.name
+        for p in ROOT.iterdir()
+        if p.is_dir()
+        and p.name not in NOT_OURS
+        and not p.name.startswith((".", "_"))
+        and not p.name.endswith(".egg-info")
+    }
+    assert mapped == folders
+
+
+def test_every_doc_is_linked_from_the_readme_and_every_link_resolves() -> None:
+    links = set(re.findall(r"\]\(([^)#]+)\)", README))
+    docs = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
+    assert docs <= links, f"not linked from the README: {sorted(docs - links)}"
+    for link in links:
+        if not link.startswith("http"):
+            assert (ROOT / link).exists(), link
+
+
+def test_the_readme_keeps_to_what_a_newcomer_needs_first() -> None:
+    assert len(README.encode()) < 20_000  # the reference lives in docs/
+    for must in ("make demo", "make test", "docs/"):
+        assert must in README
