@@ -390,7 +390,7 @@ class PrivateMosquitto:
         # Mosquitto keeps its queues in memory and saves them every autosave_interval: a
         # crash (kill -9, power) loses what it accepted since the last save and had not yet
         # handed to a worker that committed it. One second bounds that window (measured by
-        # tests/test_ingest_hostile.py::test_a_broker_crash_loses_at_most_its_save_window);
+        # tests/ingest/test_hostile.py::test_a_broker_crash_loses_at_most_its_save_window);
         # a clustered engine with a replicated log is the configuration that loses nothing.
         # Inflight and queue limits are sized for acknowledge-after-commit: the ingest worker
         # holds a whole batch unacknowledged until its COPY commits, so the broker must let

@@ -8,57 +8,17 @@ so its topics cannot meet another test's.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from estate import db
 from estate.services import PrivateServices
-from estate.settings import Environment, Settings
 from ingest.worker import Worker
-from tests.helpers import Feeder, Running, copy_template
-
-TEMPLATE = "estate_template"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def make_settings(var_dir: Path) -> Settings:
-    """Settings for a private stack in ``var_dir`` on fresh ports, ignoring any external URLs."""
-    return Settings(
-        environment=Environment.TEST,
-        database_url=None,
-        mqtt_url=None,
-        var_dir=var_dir,
-        pg_port=free_port(),
-        mqtt_port=free_port(),
-        mqtt_device_port=free_port(),
-    )
-
-
-@dataclass(frozen=True)
-class Stack:
-    settings: Settings
-    services: PrivateServices
-    database_url: str  # the stack's main database ("estate")
-    mqtt_url: str
-    mqtt_device_url: str  # the devices' listener (client id = login)
-
-    @property
-    def device_port(self) -> int:
-        return int(self.mqtt_device_url.rsplit(":", 1)[1])
-
-    def url_for(self, dbname: str) -> str:
-        return self.database_url.rsplit("/", 1)[0] + "/" + dbname
+from tests.support.pipeline import Feeder, Running
+from tests.support.stack import TEMPLATE, Stack, copy_template, make_settings
 
 
 @pytest.fixture(scope="session")

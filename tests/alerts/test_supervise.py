@@ -1,0 +1,87 @@
+"""The supervision service against the real broker and TimescaleDB: a trapped event
+published by a device becomes a work order within seconds, the maintenance company's
+topic carries it, and the worker does not mistake the service's output for device data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts.notify import MqttSender, Notifier
+from alerts.stage import AlertStage
+from alerts.supervise import SupervisorService
+from estate.mqtt import service_publisher
+from ingest.worker import IngestConfig, Worker
+from tests.support.data import count, load_registry
+from tests.support.pipeline import Feeder, Running, forget_session, wait_for
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_trapped_event_is_dispatched_and_notified_over_mqtt(
+    stack: Stack,
+    database_url: str,
+    estate_code: str,
+    feeder: Feeder,
+    running: Callable[[Worker], Running],
+) -> None:
+    url, estate = database_url, estate_code
+    load_registry(url, estate)
+    u = urlsplit(stack.mqtt_url)
+    got: list[tuple[str, dict[str, object]]] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sup-{uuid.uuid4().hex[:8]}")
+    sub.username_pw_set(u.username, unquote(u.password or ""))
+    sub.on_message = lambda _c, _u, m: got.append((m.topic, json.loads(m.payload)))
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.connect("127.0.0.1", u.port or 1883)
+    sub.subscribe([("estate/v1/orgs/EM/notifications", 1), (f"estate/v1/{estate}/workorders/#", 1)])
+    sub.loop_start()
+    stop = threading.Event()
+    try:
+        assert subscribed.wait(10)
+        cfg = IngestConfig(client_prefix=f"sup-{estate}", catch_all=f"estate/v1/{estate}/#")
+        running(Worker(database_url=url, mqtt_url=stack.mqtt_url, config=cfg, stage=AlertStage()))
+        with service_publisher(stack.mqtt_url, f"t-{estate}") as publish:
+            sender = MqttSender(publish)
+            service = SupervisorService(
+                url, Notifier({"mqtt": sender, "stream": sender}), every_s=0.2
+            )
+            t = threading.Thread(target=service.run, args=(stop,), daemon=True)
+            t.start()
+            now = dt.datetime.now(dt.UTC).isoformat()
+            event = {"ts": now, "seq": 1, "code": "trapped", "detail": {"floor": 7}}
+            feeder.send(f"estate/v1/{estate}/elevator/L1/event", json.dumps(event).encode())
+            wait_for(lambda: count(url, "SELECT count(*) FROM work_orders") == 1, 30, "an order")
+            wait_for(
+                lambda: any(tp.startswith("estate/v1/orgs/") for tp, _ in got), 30, "the notice"
+            )
+            wait_for(
+                lambda: count(url, "SELECT count(*) FROM notifications WHERE state <> 'sent'") == 0,
+                30,
+                "every notification delivered",
+            )
+            stop.set()
+            t.join(10)
+    finally:
+        stop.set()
+        sub.loop_stop()
+        sub.disconnect()
+        forget_session(stack, f"sup-{estate}-0of1")
+    told = [body for tp, body in got if tp == "estate/v1/orgs/EM/notifications"]
+    assert [(b["event"], b["assignee"], b["alert"]) for b in told] == [
+        ("workorder.dispatched", "EM", "elevator.trapped")
+    ]
+    live = [body["event"] for tp, body in got if "/workorders/" in tp]
+    assert live == ["workorder.created", "workorder.dispatched"]
+    # the worker saw its own estate's workorders topic and did not dead-letter it
+    assert count(url, "SELECT count(*) FROM dead_letters") == 0

@@ -1,0 +1,317 @@
+"""The console in a real browser: Debian's chromium, headless, driven by Playwright.
+
+The stack is real: the private TimescaleDB and Mosquitto, an ingest worker with the alert
+stage, the supervisor dispatching orders, and the API (with its live-stream bridge) on a
+uvicorn server. A simulated lift traps passengers; the control room sees it arrive on
+the board over the live stream and acknowledges it; every role logs in and lands on its
+view; the inspectors' views and the owners' public page are opened. Screenshots go to
+``test-artifacts/console/`` (kept by CI as artefacts, ignored by git).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from alerts.notify import MqttSender, Notifier
+from alerts.stage import AlertStage
+from alerts.supervise import SupervisorService
+from api.app import create_app
+from api.auth import Role, create_user
+from estate import registry
+from estate.mqtt import service_publisher
+from estate.services import PrivateMosquitto, load_secrets
+from fund import cases as fund_cases
+from ingest.worker import IngestConfig, Worker
+from oversight import notices
+from simulators import runner, scenarios
+from tests.support.pipeline import Running, wait_for
+from tests.support.stack import Stack, scratch_database
+from tests.support.web import serving
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+DEMO = registry.read(registry.demo_path())
+
+# role -> (user, binding, the heading of the page the role lands on, in Chinese)
+LOGINS: dict[Role, tuple[str, dict[str, str], str]] = {
+    Role.ADMIN: ("c-admin", {}, "告警看板"),
+    Role.OPERATOR: ("c-duty", {"org_code": "PF-HX"}, "告警看板"),
+    Role.MANAGER: ("c-manager", {"org_code": "PF-HX"}, "告警看板"),
+    Role.MAINTENANCE: ("c-lifts", {"org_code": "EM-TS"}, "工单"),
+    Role.FIRE_INSPECTOR: ("c-fire", {"area_code": "SFX"}, "消防监管"),
+    Role.MARKET_INSPECTOR: ("c-market", {"area_code": "SFX"}, "电梯监管"),
+    Role.HOUSING_AUTHORITY: ("c-housing", {}, "小区概况"),
+    Role.STREET_OFFICE: ("c-street", {"area_code": "SFX-CG-CGJD"}, "告警看板"),
+    Role.OWNER: ("c-owner", {}, "维修资金公示"),
+}
+PASSWORD = "console-test-password"
+
+
+@dataclass
+class Site:
+    base: str
+    url: str  # the database
+    stack: Stack
+
+
+@pytest.fixture(scope="module")
+def site(stack: Stack) -> Iterator[Site]:
+    with scratch_database(stack, "console") as url:
+        now = dt.datetime.now(dt.UTC)
+        with psycopg.connect(url, autocommit=True) as conn:
+            registry.load(conn, DEMO)
+            for role, (name, binding, _) in LOGINS.items():
+                create_user(conn, name, role, PASSWORD, **binding)
+            notices.issue(
+                conn, authority="fire", area_code="SFX", estate="HXY", recipient_org=None,
+                device="B1-HP", problem="消火栓压力不足", basis="GB 25201",
+                deadline=(now + dt.timedelta(days=7)).date(), actor="user:c-fire", now=now,
+            )  # fmt: skip
+            fund_cases.open_accounts(conn, now)
+        worker = Running(
+            Worker(
+                database_url=url,
+                mqtt_url=stack.mqtt_url,
+                config=IngestConfig(client_prefix="console", catch_all="estate/v1/HXY/#"),
+                stage=AlertStage(),
+            )
+        )
+        stop = threading.Event()
+        with service_publisher(stack.mqtt_url, "console-supervise") as publish:
+            sender = MqttSender(publish)
+            service = SupervisorService(
+                url, Notifier({"mqtt": sender, "stream": sender}), every_s=0.2
+            )
+            supervisor = threading.Thread(target=service.run, args=(stop,), daemon=True)
+            supervisor.start()
+            try:
+                with serving(create_app(url, mqtt_url=stack.mqtt_url)) as base:
+                    yield Site(base, url, stack)
+            finally:
+                stop.set()
+                supervisor.join(30)
+                worker.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1600, "height": 1000}, locale="zh-CN")
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, f"the page raised: {errors}"
+
+
+def log_in(page: Page, site: Site, role: Role) -> None:
+    name = LOGINS[role][0]
+    page.goto(f"{site.base}/console/")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#who")).to_contain_text(name)
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def simulate(stack: Stack, devices: list[str], scenario: str | None = None) -> None:
+    """华祥苑's ``devices`` for a while (or ``scenario``), sent as the devices themselves.
+    Simulated time ends now, so nothing is stamped in the future."""
+    mosq = PrivateMosquitto(stack.settings, stack.services.runner)
+    mosq.sync_devices((e.code, d.kind, d.code) for e, _, d in DEMO.devices())
+    s = scenarios.load()[scenario] if scenario else None
+    duration = s.duration_s if s else 180.0
+    fleet = runner.build_fleet(DEMO, seed=3, estates=["HXY"], devices=devices)
+    pub = runner.MqttPublisher(
+        host="127.0.0.1", port=stack.device_port, mode="device",
+        device_secret=load_secrets(stack.settings.var_dir)["device_secret"],
+    )  # fmt: skip
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=duration)
+    runner.run(fleet, pub, start=start, duration_s=duration, scenario=s)
+
+
+def one(url: str, query: str, *args: Any) -> Any:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query, args).fetchone()
+    return row[0] if row else None
+
+
+def test_every_role_logs_in_and_lands_on_its_view(site: Site, page: Page) -> None:
+    for role, (_, _, heading) in LOGINS.items():
+        log_in(page, site, role)
+        expect(page.locator("main h1")).to_contain_text(heading)
+        shot(page, f"home-{role.value}")
+        page.click("#logout")
+        expect(page.locator("#login-form")).to_be_visible()
+    # a wrong password is refused with the API's reason, and nobody is let in
+    page.fill("input[name=username]", "c-duty")
+    page.fill("input[name=password]", "not-the-password")
+    page.click("button[type=submit]")
+    expect(page.locator("#login-error")).to_contain_text("登录失败")
+    expect(page.locator("#nav a")).to_have_count(0)
+
+
+def test_a_trapped_passenger_appears_live_and_is_acknowledged(site: Site, page: Page) -> None:
+    log_in(page, site, Role.OPERATOR)
+    expect(page.locator("#no-alerts")).to_be_visible()
+    expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))  # the stream is open
+    shot(page, "board-quiet")
+
+    simulate(site.stack, ["B1-L1", "B1-L2"], "trapped_with_event")
+    # (the controller's event and the telemetry each raise one: two rows, one incident)
+    row = page.locator('tr[data-alert-type="elevator.trapped"]').first
+    expect(row).to_be_visible(timeout=30_000)
+    # it came over the live stream (the board's poll is every 15 s; this counts frames)
+    assert page.evaluate("window.__liveEvents || 0") > 0
+    expect(row).to_have_class(re.compile(r"\bcritical unacked\b"))  # blinks until acknowledged
+    assert row.locator("td").nth(2).inner_text().startswith("HXY / B1-L1")
+    shot(page, "board-trapped")
+
+    row.get_by_role("button", name="确认收到").click()
+    expect(row).not_to_have_class(re.compile(r"\bunacked\b"))
+    expect(row).to_contain_text("已确认")
+    alert_id = int(row.get_attribute("data-alert-id") or 0)
+    assert one(site.url, "SELECT acknowledged_by FROM alerts WHERE id = %s", alert_id) == (
+        "user:c-duty"
+    )
+    shot(page, "board-acknowledged")
+
+    # the order the supervisor dispatched to the lift company, its deadline counting down
+    wait_for(lambda: one(site.url, "SELECT count(*) FROM work_orders") == 1, 20, "the order")
+    page.click('#nav a[data-nav="orders"]')
+    order = page.locator("#order-table tbody tr").first
+    expect(order).to_contain_text("EM-TS")
+    expect(order).to_contain_text("剩余")
+    before = order.locator("[data-due]").inner_text()
+    page.wait_for_timeout(1500)
+    assert order.locator("[data-due]").inner_text() != before  # it counts
+    shot(page, "orders")
+
+    # the incident: evidence, the chart drawn from the rollups, the order named
+    page.goto(f"{site.base}/console/#/alert/{alert_id}")
+    expect(page.locator("main h1")).to_contain_text("电梯困人")
+    expect(page.locator("#evidence-chart")).to_have_attribute("data-level", "1m")
+    expect(page.locator("main")).to_contain_text("EM-TS")
+    shot(page, "incident")
+
+    # the inspectors: market supervision sees the trapped order under EM-TS
+    page.click("#logout")
+    log_in(page, site, Role.MARKET_INSPECTOR)
+    company = page.locator('#company-table tr[data-company="EM-TS"]')
+    expect(company.locator("td").nth(2)).to_have_text("1")  # one trapped-passenger order
+    expect(page.locator("#trapped-table tbody tr")).to_have_count(1)
+    shot(page, "market-supervision")
+    page.click("#logout")
+    log_in(page, site, Role.FIRE_INSPECTOR)
+    expect(page.locator('[data-count="notices"]')).to_have_text("1")
+    expect(page.locator("main")).to_contain_text("消火栓压力不足")
+    shot(page, "fire-inspection")
+    # the fire inspector does not see the lift's alert
+    expect(page.locator('#nav a[data-nav="board"]')).to_be_visible()
+    page.click('#nav a[data-nav="board"]')
+    expect(page.locator("#no-alerts")).to_be_visible()
+
+
+def test_a_device_page_shows_live_values_and_history(site: Site, page: Page) -> None:
+    log_in(page, site, Role.OPERATOR)
+    page.goto(f"{site.base}/console/#/estates")
+    page.click('[data-estate="HXY"]')
+    expect(page.locator("main h1")).to_contain_text("华祥苑")
+    simulate(site.stack, ["B2-L1"])
+    wait_for(
+        lambda: one(site.url, "SELECT count(*) FROM telemetry_1m m JOIN devices d ON"
+                    " d.id = m.device_id WHERE d.code = 'B2-L1'") > 0, 60, "the first rollups",
+    )  # fmt: skip
+    page.goto(f"{site.base}/console/#/device/HXY/B2-L1")
+    expect(page.locator('[data-metric="floor"]')).to_be_visible()
+    chart = page.locator("#device-chart")
+    expect(chart).not_to_have_attribute("data-points", "0", timeout=10_000)
+    expect(chart.locator("polyline.mean")).to_have_count(1)
+    shot(page, "device")
+    # another estate's device is not the operator's: 404 from the API, said on the page
+    page.goto(f"{site.base}/console/#/device/JXY/B1-L1")
+    expect(page.locator("main .error")).to_contain_text("未找到或无权查看")
+
+
+def test_silences_are_added_and_ended_from_the_console(site: Site, page: Page) -> None:
+    log_in(page, site, Role.MANAGER)
+    page.click('#nav a[data-nav="silences"]')
+    page.select_option('#silence-form select[name="estate_code"]', "HXY")
+    page.fill('#silence-form input[name="device_code"]', "B2-L1")
+    page.fill('#silence-form input[name="reason"]', "年检 annual inspection")
+    page.click('#silence-form button[type="submit"]')
+    row = page.locator("tr[data-silence-id]").first
+    expect(row).to_contain_text("年检")
+    shot(page, "silences")
+    sid = int(row.get_attribute("data-silence-id") or 0)
+    assert one(site.url, "SELECT author FROM silences WHERE id = %s", sid) == "user:c-manager"
+    row.get_by_role("button").click()
+    expect(page.locator(f'tr[data-silence-id="{sid}"]')).to_have_count(0)
+
+
+def test_english_on_a_phone_and_the_public_disclosure(site: Site, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(f"{site.base}/console/#/public/HXY")  # no login
+        expect(page.locator("#fund-report")).to_be_visible()
+        expect(page.locator("main h1")).to_contain_text("维修资金公示")
+        page.click("#lang")
+        expect(page.locator("main h1")).to_contain_text("Fund disclosure")
+        shot(page, "public-phone-en")
+        log_in(page, site, Role.OPERATOR)
+        expect(page.locator("main h1")).to_contain_text("Alert board")
+        shot(page, "board-phone-en")
+        page.goto(f"{site.base}/console/#/public/NOPE")
+        expect(page.locator("main .error")).to_contain_text("Not found")
+    finally:
+        context.close()
+
+
+def test_the_pages_carry_a_policy_and_the_api_docs_need_no_cdn(
+    site: Site, browser: Browser
+) -> None:
+    for path in ("/console/", "/docs", "/api/v1/public/estates/HXY/disclosure"):
+        with urllib.request.urlopen(f"{site.base}{path}", timeout=10) as r:  # noqa: S310
+            assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+            assert r.headers["Referrer-Policy"] == "no-referrer"
+            body = r.read().decode()
+        if path == "/docs":
+            assert "http" not in body  # every asset from this installation
+    context = browser.new_context()
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None)
+    try:
+        page.goto(f"{site.base}/docs")
+        expect(page.locator(".opblock-tag").first).to_be_visible(timeout=20_000)
+        shot(page, "api-docs")
+    finally:
+        context.close()
+    assert blocked == []

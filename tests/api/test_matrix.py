@@ -1,0 +1,250 @@
+"""The authorisation matrix: every role × every endpoint × a resource inside its scope and
+one outside. The table below must name every operation of the OpenAPI document (a new
+route without a row fails ``test_the_matrix_covers_every_operation``).
+
+The world: the demo county; inside is 华祥苑 (HXY: property firm PF-HX, lifts by EM-TS,
+in 城关街道), outside is 城关新村 (CGXC, in 滨河街道, no property firm). Area-bound keys
+are bound to 城关街道. "Allowed" means the authorisation let the request through (2xx, or
+409 when the resource's state does not allow the step); "denied" is 403, or 404 for a
+resource the caller may not even see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.auth import Role, create_key
+from tests.support.data import World, county_world
+from tests.support.stack import Stack, scratch_database
+
+pytestmark = pytest.mark.integration
+T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+NOW = T0 + dt.timedelta(days=3)
+
+BOUND: dict[Role, dict[str, str]] = {
+    Role.ADMIN: {},
+    Role.HOUSING_AUTHORITY: {},
+    Role.OPERATOR: {"org_code": "PF-HX"},
+    Role.MANAGER: {"org_code": "PF-HX"},
+    Role.MAINTENANCE: {"org_code": "EM-TS"},
+    Role.FIRE_INSPECTOR: {"area_code": "SFX-CG-CGJD"},
+    Role.MARKET_INSPECTOR: {"area_code": "SFX-CG-CGJD"},
+    Role.STREET_OFFICE: {"area_code": "SFX-CG-CGJD"},
+    Role.OWNER: {},
+}
+ALL = frozenset(BOUND)
+A, H, OP, MG, MT, FI, MI, SO, OW = (
+    Role.ADMIN, Role.HOUSING_AUTHORITY, Role.OPERATOR, Role.MANAGER, Role.MAINTENANCE,
+    Role.FIRE_INSPECTOR, Role.MARKET_INSPECTOR, Role.STREET_OFFICE, Role.OWNER,
+)  # fmt: skip
+EVERYWHERE = frozenset({A, H})  # who sees the outside resources too
+
+
+@pytest.fixture(scope="module")
+def world(stack: Stack) -> Iterator[tuple[str, World, dict[Role, dict[str, str]]]]:
+    """One world for the whole matrix (it only reads, or its steps are idempotent)."""
+    with scratch_database(stack, "matrix") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            w = county_world(conn, T0, NOW)
+            keys = {
+                r: {"Authorization": f"Bearer {create_key(conn, r.value, r, **b)}"}
+                for r, b in BOUND.items()
+            }
+        yield url, w, keys
+
+
+@pytest.fixture(scope="module")
+def client(world: tuple[str, World, dict[Role, dict[str, str]]]) -> Iterator[TestClient]:
+    with TestClient(create_app(world[0], clock=lambda: NOW)) as c:
+        yield c
+
+
+# (method, path): who sees/may act inside the scope; one check function per kind
+Sees = frozenset[Role]
+ITEM: dict[str, tuple[str, str, str, Sees]] = {  # GET one: path, inside key, outside key
+    "/api/v1/alerts/{alert_id}": ("/api/v1/alerts/{}", "alert", "alert_out",
+                                  frozenset({A, H, OP, MG, MT, MI, SO})),
+    "/api/v1/work-orders/{order_id}": ("/api/v1/work-orders/{}", "lift_order", "order_out",
+                                       frozenset({A, H, OP, MG, MT, MI})),
+    "/api/v1/notices/{notice_id}": ("/api/v1/notices/{}", "notice", "notice_out",
+                                    frozenset({A, H, OP, MG, FI, SO})),
+    "/api/v1/fund/cases/{case_id}": ("/api/v1/fund/cases/{}", "fund_case", "fund_case_out",
+                                     frozenset({A, H, OP, MG, SO})),
+}  # fmt: skip
+LIST: dict[str, tuple[str, str, str, str, Sees]] = {  # GET list: path, id field, in, out
+    "/api/v1/alerts": ("/api/v1/alerts?state=all", "id", "alert", "alert_out",
+                       frozenset({A, H, OP, MG, MT, MI, SO})),
+    "/api/v1/incidents": ("/api/v1/incidents?state=all", "id", "", "", ALL - {OW}),
+    "/api/v1/work-orders": ("/api/v1/work-orders?state=all", "id", "lift_order", "order_out",
+                            frozenset({A, H, OP, MG, MT, MI})),
+    "/api/v1/notices": ("/api/v1/notices?state=all", "id", "notice", "notice_out",
+                        frozenset({A, H, OP, MG, FI, SO})),
+    "/api/v1/dead-letters": ("/api/v1/dead-letters", "id", "dead", "dead_out",
+                             frozenset({A, OP, MG})),
+    "/api/v1/fund/accounts": ("/api/v1/fund/accounts", "id", "account", "account_out",
+                              frozenset({A, H, OP, MG, SO})),
+    "/api/v1/fund/cases": ("/api/v1/fund/cases", "id", "fund_case", "fund_case_out",
+                           frozenset({A, H, OP, MG, SO})),
+}  # fmt: skip
+# GET by codes (estates and devices are named, not numbered): inside url, outside url
+NAMED: dict[str, tuple[str, str, Sees]] = {
+    "/api/v1/estates/{estate}": ("/api/v1/estates/HXY", "/api/v1/estates/CGXC", ALL - {OW}),
+    "/api/v1/devices/{estate}/{code}": (
+        "/api/v1/devices/HXY/B1-L1", "/api/v1/devices/CGXC/B1-SD1", ALL - {OW, FI}),
+    "/api/v1/devices/{estate}/{code}/series": (
+        "/api/v1/devices/HXY/B1-L1/series?metric=floor",
+        "/api/v1/devices/CGXC/B1-SD1/series?metric=fault", ALL - {OW, FI}),
+}  # fmt: skip
+READ_ONLY: dict[str, tuple[str, Sees]] = {  # GET: who gets 200 (others 403)
+    "/api/v1/dead-letters/summary": ("/api/v1/dead-letters/summary", frozenset({A, OP, MG})),
+    "/api/v1/responsibility": ("/api/v1/responsibility", ALL),
+    "/api/v1/responsibility/versions": ("/api/v1/responsibility/versions", ALL),
+    "/api/v1/dispatch/gaps": ("/api/v1/dispatch/gaps", frozenset({A, H, MG, OP, SO})),
+    "/api/v1/supervision/items": ("/api/v1/supervision/items", ALL),
+    "/api/v1/ledger": ("/api/v1/ledger?start=2026-11-01T00:00:00Z&end=2026-12-01T00:00:00Z",
+                       ALL - {OW}),
+    "/api/v1/problems": ("/api/v1/problems?start=2026-11-01T00:00:00Z"
+                         "&end=2026-12-01T00:00:00Z", ALL - {OW}),
+    "/api/v1/auth/me": ("/api/v1/auth/me", ALL),
+    # scoped content, tested in tests/test_api_console.py; every role may ask
+    "/api/v1/estates": ("/api/v1/estates", ALL),
+    "/api/v1/silences": ("/api/v1/silences?active=false", ALL),
+    "/api/v1/views/fire": ("/api/v1/views/fire", ALL),
+    "/api/v1/views/elevators": ("/api/v1/views/elevators", ALL),
+}  # fmt: skip
+# POST/PUT: path (formatted with inside / outside ids), body, who may act inside
+ACTION: dict[tuple[str, str], tuple[str, str, str, dict[str, Any] | None, Sees]] = {
+    ("POST", "/api/v1/alerts/{alert_id}/confirm"): (
+        "/api/v1/alerts/{}/confirm", "fire_alert", "alert_out", None, frozenset({A, OP, MG})),
+    ("POST", "/api/v1/alerts/{alert_id}/false-alarm"): (
+        "/api/v1/alerts/{}/false-alarm", "fire_alert", "alert_out", {"cause": "steam"},
+        frozenset({A, OP, MG})),
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): (
+        "/api/v1/alerts/{}/acknowledge", "alert", "alert_out", None, frozenset({A, OP, MG})),
+    ("POST", "/api/v1/silences"): (
+        "/api/v1/silences", "", "", {"estate_code": "HXY", "device_code": "B2-L2", "hours": 1,
+                                     "reason": "matrix"}, frozenset({A, OP, MG})),
+    ("POST", "/api/v1/silences/{silence_id}/expire"): (
+        "/api/v1/silences/{}/expire", "silence", "silence_out", None, frozenset({A, OP, MG})),
+    ("POST", "/api/v1/work-orders/{order_id}/{action}"): (
+        "/api/v1/work-orders/{}/acknowledge", "lift_order", "order_out", None,
+        frozenset({A, OP, MG, MT})),
+    ("POST", "/api/v1/notices/{notice_id}/{action}"): (
+        "/api/v1/notices/{}/rectify", "notice", "notice_out", {"note": "fixed"},
+        frozenset({OP, MG})),
+    ("POST", "/api/v1/dead-letters/replay"): (
+        "/api/v1/dead-letters/replay", "", "", {"ids": []}, frozenset({A, MG})),
+    ("POST", "/api/v1/notices"): (
+        "/api/v1/notices", "", "", {"estate": "HXY", "problem": "p", "deadline": "2026-12-30"},
+        frozenset({FI, MI})),
+    ("PUT", "/api/v1/responsibility"): ("/api/v1/responsibility", "", "", {}, frozenset({A, H})),
+    ("POST", "/api/v1/fund/cases"): (
+        "/api/v1/fund/cases", "alert", "alert_out", {"item": "elevator_danger", "alert_id": 0},
+        frozenset({A, OP, MG, SO})),
+    ("POST", "/api/v1/fund/cases/{case_id}/{action}"): (
+        "/api/v1/fund/cases/{}/estimate", "fund_case", "fund_case_out", {"estimate_fen": 100},
+        frozenset({A, OP, MG, SO})),
+    ("POST", "/api/v1/fund/cases/{case_id}/settle"): (
+        "/api/v1/fund/cases/{}/settle", "fund_case", "fund_case_out",
+        {"cost_fen": 1, "invoice_ref": "x"}, frozenset({A, H})),
+    ("POST", "/api/v1/fund/accounts/{account_id}/deposits"): (
+        "/api/v1/fund/accounts/{}/deposits", "account", "account_out", {"amount_fen": 1},
+        frozenset({A, H})),
+}  # fmt: skip
+NOT_IN_MATRIX = {  # and why
+    ("GET", "/healthz"): "public",
+    ("GET", "/readyz"): "public",
+    ("POST", "/api/v1/auth/token"): "public: the login itself (tests/api/test_login.py)",
+    ("POST", "/api/v1/auth/logout"): "user tokens only (tests/api/test_login.py)",
+    ("GET", "/api/v1/stream"): "scope per event, through a real server (test_api_stream.py)",
+    ("GET", "/api/v1/public/estates/{estate}/disclosure"): "public by design (test_api_fund.py)",
+    ("GET", "/api/v1/public/estates/{estate}/fund-report"): "public by design (test_api_fund.py)",
+}
+
+
+def test_the_matrix_covers_every_operation(client: TestClient) -> None:
+    ops = {(m.upper(), p) for p, item in client.app.openapi()["paths"].items() for m in item}  # type: ignore[attr-defined]
+    gets = {("GET", p) for p in (*ITEM, *LIST, *NAMED, *READ_ONLY)}
+    covered = gets | set(ACTION) | set(NOT_IN_MATRIX)
+    assert ops == covered, f"not in the matrix: {ops - covered}; gone: {covered - ops}"
+
+
+DENIED = (403, 404)
+
+
+Keys = dict[Role, dict[str, str]]
+
+
+def check_reads(client: TestClient, w: World, role: Role, h: dict[str, str]) -> None:
+    for path, (fmt, inside, outside, sees) in ITEM.items():
+        got = client.get(fmt.format(w.ids[inside]), headers=h).status_code
+        assert (got == 200) if role in sees else (got in DENIED), (path, "inside", got)
+        got = client.get(fmt.format(w.ids[outside]), headers=h).status_code
+        assert (got == 200) if role in EVERYWHERE else (got in DENIED), (path, "outside", got)
+    for path, (url, field, inside, outside, sees) in LIST.items():
+        r = client.get(url, headers=h)
+        if r.status_code == 403:
+            assert role not in sees, path  # not a reader of this list at all
+            continue
+        assert r.status_code == 200, (path, r.text)
+        listed = {x[field] for x in r.json()["items"]}
+        if not inside:
+            assert bool(listed) == (role in sees), path
+            continue
+        assert (w.ids[inside] in listed) == (role in sees), (path, "inside")
+        may_out = role is A or (role is H and path != "/api/v1/dead-letters")
+        assert (w.ids[outside] in listed) == may_out, (path, "outside")
+    for path, (inside_url, outside_url, sees) in NAMED.items():
+        got = client.get(inside_url, headers=h).status_code
+        assert (got == 200) if role in sees else (got in DENIED), (path, "inside", got)
+        got = client.get(outside_url, headers=h).status_code
+        assert (got == 200) if role in EVERYWHERE else (got in DENIED), (path, "outside", got)
+    for path, (url, sees) in READ_ONLY.items():
+        got = client.get(url, headers=h).status_code
+        assert got == (200 if role in sees else 403), (path, got)
+
+
+def check_actions(client: TestClient, w: World, role: Role, h: dict[str, str]) -> None:
+    for (method, path), (fmt, inside, outside, given, may) in ACTION.items():
+        for side, ident in (("inside", inside), ("outside", outside)):
+            if side == "outside" and not outside:
+                continue
+            body = dict(given) if given is not None else None
+            if method == "PUT":
+                current = client.get("/api/v1/responsibility", headers=h).json()
+                body = {"based_on": current["version"], "comment": "m", "list": current["list"]}
+            if body is not None and "alert_id" in body:
+                body["alert_id"] = w.ids[ident]  # the id goes in the body, not the path
+            url = fmt.format(w.ids[ident]) if "{}" in fmt else fmt
+            headers = {**h, "Idempotency-Key": uuid.uuid4().hex}
+            got = client.request(method, url, json=body, headers=headers).status_code
+            allowed = role in may and (side == "inside" or role in EVERYWHERE)
+            if allowed:
+                assert got not in (401, *DENIED), (path, side, got)
+            else:
+                assert got in DENIED, (path, side, got)
+
+
+@pytest.mark.parametrize("role", list(BOUND), ids=[r.value for r in BOUND])
+def test_every_endpoint_inside_and_outside_the_scope(
+    client: TestClient, world: tuple[str, World, Keys], role: Role
+) -> None:
+    _, w, keys = world
+    check_reads(client, w, role, keys[role])
+    check_actions(client, w, role, keys[role])
+
+
+def test_no_credentials_no_access(client: TestClient) -> None:
+    for path in (*LIST, *READ_ONLY):
+        url = LIST[path][0] if path in LIST else READ_ONLY[path][0]
+        r = client.get(url)
+        assert r.status_code == 401, path
+        assert r.headers["content-type"] == "application/problem+json"

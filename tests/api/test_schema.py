@@ -1,0 +1,58 @@
+"""schemathesis against the OpenAPI document: requests generated from every operation's
+schema, sent to a real uvicorn server over a populated database, as admin; no answer may
+be a 5xx. (It found two on its first run: a NUL character in a query parameter reached
+PostgreSQL, and the work-order list took any text as a state.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from api.app import create_app
+from api.auth import Role, create_key
+from tests.support.data import county_world
+from tests.support.stack import Stack, scratch_database
+from tests.support.web import serving
+
+pytestmark = pytest.mark.integration
+T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+NOW = T0 + dt.timedelta(days=3)
+# The document as the app serves it (no database needed to build it). The live stream
+# never ends, so it is left to tests/api/test_stream.py (which runs it with a broker).
+SCHEMA = schemathesis.openapi.from_dict(create_app("postgresql://unused/unused").openapi()).exclude(
+    path="/api/v1/stream"
+)
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[tuple[str, dict[str, str]]]:
+    with scratch_database(stack, "schema") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            county_world(conn, T0, NOW)
+            key = create_key(conn, "schemathesis", Role.ADMIN)
+        with serving(create_app(url, clock=lambda: NOW)) as base:
+            yield base, {"Authorization": f"Bearer {key}"}
+
+
+@SCHEMA.parametrize()
+# schemathesis draws from the `random` module inside its own strategies, which Hypothesis
+# reports (on some draws only) as a deprecation warning; with warnings as errors that
+# failed CI once as a "flaky" GET /dispatch/gaps. It is their code, not ours: ignored here
+# only. derandomize makes every run send the same requests, so a failure reproduces.
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+@settings(
+    derandomize=True,
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_no_server_errors(case: Any, api: tuple[str, dict[str, str]]) -> None:
+    base, auth = api
+    case.call_and_validate(base_url=base, headers=auth, checks=[not_a_server_error])

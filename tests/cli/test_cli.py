@@ -1,0 +1,317 @@
+"""The command line as a person uses it: exit codes, messages, `estate demo` and Ctrl-C."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from estate.services import PrivateServices, _pid_cmdline, port_in_use
+from tests.support.cli import ESTATE_CMD, estate_env, run_estate
+from tests.support.stack import Stack, free_port, make_settings
+
+
+def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    env = estate_env(tmp_path, 1, 2, 3) | {"ESTATE_PG_PORT": "not-a-port"}
+    done = run_estate(["env"], env)
+    assert done.returncode == 2
+    assert "ESTATE_PG_PORT='not-a-port'" in done.stderr
+
+
+def test_registry_check_reports_problems_with_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nestates:\n  - {code: E1, name: e, area: nowhere}\n")
+    done = run_estate(["registry", "check", str(bad)], estate_env(tmp_path, 1, 2, 3))
+    assert done.returncode == 2
+    assert "estates[0].area (line 3): unknown area 'nowhere'" in done.stderr
+
+
+@pytest.mark.integration
+def test_env_masks_passwords_unless_asked(stack: Stack) -> None:
+    s = stack.settings
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
+    masked = run_estate(["env"], env).stdout
+    assert "estate:***@" in masked
+    assert "estate-service:***@" in masked
+    shown = run_estate(["env", "--show-secrets"], env).stdout
+    exports = dict(
+        shlex.split(line)[1].split("=", 1)
+        for line in shown.splitlines()
+        if line.startswith("export") and "MQTT_HOST" not in line
+    )
+    assert exports == {
+        "DATABASE_URL": stack.database_url,
+        "MQTT_URL": stack.mqtt_url,
+        "ESTATE_MQTT_DEVICE_URL": stack.mqtt_device_url,
+    }
+
+
+@pytest.mark.integration
+def test_services_status_start_stop(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "var")
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
+    assert run_estate(["services", "status"], env).returncode == 3
+    try:
+        started = run_estate(["services", "start"], env)
+        assert started.returncode == 0, started.stderr
+        assert "postgres: started" in started.stdout
+        status = run_estate(["services", "status"], env)
+        assert status.returncode == 0
+        assert "mosquitto: running" in status.stdout
+        # A one-shot command reuses running services and leaves them running.
+        assert run_estate(["db", "upgrade"], env).returncode == 0
+        assert run_estate(["services", "status"], env).returncode == 0
+    finally:
+        assert run_estate(["services", "stop"], env).returncode == 0
+    assert run_estate(["services", "status"], env).returncode == 3
+
+
+def _start_demo(env: dict[str, str]) -> subprocess.Popen[str]:
+    env = env | {"ESTATE_API_PORT": str(free_port())}
+    proc = subprocess.Popen(
+        [*ESTATE_CMD, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C stops" in line or time.monotonic() > deadline:
+            break
+    assert any("Ctrl-C stops" in ln for ln in lines), "".join(lines)
+    # the demo serves the API too
+    url = f"http://127.0.0.1:{env['ESTATE_API_PORT']}/healthz"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                assert r.status == 200
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        raise AssertionError(f"the demo's API did not answer at {url}")
+    return proc
+
+
+@pytest.mark.integration
+def test_demo_stops_on_ctrl_c_leaving_no_process(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "var")
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
+    proc = _start_demo(env)
+    pids = [st.pid for st in PrivateServices(s).status()]
+    assert all(pids)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    assert proc.stdout is not None
+    assert "stopping" in proc.stdout.read()
+    proc.stdout.close()
+    for pid in pids:
+        assert pid is not None
+        assert _pid_cmdline(pid) is None
+    assert not port_in_use(s.pg_port)
+    assert not port_in_use(s.mqtt_port)
+    assert not port_in_use(s.mqtt_device_port)
+
+
+@pytest.mark.integration
+def test_a_killed_demo_does_not_break_the_next_one(tmp_path: Path) -> None:
+    s = make_settings(tmp_path / "var")
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
+    proc = _start_demo(env)
+    proc.kill()  # no chance to clean up: the servers are orphaned
+    proc.wait(timeout=10)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert all(st.running for st in PrivateServices(s).status())
+    again = run_estate(["demo", "--once"], env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "demo registry loaded" in again.stdout
+    # The second run adopted the orphans and stopped them on its way out.
+    assert not any(st.running for st in PrivateServices(s).status())
+    assert not port_in_use(s.pg_port)
+
+
+def test_simulate_lists_scenarios_and_refuses_unknown_faults(tmp_path: Path) -> None:
+    env = estate_env(tmp_path, 1, 2, 3)
+    listed = run_estate(["simulate", "--list-scenarios"], env)
+    assert listed.returncode == 0
+    assert "trapped_without_event" in listed.stdout
+    bad = run_estate(["simulate", "--faults", "gremlins"], env)
+    assert bad.returncode == 2
+    assert "unknown fault(s) ['gremlins']" in bad.stderr
+
+
+@pytest.mark.integration
+def test_simulate_reports_counts_and_seq_ranges(stack: Stack, tmp_path: Path) -> None:
+    s = stack.settings
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port)
+    out = tmp_path / "report.json"
+    done = run_estate(
+        [
+            "simulate",
+            "--scenario",
+            "overspeed",
+            "--speed",
+            "0",
+            "--faults",
+            "duplicate,wrong_types",
+            "--report",
+            str(out),
+        ],
+        env,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    dev = report["devices"]["HXY/B2-L1"]
+    assert dev["event"] == {
+        "count": 1,
+        "first_seq": dev["event"]["first_seq"],
+        "last_seq": dev["event"]["first_seq"],
+    }
+    assert dev["telemetry"]["count"] == report["total"] - 1
+    assert report["faults_injected"] == {"store_once": 2, "reject": 8}
+
+
+@pytest.mark.integration
+def test_maintain_rolls_up_and_applies_retention(stack: Stack, database_url: str) -> None:
+    ts = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO telemetry (ts, device_id, seq, floor) VALUES (%s, 1, 1, 4)", [ts])
+        conn.execute("INSERT INTO rollup_dirty VALUES ('1m', time_bucket('1 minute', %s))", [ts])
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
+    env["DATABASE_URL"] = database_url
+    env["ESTATE_RETENTION_RAW_DAYS"] = "60"
+    done = run_estate(["maintain"], env)
+    assert done.returncode == 0, done.stderr
+    assert "rollups: 1 minutes and 1 hours recomputed" in done.stdout
+    assert "retention: telemetry: 0 chunks dropped" in done.stdout
+    env["ESTATE_RETENTION_RAW_DAYS"] = "30"
+    done = run_estate(["maintain"], env)
+    assert "rollups: 0 minutes and 0 hours recomputed" in done.stdout
+    assert "retention: telemetry: 1 chunks dropped" in done.stdout
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (0,)
+        assert conn.execute("SELECT floor_sum FROM telemetry_1h").fetchone() == (4.0,)
+
+
+@pytest.mark.integration
+def test_apikey_add_list_revoke(stack: Stack, database_url: str) -> None:
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
+    env["DATABASE_URL"] = database_url
+    refused = run_estate(["apikey", "add", "control-room", "--role", "operator"], env)
+    assert refused.returncode == 2
+    assert "role operator needs --org" in refused.stderr
+    added = run_estate(["apikey", "add", "ops-bot"], env)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("se_")
+    assert "shown once" in added.stderr
+    assert "ops-bot" in run_estate(["apikey", "list"], env).stdout
+    assert run_estate(["apikey", "revoke", "ops-bot"], env).returncode == 0
+    assert "revoked" in run_estate(["apikey", "list"], env).stdout
+    assert run_estate(["apikey", "revoke", "ops-bot"], env).returncode == 2
+
+
+@pytest.mark.integration
+def test_silence_add_list_and_alerts(stack: Stack, database_url: str) -> None:
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
+    env["DATABASE_URL"] = database_url
+    assert run_estate(["registry", "load", "demo"], env).returncode == 0
+    refused = run_estate(["silence", "add", "--estate", "HXY", "--hours", "2"], env)
+    assert refused.returncode == 2
+    assert "needs --estate, --hours and --reason" in refused.stderr
+    added = run_estate(
+        [
+            "silence",
+            "add",
+            "--estate",
+            "HXY",
+            "--building",
+            "B1",
+            "--alert",
+            "fire.door_open",
+            "--hours",
+            "2",
+            "--reason",
+            "door closer replaced",
+            "--author",
+            "wang",
+        ],
+        env,
+    )
+    assert added.returncode == 0, added.stderr
+    listed = run_estate(["silence", "list"], env).stdout
+    assert "HXY/B1/* fire.door_open" in listed
+    assert "by wang: door closer replaced" in listed
+    alerts = run_estate(["alerts", "--all"], env)
+    assert (alerts.returncode, alerts.stdout) == (0, "")
+    rules = run_estate(["rules", "check"], env)
+    assert "rules (drainage" in rules.stdout
+    no_cause = run_estate(["alerts", "false-alarm", "--id", "1"], env)
+    assert no_cause.returncode == 2
+    assert "needs --cause" in no_cause.stderr
+    missing = run_estate(["alerts", "confirm", "--id", "999"], env)
+    assert missing.returncode == 2
+    assert "no alert 999" in missing.stderr
+
+
+@pytest.mark.integration
+def test_dispatch_commands(stack: Stack, database_url: str, tmp_path: Path) -> None:
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
+    env["DATABASE_URL"] = database_url
+    assert run_estate(["registry", "load", "demo"], env).returncode == 0
+    shown = run_estate(["responsibility", "show"], env)
+    assert shown.returncode == 0, shown.stderr
+    assert "# version 0" in shown.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrows: [{kind: elevator, responsible: x}]\n")
+    refused = run_estate(["responsibility", "push", str(bad), "--comment", "x"], env)
+    assert refused.returncode == 2
+    assert "dispatching row needs responsible, deadlines and escalation" in refused.stderr
+    pushed = run_estate(
+        ["responsibility", "push", "alerts/responsibility.yaml", "--comment", "as shipped"], env
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert "version 1 saved" in pushed.stdout
+    assert "as shipped" in run_estate(["responsibility", "history"], env).stdout
+    missing = run_estate(["orders", "acknowledge", "--id", "99"], env)
+    assert missing.returncode == 2
+    assert "no work order 99" in missing.stderr
+    hook = run_estate(["webhook", "add", "--org", "NOPE", "--url", "http://x/h"], env)
+    assert hook.returncode == 2
+    assert "not in the registry" in hook.stderr
+    hook = run_estate(["webhook", "add", "--org", "EM-TS", "--url", "http://127.0.0.1/h"], env)
+    assert "signing secret (shown once)" in hook.stdout
+    out = tmp_path / "ledger.xlsx"
+    made = run_estate(
+        ["ledger", "--start", "2026-01-01", "--end", "2027-01-01", "-o", str(out)], env
+    )
+    assert made.returncode == 0, made.stderr
+    assert out.read_bytes()[:2] == b"PK"  # a zip: the xlsx container

@@ -1,0 +1,236 @@
+"""The special maintenance fund: from a simulated elevator failure to the owners'
+disclosure; eligibility; no overdraft under concurrency; exact apportionment; tampering
+found by verify."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+
+import psycopg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerts import store
+from alerts.judge import Op
+from alerts.rules import Severity
+from alerts.supervise import Supervisor
+from estate import registry
+from estate.db import Conn
+from fund import cases, ledger
+from simulators.scenarios import Scenario
+from tests.support.cli import estate_env, run_estate
+from tests.support.data import T0
+from tests.support.pipeline import play
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def county(conn: Conn) -> Conn:
+    registry.load(conn, registry.read(registry.demo_path()))
+    cases.open_accounts(conn, T0)
+    return conn
+
+
+def test_from_a_trapped_passenger_to_the_owners_disclosure(county: Conn) -> None:
+    conn = county
+    sup = Supervisor()
+    s = Scenario.model_validate(
+        {
+            "name": "t", "title": "t", "estate": "HXY", "devices": ["B1-L1"],
+            "duration_s": 120, "steps": [{"at_s": 30, "device": "B1-L1", "action": "trap"}],
+        }
+    )  # fmt: skip
+
+    def tick(now: dt.datetime) -> None:
+        sup.round(conn, now)
+
+    play(conn, s, on_tick=tick)
+    (order_id,) = conn.execute("SELECT id FROM work_orders").fetchone() or (0,)
+    account = cases.account_of(conn, "HXY", "B1")
+    # the owners' deposits (idempotent: the same request twice is one entry) and interest
+    first = cases.deposit(conn, account, 5_000_000, kind="deposit", key="dep-2026-1",
+                          actor="HA-SFX", now=T0)  # fmt: skip
+    again = cases.deposit(conn, account, 5_000_000, kind="deposit", key="dep-2026-1",
+                          actor="HA-SFX", now=T0)  # fmt: skip
+    assert first == again
+    with pytest.raises(ledger.LedgerError, match="used for another request"):
+        cases.deposit(conn, account, 1, kind="deposit", key="dep-2026-1", actor="x", now=T0)
+    cases.deposit(conn, account, 12_345, kind="interest", key="int-2026", actor="bank", now=T0)
+
+    later = T0 + dt.timedelta(hours=3)
+    case = cases.open_case(conn, item="elevator_danger", order_id=order_id, actor="PF-HX:li",
+                           now=later)  # fmt: skip
+    (evidence,) = conn.execute(
+        "SELECT evidence FROM fund_cases WHERE id = %s", (case,)
+    ).fetchone() or ({},)
+    assert evidence["alert"]["type"] == "elevator.trapped"
+    assert len(evidence["readings"]) > 10  # the lift's telemetry around the alarm
+    assert [e["change"] for e in evidence["work_order"]][:2] == ["created", "dispatched"]
+
+    cases.estimate(conn, case, 1_234_567, actor="PF-HX:li", now=later)
+    # 5 % of the fund is 250,617 fen: the standing authorisation cannot cover 1,234,567
+    with pytest.raises(cases.CaseError, match="would pass 5% of the fund"):
+        cases.approve(conn, case, by="standing", actor="PF-HX:li", now=later)
+    cases.approve(conn, case, by="street_office:SO-CG", actor="SO-CG:zhao", now=later)
+    cases.repaired(conn, case, note="主机板更换 / controller board replaced", actor="EM-TS",
+                   now=later)  # fmt: skip
+    jid = cases.settle(conn, case, cost_fen=1_200_001, invoice_ref="INV-88", key="settle-1",
+                       actor="HA-SFX:qian", now=later)  # fmt: skip
+    assert (
+        cases.settle(
+            conn,
+            case,
+            cost_fen=1_200_001,
+            invoice_ref="INV-88",
+            key="settle-1",
+            actor="HA-SFX:qian",
+            now=later,
+        )
+        == jid
+    )  # a retry: the same answer
+    with pytest.raises(cases.CaseError, match="paid twice"):
+        cases.settle(conn, case, cost_fen=1_200_001, invoice_ref="INV-88", key="settle-2",
+                     actor="HA-SFX:qian", now=later)  # fmt: skip
+
+    (balance,) = conn.execute(
+        "SELECT balance_fen FROM fund_accounts WHERE id = %s", (account,)
+    ).fetchone() or (0,)
+    assert balance == 5_000_000 + 12_345 - 1_200_001
+    shown = cases.disclosure(conn, "HXY")
+    assert [(d.case_id, d.cost_fen, d.invoice_ref) for d in shown] == [(case, 1_200_001, "INV-88")]
+    shares = shown[0].shares
+    (units,) = conn.execute(
+        "SELECT count(*) FROM units u JOIN buildings b ON b.id = u.building_id"
+        " WHERE b.estate_code = 'HXY' AND b.code = 'B1'"
+    ).fetchone() or (0,)
+    assert len(shares) == units > 0
+    assert sum(x.share_fen for x in shares) == 1_200_001  # exactly the cost
+    report = cases.yearly_report(conn, "HXY", 2026)
+    b1 = next(r for r in report if r["building"] == "B1")
+    assert (b1["deposits_fen"], b1["interest_fen"], b1["repairs_fen"]) == (5_000_000, 12_345,
+                                                                           1_200_001)  # fmt: skip
+    assert b1["closing_fen"] == balance
+    changes = [c for (c,) in conn.execute(
+        "SELECT change FROM fund_case_events WHERE case_id = %s ORDER BY id", (case,))]  # fmt: skip
+    assert changes == ["opened", "estimated", "standing_refused", "approved", "repaired",
+                       "settled"]  # fmt: skip
+    assert ledger.verify(conn).ok
+
+
+def raise_alert(conn: Conn, estate: str, device: str, rule: str) -> int:
+    devs = {(d.estate, d.code): d for d in store.devices(conn)}
+    d = devs[(estate, device)]
+    events = store.apply(
+        conn, [Op("raise", (d.id, rule), rule, Severity.CRITICAL, T0.timestamp())], {d.id: d}
+    )
+    return events[0].alert_id
+
+
+def test_ineligible_cases_are_refused_with_the_reason(county: Conn) -> None:
+    conn = county
+    lift = raise_alert(conn, "HXY", "B1-L1", "elevator.overspeed")
+    with pytest.raises(cases.CaseError, match=r"elevator.overspeed does not make drainage_failure"):
+        cases.open_case(conn, item="drainage_failure", alert_id=lift, actor="x", now=T0)
+    pressure = raise_alert(conn, "HXY", "B1-HP", "fire.pressure_low")
+    with pytest.raises(cases.CaseError, match="needs the fire authority's open rectification"):
+        cases.open_case(conn, item="fire_system_failure", alert_id=pressure, actor="x", now=T0)
+    with pytest.raises(cases.CaseError, match="not on SFX's emergency repair list"):
+        cases.open_case(conn, item="roof_leak", alert_id=lift, actor="x", now=T0)
+    refused = conn.execute(
+        "SELECT count(*) FROM fund_cases WHERE state = 'refused' AND refused_reason <> ''"
+    ).fetchone()
+    assert refused == (3,)  # on the record, with their reasons
+
+
+def _repaired_case(conn: Conn, device: str, rule: str, est: int) -> int:
+    alert = raise_alert(conn, "HXY", device, rule)
+    case = cases.open_case(conn, item="elevator_danger", alert_id=alert, actor="x", now=T0)
+    cases.estimate(conn, case, est, actor="x", now=T0)
+    cases.approve(conn, case, by="housing_authority:HA-SFX", actor="x", now=T0)
+    cases.repaired(conn, case, note="done", actor="x", now=T0)
+    return case
+
+
+def test_concurrent_settlements_cannot_overdraw(county: Conn, database_url: str) -> None:
+    conn = county
+    account = cases.account_of(conn, "HXY", "B1")
+    cases.deposit(conn, account, 1_000, kind="deposit", key="d", actor="x", now=T0)
+    a = _repaired_case(conn, "B1-L1", "elevator.overspeed", 700)
+    b = _repaired_case(conn, "B1-L2", "elevator.overspeed", 700)
+    start = threading.Barrier(2)
+    results: dict[int, str] = {}
+
+    def pay(case: int) -> None:
+        with psycopg.connect(database_url, autocommit=True) as c:
+            start.wait()
+            try:
+                cases.settle(c, case, cost_fen=700, invoice_ref="I", key=f"k{case}", actor="x",
+                             now=T0)  # fmt: skip
+                results[case] = "paid"
+            except ledger.LedgerError as err:
+                results[case] = str(err)
+
+    threads = [threading.Thread(target=pay, args=(c,)) for c in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    paid, refused = sorted(results.values())  # "paid" sorts before "refused: …"
+    assert paid == "paid"
+    assert f"fund:{account} would go below zero" in refused
+    (balance,) = conn.execute(
+        "SELECT balance_fen FROM fund_accounts WHERE id = %s", (account,)
+    ).fetchone() or (-1,)
+    assert balance == 300
+    assert ledger.verify(conn).ok
+
+
+@given(
+    cost=st.integers(min_value=1, max_value=10**10),
+    areas=st.lists(
+        st.decimals(min_value=Decimal("0.01"), max_value=Decimal("999.99"), places=2),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_apportionment_sums_exactly_to_the_cost(cost: int, areas: list[Decimal]) -> None:
+    shares = cases.apportion(cost, list(enumerate(areas)))
+    assert sum(shares.values()) == cost
+    total = sum(areas)
+    for u, a in enumerate(areas):
+        exact = Decimal(cost) * a / total
+        assert abs(shares[u] - exact) < 1  # never more than a fen from the exact share
+
+
+def test_a_ledger_row_changed_behind_the_services_back_is_found(
+    county: Conn, stack: Stack, database_url: str
+) -> None:
+    conn = county
+    account = cases.account_of(conn, "HXY", "B1")
+    for i in range(3):
+        cases.deposit(conn, account, 1_000 + i, kind="deposit", key=f"d{i}", actor="x", now=T0)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        conn.execute("UPDATE fund_legs SET amount_fen = amount_fen + 1")
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
+    env["DATABASE_URL"] = database_url
+    clean = run_estate(["fund", "verify"], env)
+    assert clean.returncode == 0, clean.stderr
+    assert "3 entries, chain intact" in clean.stdout
+    # someone with the table owner's rights goes around the trigger
+    with conn.transaction():
+        conn.execute("ALTER TABLE fund_journal DISABLE TRIGGER fund_journal_append_only")
+        conn.execute("UPDATE fund_journal SET memo = 'nothing to see' WHERE id = 2")
+        conn.execute("ALTER TABLE fund_journal ENABLE TRIGGER fund_journal_append_only")
+    found = run_estate(["fund", "verify"], env)
+    assert found.returncode == 3
+    assert "entry 2: its content does not match its hash" in found.stdout

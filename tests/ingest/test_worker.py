@@ -1,0 +1,380 @@
+"""Ingest against the real broker and TimescaleDB: nothing lost, nothing stored twice.
+
+Each resilience test publishes N numbered messages, breaks something in the middle
+(broker restart, database restart, SIGTERM, SIGKILL of the worker), recovers, and then
+finds exactly N distinct rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+
+from estate.services import PrivateMosquitto, PrivatePostgres
+from ingest import deadletters
+from ingest.batch import METRIC_COLUMNS, shard_of
+from ingest.worker import IngestConfig, Shard, Worker
+from tests.support.data import count, load_registry
+from tests.support.pipeline import Feeder, Running, forget_session, wait_for
+from tests.support.stack import Stack, free_port
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Site:
+    stack: Stack
+    url: str
+    estate: str
+    prefix: str
+
+    def worker(self, **config: Any) -> Worker:
+        cfg = IngestConfig(
+            client_prefix=self.prefix, catch_all=f"estate/v1/{self.estate}/#", **config
+        )
+        return Worker(database_url=self.url, mqtt_url=self.stack.mqtt_url, config=cfg)
+
+    def rows(self) -> int:
+        return count(
+            self.url,
+            "SELECT count(*) FROM telemetry t JOIN devices d ON d.id ="
+            " t.device_id WHERE d.code = 'L1'",
+        )
+
+    def distinct_seqs(self) -> int:
+        return count(self.url, "SELECT count(DISTINCT seq) FROM telemetry")
+
+
+@pytest.fixture
+def site(stack: Stack, database_url: str, estate_code: str) -> Iterator[Site]:
+    load_registry(database_url, estate_code)
+    s = Site(stack, database_url, estate_code, f"test-{estate_code}")
+    yield s
+    for k in range(2):
+        for n in (1, 2):
+            forget_session(stack, f"{s.prefix}-{k}of{n}")
+
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def test_telemetry_columns_match_the_table(site: Site) -> None:
+    with psycopg.connect(site.url) as conn:
+        cols = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'telemetry'"
+                " ORDER BY ordinal_position"
+            )
+        ]
+    assert cols == ["ts", "device_id", "seq", *METRIC_COLUMNS, "extra"]
+
+
+def test_everything_ends_up_stored_or_dead_lettered(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    run = running(site.worker())
+    base = f"estate/v1/{site.estate}"
+    ts = NOW.isoformat()
+    sent = [
+        (
+            f"{base}/elevator/L1/telemetry",
+            {"ts": ts, "seq": 1, "values": {"floor": 3, "humidity": 40}},
+        ),
+        (
+            f"{base}/elevator/L1/event",
+            {"ts": ts, "seq": 2, "code": "trapped", "detail": {"floor": 3}},
+        ),
+        (
+            f"{base}/drainage/SUMP/telemetry",
+            [{"ts": ts, "seq": i, "values": {"level_m": i / 10}} for i in range(5)],
+        ),
+        (f"{base}/fire/HP/status", {"online": False}),
+        (f"{base}/elevator/L1/telemetry", b"{not json"),
+        (f"{base}/elevator/NOPE/telemetry", {"ts": ts, "seq": 1, "values": {"floor": 1}}),
+        (f"{base}/fire/L1/telemetry", {"ts": ts, "seq": 9, "values": {"pressure_mpa": 0.3}}),
+        (
+            f"{base}/elevator/L1/telemetry",
+            {"ts": "2020-01-01T00:00:00Z", "seq": 3, "values": {"floor": 1}},
+        ),
+    ]
+    for topic, body in sent:
+        feeder.send(topic, body if isinstance(body, bytes) else json.dumps(body).encode())
+    wait_for(lambda: count(site.url, "SELECT count(*) FROM dead_letters") == 4, what="dead letters")
+    wait_for(lambda: count(site.url, "SELECT count(*) FROM telemetry") == 6, what="telemetry")
+    assert count(site.url, "SELECT count(*) FROM events WHERE code = 'trapped'") == 1
+    with psycopg.connect(site.url) as conn:
+        reasons: dict[str, int] = dict(
+            conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1")
+        )
+        extra = conn.execute("SELECT extra FROM telemetry WHERE extra IS NOT NULL").fetchall()
+        state = {
+            str(r[0]): r[1:]
+            for r in conn.execute(
+                "SELECT d.code, s.online, s.offline_cause, s.latest FROM device_state s"
+                " JOIN devices d ON d.id = s.device_id"
+            )
+        }
+    assert reasons == {
+        "not_json": 1,
+        "unknown_device": 1,
+        "kind_mismatch": 1,
+        "ts_out_of_bounds": 1,
+    }
+    assert extra == [({"humidity": 40.0},)]
+    assert state["HP"][:2] == (False, "status")
+    assert state["SUMP"][2] == {"level_m": 0.4}
+    assert state["L1"][0] is True
+    run.close()
+    assert run.worker.metrics.messages._value.get() == len(sent)
+
+
+def test_a_redelivered_message_is_stored_once(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker())
+    body = json.dumps({"ts": NOW.isoformat(), "seq": 7, "values": {"floor": 2}}).encode()
+    for _ in range(3):
+        feeder.send(f"estate/v1/{site.estate}/elevator/L1/telemetry", body)
+    feeder.numbered(site.estate, 1, start=NOW + dt.timedelta(seconds=5))
+    wait_for(lambda: site.rows() == 2, what="2 rows")
+    time.sleep(0.5)
+    assert site.rows() == 2
+
+
+def test_dead_letters_replay_after_the_registry_is_fixed(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker())
+    body = json.dumps({"ts": NOW.isoformat(), "seq": 1, "values": {"level_m": 0.7}}).encode()
+    feeder.send(f"estate/v1/{site.estate}/drainage/MH9/telemetry", body)
+    wait_for(lambda: count(site.url, "SELECT count(*) FROM dead_letters") == 1, what="dead")
+    with psycopg.connect(site.url) as conn:
+        (dl,) = deadletters.list_dead(conn)
+        assert dl.reason == "unknown_device"
+        assert "no device 'MH9'" in dl.detail
+        assert deadletters.replay(conn, now=NOW).still_failing == 1
+    load_registry(site.url, site.estate, extra_device="MH9")
+    with psycopg.connect(site.url) as conn:
+        result = deadletters.replay(conn, now=NOW)
+        assert (result.stored, result.still_failing) == (1, 0)
+        assert deadletters.replay(conn, now=NOW).stored == 0  # done is done
+        assert deadletters.list_dead(conn) == []
+    assert count(site.url, "SELECT count(*) FROM telemetry WHERE level_m = 0.7") == 1
+
+
+def test_silence_marks_offline_and_any_message_brings_it_back(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker(silence_s=1.0))
+    feeder.numbered(site.estate, 1, start=NOW)
+    online = (
+        "SELECT count(*) FROM device_state s JOIN devices d ON d.id = s.device_id"
+        " WHERE d.code = 'L1' AND s.online = %s AND s.offline_cause IS NOT DISTINCT FROM %s"
+    )
+    wait_for(lambda: count(site.url, online, False, "silence") == 1, what="silence", timeout=20)
+    feeder.numbered(site.estate, 1, start=NOW + dt.timedelta(seconds=1))
+    wait_for(lambda: count(site.url, online, True, None) == 1, what="back online")
+
+
+def test_metrics_endpoint(site: Site, feeder: Feeder, running: Callable[[Worker], Running]) -> None:
+    port = free_port()
+    running(site.worker(metrics_port=port))
+    feeder.numbered(site.estate, 3, start=NOW)
+    wait_for(lambda: site.rows() == 3, what="rows")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert "estate_ingest_messages_total 3.0" in text
+    assert 'estate_ingest_rows_written_total{table="telemetry"} 3.0' in text
+    assert "estate_ingest_batch_seconds_bucket" in text
+
+
+def test_the_worker_maintains_the_rollups(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    # readings from three minutes ago: their minutes are complete, so the worker's own
+    # maintenance thread must roll them up without anyone calling it
+    start = NOW - dt.timedelta(minutes=3)
+    running(site.worker(rollup_every_s=0.2, rollup_settle_s=0.0))
+    feeder.numbered(site.estate, 10, start=start)  # floors 1..10, 10 ms apart
+    minute = (
+        "SELECT coalesce(sum(floor_sum), 0) FROM telemetry_1m m JOIN devices d"
+        " ON d.id = m.device_id WHERE d.code = 'L1'"
+    )
+    wait_for(lambda: count(site.url, minute) == sum(range(1, 11)), what="minute rollup")
+    assert count(site.url, "SELECT count(*) FROM rollup_dirty WHERE level = '1m'") == 0
+
+
+def test_two_shards_split_the_estates(
+    stack: Stack, database_url: str, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    codes: dict[int, str] = {}
+    while len(codes) < 2:
+        code = f"T{uuid.uuid4().hex[:10]}"
+        codes.setdefault(shard_of(code, 2), code)
+    load_registry(database_url, *codes.values())
+    prefix = f"test-{codes[0]}"
+    workers = []
+    for k in range(2):
+        cfg = IngestConfig(client_prefix=prefix, catch_all=f"estate/v1/{codes[0]}/#")
+        workers.append(
+            running(
+                Worker(
+                    database_url=database_url,
+                    mqtt_url=stack.mqtt_url,
+                    shard=Shard(k, 2),
+                    config=cfg,
+                )
+            )
+        )
+    try:
+        for code in codes.values():
+            feeder.numbered(code, 50, start=NOW)
+        wait_for(lambda: count(database_url, "SELECT count(*) FROM telemetry") == 100, what="100")
+        for k, r in enumerate(workers):
+            assert r.worker.metrics.messages._value.get() >= 50, f"shard {k} got nothing"
+            assert r.worker.shard.owns(codes[k])
+    finally:
+        for k in range(2):
+            forget_session(stack, f"{prefix}-{k}of2")
+
+
+# --------------------------------------------------------------------------- resilience
+
+N = 1500
+
+
+class Publishing(threading.Thread):
+    """N numbered messages from a thread; ``join_ok`` fails the test if it did not finish."""
+
+    def __init__(self, feeder: Feeder, estate: str, on: Callable[[int], None]) -> None:
+        super().__init__(daemon=True)
+        self.feeder, self.estate, self.on = feeder, estate, on
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.feeder.numbered(self.estate, N, start=NOW, pace_s=0.002, on=self.on)
+        except BaseException as err:
+            self.error = err
+
+    def join_ok(self, timeout: float = 120) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), "the publisher did not finish"
+        assert self.error is None, f"the publisher failed: {self.error!r}"
+
+
+def _publish_in_background(feeder: Feeder, estate: str, on: Callable[[int], None]) -> Publishing:
+    return Publishing(feeder, estate, on)
+
+
+def wait_rows(site: Site, n: int, timeout: float = 90) -> None:
+    try:
+        wait_for(lambda: site.distinct_seqs() == n, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"expected {n} rows, have {site.distinct_seqs()}") from None
+
+
+def test_broker_restart_loses_nothing(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker())
+    mosq = PrivateMosquitto(site.stack.settings, site.stack.services.runner)
+    half = threading.Event()
+    pub = _publish_in_background(feeder, site.estate, lambda i: half.set() if i == N // 2 else None)
+    assert half.wait(60)
+    mosq.stop()
+    time.sleep(1.0)
+    mosq.start()
+    pub.join_ok()
+    wait_rows(site, N)
+    assert site.rows() == N
+
+
+def test_database_restart_loses_nothing(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    run = running(site.worker())
+    pg = PrivatePostgres(site.stack.settings, site.stack.services.runner)
+    half = threading.Event()
+    pub = _publish_in_background(feeder, site.estate, lambda i: half.set() if i == N // 2 else None)
+    assert half.wait(60)
+    pg.stop()
+    time.sleep(2.0)
+    pg.start()
+    pub.join_ok()
+    wait_rows(site, N)
+    assert site.rows() == N
+    assert run.worker.metrics.db_errors._value.get() >= 1  # it did notice the outage
+
+
+def _worker_process(site: Site) -> subprocess.Popen[bytes]:
+    s = site.stack.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESTATE_")}
+    env.update(
+        DATABASE_URL=site.url,
+        MQTT_URL=site.stack.mqtt_url,
+        ESTATE_VAR_DIR=str(s.var_dir),
+        ESTATE_INGEST_CLIENT_PREFIX=site.prefix,
+        ESTATE_INGEST_CATCH_ALL=f"estate/v1/{site.estate}/#",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "ingest"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:
+        # "ingest shard …" comes once the broker has acknowledged the subscriptions; the
+        # earlier "connected to" does not: on a new session, what is published between
+        # the two is for nobody (MQTT), which lost message 0 about one run in ten under load
+        if b"ingest shard" in line or time.monotonic() > deadline:
+            break
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_stopped_or_killed_worker_loses_nothing(site: Site, feeder: Feeder, sig: int) -> None:
+    proc = _worker_process(site)
+    half = threading.Event()
+    pub = _publish_in_background(feeder, site.estate, lambda i: half.set() if i == N // 2 else None)
+    assert half.wait(60)
+    proc.send_signal(sig)  # our own child
+    code = proc.wait(30)
+    assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    stored_before = site.rows()
+    assert stored_before < N
+    again = _worker_process(site)
+    try:
+        pub.join_ok()
+        assert not pub.is_alive()
+        wait_for(
+            lambda: site.distinct_seqs() == N,
+            what=f"{N} rows (have {site.distinct_seqs()}, {stored_before} before the restart)",
+            timeout=90,
+        )
+        assert site.rows() == N
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(30) == 0
+        assert again.stderr is not None
+        again.stderr.close()

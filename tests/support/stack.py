@@ -1,0 +1,82 @@
+"""The private servers of a test session and throw-away databases copied from a
+migrated template."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from estate.services import PrivateServices
+from estate.settings import Environment, Settings
+
+TEMPLATE = "estate_template"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_settings(var_dir: Path) -> Settings:
+    """Settings for a private stack in ``var_dir`` on fresh ports, ignoring any external URLs."""
+    return Settings(
+        environment=Environment.TEST,
+        database_url=None,
+        mqtt_url=None,
+        var_dir=var_dir,
+        pg_port=free_port(),
+        mqtt_port=free_port(),
+        mqtt_device_port=free_port(),
+    )
+
+
+@dataclass(frozen=True)
+class Stack:
+    settings: Settings
+    services: PrivateServices
+    database_url: str  # the stack's main database ("estate")
+    mqtt_url: str
+    mqtt_device_url: str  # the devices' listener (client id = login)
+
+    @property
+    def device_port(self) -> int:
+        return int(self.mqtt_device_url.rsplit(":", 1)[1])
+
+    def url_for(self, dbname: str) -> str:
+        return self.database_url.rsplit("/", 1)[0] + "/" + dbname
+
+
+def copy_template(admin: psycopg.Connection[tuple[Any, ...]], name: str, template: str) -> None:
+    """CREATE DATABASE from the migrated template, waiting out a session that is still
+    going away from it (a terminated background worker can take a moment)."""
+    for attempt in range(50):
+        try:
+            admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def scratch_database(stack: Stack, prefix: str) -> Iterator[str]:
+    """A migrated database of its own (for module-scoped fixtures); dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin_url = stack.url_for("postgres")
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        copy_template(c, name, TEMPLATE)
+    try:
+        yield stack.url_for(name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f"DROP DATABASE {name} WITH (FORCE)")
