@@ -29,8 +29,8 @@ class SilenceError(ValueError):
 
 
 @dataclass(frozen=True)
-class Record:
-    """A silence as stored."""
+class SilenceRecord:
+    """A silence as stored (and as the API returns it)."""
 
     id: int
     estate_code: str
@@ -45,7 +45,7 @@ class Record:
 
 def active(conn: Conn, now: dt.datetime) -> list[Silence]:
     """Silences not yet ended at ``now``, as the judge matches them."""
-    with conn.cursor(row_factory=class_row(Record)) as cur:
+    with conn.cursor(row_factory=class_row(SilenceRecord)) as cur:
         q = sql.SQL("SELECT {} FROM silences WHERE ends_at > %s").format(sql.SQL(_COLUMNS))
         rows = cur.execute(q, (now,)).fetchall()
     return [
@@ -95,7 +95,7 @@ def add(
     ends: dt.datetime,
     author: str,
     reason: str,
-) -> Record:
+) -> SilenceRecord:
     """Store a silence for maintenance work. A silence naming a life-safety alert is
     refused (``SilenceError`` says why)."""
     if alert_type is not None and book.life_safety_alert(alert_type):
@@ -103,7 +103,7 @@ def add(
             f"{alert_type} is a life-safety alert (people may be in danger): it cannot be "
             "silenced; a maintainer who sets it off on purpose resolves its order instead"
         )
-    with conn.cursor(row_factory=class_row(Record)) as cur:
+    with conn.cursor(row_factory=class_row(SilenceRecord)) as cur:
         q = sql.SQL(
             "INSERT INTO silences (estate_code, building_code, device_code, alert_type,"
             " starts_at, ends_at, author, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -118,17 +118,19 @@ def add(
 
 def listing(
     conn: Conn, scope: sql.Composable, *, now: dt.datetime, active_only: bool, limit: int = 500
-) -> list[Record]:
+) -> list[SilenceRecord]:
     """Silences within ``scope`` (a condition over ``silences``), newest first; with
     ``active_only`` those not yet ended at ``now``."""
     q = sql.SQL(
         "SELECT {} FROM silences WHERE {} AND (NOT %s OR ends_at > %s) ORDER BY id DESC LIMIT %s"
     ).format(sql.SQL(_COLUMNS), scope)
-    with conn.cursor(row_factory=class_row(Record)) as cur:
+    with conn.cursor(row_factory=class_row(SilenceRecord)) as cur:
         return cur.execute(q, (active_only, now, limit)).fetchall()
 
 
-def expire(conn: Conn, silence_id: int, scope: sql.Composable, now: dt.datetime) -> Record | None:
+def expire(
+    conn: Conn, silence_id: int, scope: sql.Composable, now: dt.datetime
+) -> SilenceRecord | None:
     """End the silence at ``now`` (the record stays); one already ended is unchanged.
     None when there is no such silence within ``scope``."""
     q = sql.SQL(
@@ -139,5 +141,5 @@ def expire(conn: Conn, silence_id: int, scope: sql.Composable, now: dt.datetime)
         " ends_at = CASE WHEN ends_at > %(now)s THEN %(now)s ELSE ends_at END"
         " WHERE id = %(id)s AND {} RETURNING {}"
     ).format(scope, sql.SQL(_COLUMNS))
-    with conn.cursor(row_factory=class_row(Record)) as cur:
+    with conn.cursor(row_factory=class_row(SilenceRecord)) as cur:
         return cur.execute(q, {"now": now, "id": silence_id}).fetchone()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -296,23 +295,14 @@ class SilenceIn(BaseModel):
     reason: str = Field(min_length=1, max_length=500, pattern=_PRINTABLE)
 
 
-class SilenceOut(BaseModel):
-    id: int
-    estate_code: str
-    building_code: str | None
-    device_code: str | None
-    alert_type: str | None
-    starts_at: dt.datetime
-    ends_at: dt.datetime
-    author: str
-    reason: str
+SilenceOut = silences.SilenceRecord  # FastAPI serves the stored record as it is
 
 
 @router.get("/silences")
 def list_silences(c: Db, p: Caller, clock: ClockDep, active: bool = True) -> list[SilenceOut]:
     """Silences of the caller's estates (active ones by default), newest first."""
     found = silences.listing(c, p.estate_scope("estate_code"), now=clock(), active_only=active)
-    return [SilenceOut.model_validate(asdict(s)) for s in found]
+    return found
 
 
 @router.post("/silences", status_code=201, responses={403: {}, 404: {}, 422: {}})
@@ -339,7 +329,7 @@ def add_silence(c: Db, p: Caller, clock: ClockDep, body: SilenceIn) -> SilenceOu
         )  # fmt: skip
     except silences.SilenceError as err:
         raise Problem(422, "life-safety", "Cannot be silenced", str(err)) from None
-    return SilenceOut.model_validate(asdict(made))
+    return made
 
 
 @functools.cache
@@ -355,7 +345,7 @@ def expire_silence(c: Db, p: Caller, clock: ClockDep, silence_id: int) -> Silenc
     found = silences.expire(c, silence_id, p.estate_scope("estate_code"), clock())
     if found is None:
         raise Problem(404, "not-found", "Not found", f"no silence {silence_id} of yours")
-    return SilenceOut.model_validate(asdict(found))
+    return found
 
 
 # --------------------------------------------------------------------------- views
