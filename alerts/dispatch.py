@@ -43,6 +43,7 @@ from alerts import notify, orders, store
 from alerts.orders import Dues, OrderState, record
 from alerts.responsibility import PARTIES, Gap, PartyDirectory, Row, Version
 from alerts.rules import Severity
+from alerts.store import DispatchIncident
 from estate.db import Conn
 
 log = logging.getLogger("estate.dispatch")
@@ -78,20 +79,6 @@ class Dispatched:
 
 
 @dataclass(frozen=True)
-class _Incident:
-    id: int
-    estate: str
-    building: str | None
-    category: str
-    opened_at: dt.datetime
-    group_key: str = ""
-
-    @property
-    def life_safety(self) -> bool:
-        return self.group_key != ""
-
-
-@dataclass(frozen=True)
 class _Lead:
     """The alert that decides an incident's order."""
 
@@ -121,7 +108,9 @@ def _lead(conn: Conn, incident_id: int) -> _Lead | None:
     return None if r is None else _Lead(int(r[0]), r[1], r[2], r[3], r[4], r[5])
 
 
-def _decide(version: Version, parties: PartyDirectory, inc: _Incident, lead: _Lead) -> Row | Gap:
+def _decide(
+    version: Version, parties: PartyDirectory, inc: DispatchIncident, lead: _Lead
+) -> Row | Gap:
     return version.rows.decide(
         estate=inc.estate,
         building=inc.building,
@@ -132,7 +121,7 @@ def _decide(version: Version, parties: PartyDirectory, inc: _Incident, lead: _Le
     )
 
 
-def _gap(conn: Conn, inc: _Incident, lead: _Lead, reason: str, now: dt.datetime) -> str:
+def _gap(conn: Conn, inc: DispatchIncident, lead: _Lead, reason: str, now: dt.datetime) -> str:
     conn.execute(
         "INSERT INTO dispatch_gaps (incident_id, estate_code, building_code, kind, alert_type,"
         " severity, reason, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -162,38 +151,24 @@ def dispatch(conn: Conn, now: dt.datetime, version: Version, parties: PartyDirec
     """Look at every open incident without an order (new, or changed since last looked
     at): create its order, join it to a live order on the same device, or record a gap."""
     out = Dispatched([], [], [])
-    waiting = conn.execute(
-        "SELECT id, work_order_id IS NOT NULL FROM incidents WHERE state = 'open'"
-        " AND (dispatch_checked_at IS NULL OR updated_at > dispatch_checked_at)"
-        # life safety first: in a storm the trapped and the fires go out before the rest
-        " ORDER BY life_safety DESC, id"
-    ).fetchall()
-    for iid, has_order in waiting:
+    for iid, has_order in store.incidents_to_dispatch(conn):
         # one transaction each: in a storm the first order goes out at once, not after
         # the last one is decided
         with conn.transaction():
-            r = conn.execute(
-                "SELECT id, estate_code, building_code, category, opened_at, group_key"
-                " FROM incidents WHERE id = %s AND state = 'open'"
-                " AND (work_order_id IS NULL) = %s FOR UPDATE SKIP LOCKED",
-                (iid, not has_order),
-            ).fetchone()
-            if r is None:
+            inc = store.lock_for_dispatch(conn, iid, has_order=has_order)
+            if inc is None:
                 continue  # another supervisor has it, or it changed meanwhile
-            inc = _Incident(int(r[0]), r[1], r[2], r[3], r[4], r[5])
             if has_order:
                 _maybe_redispatch(conn, inc, now=now, version=version, parties=parties)
             else:
                 _one_incident(conn, inc, now=now, version=version, parties=parties, out=out)
-            conn.execute(
-                "UPDATE incidents SET dispatch_checked_at = updated_at WHERE id = %s", (inc.id,)
-            )
+            store.dispatch_checked(conn, inc.id)
     return out
 
 
 def _one_incident(
     conn: Conn,
-    inc: _Incident,
+    inc: DispatchIncident,
     *,
     now: dt.datetime,
     version: Version,
@@ -248,7 +223,7 @@ def _dues(alarm: dt.datetime, row: Row) -> Dues:
 
 def _create(
     conn: Conn,
-    inc: _Incident,
+    inc: DispatchIncident,
     lead: _Lead,
     *,
     row: Row,
@@ -283,6 +258,7 @@ def _create(
         alarm=alarm,
         now=now,
     )
+    store.cover(conn, inc.id, order_id)
     record(
         conn,
         order_id,
@@ -344,7 +320,7 @@ def _tell_dispatched(
     )
 
 
-def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched) -> bool:
+def _recurrence(conn: Conn, inc: DispatchIncident, *, now: dt.datetime, out: Dispatched) -> bool:
     """Join the incident to a live order on one of its devices; reopen it if resolved.
     Only orders of the same kind of incident qualify: a life-safety incident joins only
     the order of the same device and alert type, a grouped one only a grouped one."""
@@ -375,7 +351,7 @@ def _recurrence(conn: Conn, inc: _Incident, *, now: dt.datetime, out: Dispatched
             detail={"look_back": "failed", "recurrence_incident": inc.id},
         )
         return False
-    orders.cover(conn, inc.id, order_id)
+    store.cover(conn, inc.id, order_id)
     out.recurrences.append(order_id)
     if state not in _AFTER_RESOLUTION:
         record(
@@ -598,7 +574,12 @@ def report_confirmed_fires(
 
 
 def _maybe_redispatch(
-    conn: Conn, inc: _Incident, *, now: dt.datetime, version: Version, parties: PartyDirectory
+    conn: Conn,
+    inc: DispatchIncident,
+    *,
+    now: dt.datetime,
+    version: Version,
+    parties: PartyDirectory,
 ) -> None:
     """A grouped incident whose lead alert is now more severe than the one its order was
     dispatched for: the order goes to the party and deadlines of the more severe row."""

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from estate.db import Conn
@@ -256,3 +257,30 @@ class Notifier:
             (now, d.id),
         )
         self.counts["sent"] += 1
+
+
+# ---------------------------------------------------------------------- webhooks
+
+
+class WebhookError(ValueError):
+    """The webhook cannot be registered; the message says why."""
+
+
+def add_webhook(conn: Conn, *, org: str, url: str, secret: str) -> None:
+    """Register ``org``'s webhook with its signing secret."""
+    try:
+        conn.execute(
+            "INSERT INTO webhooks (org_code, url, secret) VALUES (%s, %s, %s)", (org, url, secret)
+        )
+    except psycopg.errors.ForeignKeyViolation:
+        raise WebhookError(f"organisation {org!r} is not in the registry") from None
+    except psycopg.errors.CheckViolation:
+        raise WebhookError(f"{url!r} is not an http(s) URL") from None
+    except psycopg.errors.UniqueViolation:
+        raise WebhookError(f"{org} has that webhook already") from None
+
+
+def webhooks(conn: Conn) -> list[tuple[str, str, bool]]:
+    """(organisation, URL, active) of every webhook."""
+    rows = conn.execute("SELECT org_code, url, active FROM webhooks ORDER BY org_code, url")
+    return [(str(o), str(u), bool(a)) for o, u, a in rows]

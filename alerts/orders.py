@@ -148,7 +148,7 @@ def create(
     alarm: dt.datetime,
     now: dt.datetime,
 ) -> int:
-    """A new order in state ``created`` for ``incident_id``, which it now covers."""
+    """A new order in state ``created`` for ``incident_id`` (the caller links them)."""
     got = conn.execute(
         "INSERT INTO work_orders (incident_id, estate_code, building_code, category,"
         " device_code, alert_type, severity, lead_severity, state, assignee, chain,"
@@ -162,14 +162,7 @@ def create(
         ),
     ).fetchone()  # fmt: skip
     assert got is not None
-    order_id = int(got[0])
-    cover(conn, incident_id, order_id)
-    return order_id
-
-
-def cover(conn: Conn, incident_id: int, order_id: int) -> None:
-    """The order now covers the incident (a new one, or a recurrence joining it)."""
-    conn.execute("UPDATE incidents SET work_order_id = %s WHERE id = %s", (order_id, incident_id))
+    return int(got[0])
 
 
 def mark_dispatched(conn: Conn, order_id: int, now: dt.datetime) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from psycopg import sql
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from alerts.judge import Op, OpenAlert
@@ -455,3 +456,66 @@ def close_rescued(conn: Conn, order_id: int, *, actor: str, now: dt.datetime) ->
     ).fetchall():
         settle_incident(conn, int(incident), now)
     return closed
+
+
+# ---------------------------------------------------------------------- incidents for dispatch
+
+
+@dataclass(frozen=True)
+class DispatchIncident:
+    """An open incident as dispatch decides it."""
+
+    id: int
+    estate: str
+    building: str | None
+    category: str
+    opened_at: dt.datetime
+    group_key: str = ""
+
+    @property
+    def life_safety(self) -> bool:
+        return self.group_key != ""
+
+
+def incidents_to_dispatch(conn: Conn) -> list[tuple[int, bool]]:
+    """Open incidents new or changed since dispatch last looked: (id, has an order), life
+    safety first (in a storm the trapped and the fires go out before the rest)."""
+    rows = conn.execute(
+        "SELECT id, work_order_id IS NOT NULL FROM incidents WHERE state = 'open'"
+        " AND (dispatch_checked_at IS NULL OR updated_at > dispatch_checked_at)"
+        " ORDER BY life_safety DESC, id"
+    ).fetchall()
+    return [(int(i), bool(has)) for i, has in rows]
+
+
+def lock_for_dispatch(conn: Conn, incident_id: int, *, has_order: bool) -> DispatchIncident | None:
+    """The incident locked, if it is still open and still with (or without) an order;
+    None when another supervisor has it or it changed meanwhile."""
+    with conn.cursor(row_factory=class_row(DispatchIncident)) as cur:
+        return cur.execute(
+            "SELECT id, estate_code AS estate, building_code AS building, category, opened_at,"
+            " group_key FROM incidents WHERE id = %s AND state = 'open'"
+            " AND (work_order_id IS NULL) = %s FOR UPDATE SKIP LOCKED",
+            (incident_id, not has_order),
+        ).fetchone()
+
+
+def dispatch_checked(conn: Conn, incident_id: int) -> None:
+    """Dispatch has looked at the incident as it is now."""
+    conn.execute(
+        "UPDATE incidents SET dispatch_checked_at = updated_at WHERE id = %s", (incident_id,)
+    )
+
+
+def recheck_undispatched(conn: Conn) -> None:
+    """Dispatch looks again at every open incident without an order (a new responsibility
+    list may cover what the old one left as gaps)."""
+    conn.execute(
+        "UPDATE incidents SET dispatch_checked_at = NULL"
+        " WHERE state = 'open' AND work_order_id IS NULL"
+    )
+
+
+def cover(conn: Conn, incident_id: int, order_id: int) -> None:
+    """The order now covers the incident (a new one, or a recurrence joining it)."""
+    conn.execute("UPDATE incidents SET work_order_id = %s WHERE id = %s", (order_id, incident_id))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from alerts import dispatch, notify, orders
+from alerts import dispatch, notify, orders, store
 from alerts.notify import Notifier
 from alerts.orders import OrderState
 from alerts.responsibility import PartyDirectory, Row, Version, current, current_version
@@ -107,10 +107,7 @@ class Supervisor:
             log.info("responsibility list version %d in force", self.version.version)
             if changed:
                 # a new list may cover what the old one left as gaps: look again
-                conn.execute(
-                    "UPDATE incidents SET dispatch_checked_at = NULL"
-                    " WHERE state = 'open' AND work_order_id IS NULL"
-                )
+                store.recheck_undispatched(conn)
         stale = self._parties_at is None or (now - self._parties_at).total_seconds() >= (
             self.registry_every_s
         )

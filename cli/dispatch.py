@@ -10,9 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-
-from alerts import dispatch, orders, responsibility
+from alerts import dispatch, notify, orders, responsibility
 from alerts.notify import MqttSender, Notifier, WebhookSender
 from alerts.supervise import SupervisorService
 from cli import common
@@ -65,24 +63,15 @@ def cmd_webhook(args: argparse.Namespace, settings: Settings) -> int:
                 raise SettingsError("estate webhook add needs --org and --url")
             secret = secrets.token_urlsafe(32)
             try:
-                conn.execute(
-                    "INSERT INTO webhooks (org_code, url, secret) VALUES (%s, %s, %s)",
-                    (args.org, args.url, secret),
-                )
-            except psycopg.errors.ForeignKeyViolation:
-                raise SettingsError(f"organisation {args.org!r} is not in the registry") from None
-            except psycopg.errors.CheckViolation:
-                raise SettingsError(f"{args.url!r} is not an http(s) URL") from None
-            except psycopg.errors.UniqueViolation:
-                raise SettingsError(f"{args.org} has that webhook already") from None
+                notify.add_webhook(conn, org=args.org, url=args.url, secret=secret)
+            except notify.WebhookError as err:
+                raise SettingsError(str(err)) from None
             conn.commit()
             common.echo(
                 f"webhook for {args.org}: {args.url}\nsigning secret (shown once): {secret}"
             )
             return 0
-        for org, url, active in conn.execute(
-            "SELECT org_code, url, active FROM webhooks ORDER BY org_code, url"
-        ):
+        for org, url, active in notify.webhooks(conn):
             common.echo(f"{org:12} {url} {'' if active else '(inactive)'}".rstrip())
     return 0
 

@@ -41,7 +41,7 @@ from estate.mqtt import Address, new_client
 from ingest.batch import DeviceRef, Incoming, Rows, dead_letter, decode_batch, pg_text, shard_of
 from ingest.contract import Bounds, Reason, service_output
 from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
-from ingest.writer import Writer, Written
+from ingest.writer import Writer, Written, mark_silent
 
 log = logging.getLogger("estate.ingest")
 Clock = Callable[[], dt.datetime]
@@ -425,11 +425,7 @@ class Worker:
         if time.monotonic() - self._last_sweep < min(30.0, self.config.silence_s / 4):
             return
         now = self.clock()
-        self._db().conn.execute(
-            "UPDATE device_state SET online = false, offline_cause = 'silence', status_at = %s"
-            " WHERE online AND last_seen < %s",
-            (now, now - dt.timedelta(seconds=self.config.silence_s)),
-        )
+        mark_silent(self._db().conn, now, dt.timedelta(seconds=self.config.silence_s))
         self._last_sweep = time.monotonic()
 
     # -- the loop ----------------------------------------------------------------

@@ -13,6 +13,7 @@ rollups (ingest.rollup).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,3 +213,13 @@ def _normal(row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
         return None
     last = row[-1]
     return (*row[:-1], last or None) if isinstance(last, dict) or last is None else row
+
+
+def mark_silent(conn: psycopg.Connection[Any], now: dt.datetime, silence: dt.timedelta) -> None:
+    """Devices heard of last more than ``silence`` before ``now`` are offline (cause
+    ``silence``)."""
+    conn.execute(
+        "UPDATE device_state SET online = false, offline_cause = 'silence', status_at = %s"
+        " WHERE online AND last_seen < %s",
+        (now, now - silence),
+    )

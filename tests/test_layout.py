@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,64 @@ def test_each_package_says_what_it_owns(package: str) -> None:
     assert doc is not None
     assert 1 <= len(doc.splitlines()) <= 4
     assert "import" in doc.lower()  # and what it may import
+
+
+# The one module that writes each table (INSERT, UPDATE, DELETE, COPY). The batch writer
+# also COPYs dead letters, in the same transaction as the readings they came with.
+OWNERS: dict[str, set[str]] = {
+    "schema_migrations": {"estate/db.py"},
+    "areas": {"estate/registry.py"},
+    "organisations": {"estate/registry.py"},
+    "organisation_roles": {"estate/registry.py"},
+    "estates": {"estate/registry.py"},
+    "buildings": {"estate/registry.py"},
+    "units": {"estate/registry.py"},
+    "devices": {"estate/registry.py"},
+    "telemetry": {"ingest/writer.py"},
+    "events": {"ingest/writer.py"},
+    "device_state": {"ingest/writer.py"},
+    "dead_letters": {"ingest/deadletters.py", "ingest/writer.py"},
+    "rollup_dirty": {"ingest/rollup.py"},
+    "alerts": {"alerts/store.py"},
+    "alert_changes": {"alerts/store.py"},
+    "alert_engine_state": {"alerts/store.py"},
+    "incidents": {"alerts/store.py"},
+    "silences": {"alerts/silences.py"},
+    "work_orders": {"alerts/orders.py"},
+    "work_order_events": {"alerts/orders.py"},
+    "work_order_breaches": {"alerts/orders.py"},
+    "dispatch_gaps": {"alerts/dispatch.py"},
+    "supervision_items": {"alerts/supervise.py"},
+    "notifications": {"alerts/notify.py"},
+    "webhooks": {"alerts/notify.py"},
+    "responsibility_versions": {"alerts/responsibility.py"},
+    "notices": {"oversight/notices.py"},
+    "notice_events": {"oversight/notices.py"},
+    "fund_accounts": {"fund/cases.py"},
+    "fund_cases": {"fund/cases.py"},
+    "fund_case_events": {"fund/cases.py"},
+    "fund_shares": {"fund/cases.py"},
+    "fund_journal": {"fund/ledger.py"},
+    "fund_legs": {"fund/ledger.py"},
+    "api_keys": {"api/auth.py"},
+    "users": {"api/auth.py"},
+    "user_tokens": {"api/auth.py"},
+}
+_WRITE = re.compile(r"\b(?:INSERT INTO|UPDATE|DELETE FROM|COPY)\s+([a-z_]+)")
+
+
+def writers() -> dict[str, set[str]]:
+    """Tables written by each product module, from the SQL in its source."""
+    out: dict[str, set[str]] = {}
+    for package in ALLOWED:
+        for path in (ROOT / package).rglob("*.py"):
+            for table in _WRITE.findall(path.read_text(encoding="utf-8")):
+                out.setdefault(table, set()).add(str(path.relative_to(ROOT)))
+    return out
+
+
+def test_every_table_is_written_by_its_owner_only() -> None:
+    found = {t: w for t, w in writers().items() if t in OWNERS}
+    wrong = {t: sorted(w - OWNERS[t]) for t, w in found.items() if w - OWNERS[t]}
+    assert wrong == {}, "write through the owner module instead"
+    assert {"work_orders", "silences", "incidents", "alerts"} <= found.keys()
