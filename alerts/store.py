@@ -519,3 +519,33 @@ def recheck_undispatched(conn: Conn) -> None:
 def cover(conn: Conn, incident_id: int, order_id: int) -> None:
     """The order now covers the incident (a new one, or a recurrence joining it)."""
     conn.execute("UPDATE incidents SET work_order_id = %s WHERE id = %s", (order_id, incident_id))
+
+
+@dataclass(frozen=True)
+class AlertLine:
+    """One alert as the command line lists it."""
+
+    id: int
+    first_seen: dt.datetime
+    severity: str
+    alert_type: str
+    estate_code: str
+    building_code: str | None
+    device_code: str
+    state: str
+    occurrences: int
+    confirmation: str | None
+    muted_by: str | None
+    incident_id: int | None
+
+
+def lines(conn: Conn, *, include_cleared: bool, estate: str | None, limit: int) -> list[AlertLine]:
+    """Newest first: open alerts, or all with ``include_cleared``."""
+    with conn.cursor(row_factory=class_row(AlertLine)) as cur:
+        return cur.execute(
+            "SELECT id, first_seen, severity, alert_type, estate_code, building_code,"
+            " device_code, state, occurrences, confirmation, muted_by, incident_id FROM alerts"
+            " WHERE (%(all)s OR state = 'open') AND (%(e)s::text IS NULL OR estate_code = %(e)s)"
+            " ORDER BY id DESC LIMIT %(n)s",
+            {"all": include_cleared, "e": estate, "n": limit},
+        ).fetchall()

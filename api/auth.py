@@ -24,6 +24,7 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from psycopg import sql
+from psycopg.rows import class_row
 
 from estate.db import Conn
 
@@ -303,3 +304,50 @@ def disable_user(conn: Conn, name: str, now: dt.datetime) -> bool:
         "UPDATE users SET disabled_at = %s WHERE name = %s AND disabled_at IS NULL", (now, name)
     )
     return cur.rowcount == 1
+
+
+@dataclass(frozen=True)
+class KeyLine:
+    """An API key as listed (never its secret)."""
+
+    name: str
+    role: str
+    bound: str  # the organisation or area it is bound to, or ''
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+def list_keys(conn: Conn) -> list[KeyLine]:
+    """Every API key by name, revoked ones too."""
+    with conn.cursor(row_factory=class_row(KeyLine)) as cur:
+        return cur.execute(
+            "SELECT name, role, coalesce(org_code, area_code, '') AS bound, created_at,"
+            " last_used_at, revoked_at FROM api_keys ORDER BY name"
+        ).fetchall()
+
+
+@dataclass(frozen=True)
+class UserLine:
+    """A login as listed (never its password hash)."""
+
+    name: str
+    role: str
+    bound: str
+    last_login_at: dt.datetime | None
+    disabled_at: dt.datetime | None
+    locked_until: dt.datetime | None
+
+
+def list_users(conn: Conn) -> list[UserLine]:
+    """Every login by name, disabled ones too."""
+    with conn.cursor(row_factory=class_row(UserLine)) as cur:
+        return cur.execute(
+            "SELECT name, role, coalesce(org_code, area_code, '') AS bound, last_login_at,"
+            " disabled_at, locked_until FROM users ORDER BY name"
+        ).fetchall()
+
+
+def user_exists(conn: Conn, name: str) -> bool:
+    """Whether a login of that name exists (disabled or not)."""
+    return conn.execute("SELECT 1 FROM users WHERE name = %s", (name,)).fetchone() is not None

@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from api.auth import ApiKeyError, Role, create_key, create_user, disable_user, revoke_key
+from api.auth import (
+    ApiKeyError,
+    Role,
+    create_key,
+    create_user,
+    disable_user,
+    list_keys,
+    list_users,
+    revoke_key,
+)
 from cli import common
 from estate.settings import Settings, SettingsError
 
@@ -29,15 +38,11 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
                 raise SettingsError(f"no active key named {args.name!r}")
             common.echo(f"revoked {args.name}")
         else:
-            for row in conn.execute(
-                "SELECT name, role, coalesce(org_code, area_code, ''), created_at,"
-                " last_used_at, revoked_at FROM api_keys ORDER BY name"
-            ):
-                name, role, bound, created, used, revoked = row
-                state = f"revoked {revoked:%Y-%m-%d}" if revoked else "active"
+            for k in list_keys(conn):
+                state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
                 common.echo(
-                    f"{name:24} {role:18} {bound:12} created {created:%Y-%m-%d}"
-                    f"  last used {used or '-'}  {state}"
+                    f"{k.name:24} {k.role:18} {k.bound:12} created {k.created_at:%Y-%m-%d}"
+                    f"  last used {k.last_used_at or '-'}  {state}"
                 )
     return 0
 
@@ -62,19 +67,18 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
                 raise SettingsError(f"no active user named {args.name!r}")
             common.echo(f"disabled {args.name}: their tokens no longer work")
         else:
-            for name, role, bound, last, disabled, locked in conn.execute(
-                "SELECT name, role, coalesce(org_code, area_code, ''), last_login_at,"
-                " disabled_at, locked_until FROM users ORDER BY name"
-            ):
+            now = common.now()
+            for u in list_users(conn):
+                locked = u.locked_until
                 state = (
                     "disabled"
-                    if disabled
+                    if u.disabled_at
                     else f"locked until {locked:%H:%M}"
-                    if (locked and locked > dt.datetime.now(dt.UTC))
+                    if (locked and locked > now)
                     else "active"
                 )
-                seen = f"{last:%Y-%m-%d %H:%M}" if last else "never"
-                common.echo(f"{name:24} {role:18} {bound:12} last login {seen}  {state}")
+                seen = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+                common.echo(f"{u.name:24} {u.role:18} {u.bound:12} last login {seen}  {state}")
     return 0
 
 

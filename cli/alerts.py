@@ -47,20 +47,16 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         common.echo(f"alert {args.id}: {'false alarm' if cause else 'confirmed'}")
         return 0
     with common.database(settings) as conn:
-        rows = conn.execute(
-            "SELECT id, first_seen, severity, alert_type, estate_code,"
-            " coalesce(building_code, '-'), device_code, state, occurrences,"
-            " coalesce(confirmation, ''), coalesce(muted_by, ''), incident_id FROM alerts"
-            " WHERE (%(all)s OR state = 'open') AND (%(e)s::text IS NULL OR estate_code = %(e)s)"
-            " ORDER BY id DESC LIMIT %(n)s",
-            {"all": args.all, "e": args.estate, "n": args.limit},
-        ).fetchall()
-    for r in rows:
-        aid, first, sev, typ, est, bld, dev, state, n, conf, muted, inc = r
-        extra = " ".join(str(x) for x in (conf, f"muted by {muted}" if muted else "") if x)
+        found = alert_store.lines(
+            conn, include_cleared=args.all, estate=args.estate, limit=args.limit
+        )
+    for a in found:
+        muted = f"muted by {a.muted_by}" if a.muted_by else ""
+        extra = " ".join(x for x in (a.confirmation or "", muted) if x)
+        where = f"{a.estate_code}/{a.building_code or '-'}/{a.device_code}"
         common.echo(
-            f"{aid:6d} {first:%Y-%m-%d %H:%M:%S} {sev:8} {typ:28} {est}/{bld}/{dev}"
-            f" {state} x{n} incident {inc or '-'} {extra}".rstrip()
+            f"{a.id:6d} {a.first_seen:%Y-%m-%d %H:%M:%S} {a.severity:8} {a.alert_type:28}"
+            f" {where} {a.state} x{a.occurrences} incident {a.incident_id or '-'} {extra}".rstrip()
         )
     return 0
 

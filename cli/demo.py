@@ -30,7 +30,7 @@ import psycopg
 
 from alerts import responsibility
 from alerts.stage import AlertStage
-from api.auth import Role, create_user
+from api.auth import Role, create_user, user_exists
 from cli import common, dispatch, simulate
 from estate import db, registry
 from estate.mqtt import service_publisher
@@ -80,8 +80,8 @@ def demo_logins(conn: db.Conn, var_dir: Path) -> list[tuple[DemoLogin, str]]:
     for login in DEMO_LOGINS:
         password = saved.get(login.name) or secrets.token_urlsafe(9)
         saved[login.name] = password
-        exists = conn.execute("SELECT 1 FROM users WHERE name = %s", (login.name,)).fetchone()
-        if exists is None:
+        exists = user_exists(conn, login.name)
+        if not exists:
             create_user(
                 conn, login.name, login.role, password,
                 org_code=login.org_code, area_code=login.area_code, display_name=login.what,
