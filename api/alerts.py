@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from alerts import dispatch, store
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Db, allow
-from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
+from api.pages import Cursor, Limit, Page, cursor_id, fetch_all, fetch_one, page
 from api.problems import Problem
 from estate.db import Conn
 
@@ -99,15 +99,11 @@ class FalseAlarmIn(BaseModel):
     )
 
 
-def _alert(row: tuple[Any, ...]) -> AlertOut:
-    return from_row(AlertOut, row)
-
-
-def _visible(c: Conn, p: Principal, alert_id: int) -> tuple[Any, ...]:
+def _visible(c: Conn, p: Principal, alert_id: int) -> AlertOut:
     query = sql.SQL("SELECT {} FROM alerts WHERE id = %s AND {}").format(
         sql.SQL(_ALERT_COLUMNS), p.alert_scope()
     )
-    row = c.execute(query, (alert_id,)).fetchone()
+    row = fetch_one(c, AlertOut, query, (alert_id,))
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no alert {alert_id} that you may see")
     return row
@@ -135,34 +131,26 @@ def list_alerts(
         " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s)"
         " ORDER BY id DESC LIMIT %(limit)s"
     ).format(sql.SQL(_ALERT_COLUMNS), p.alert_scope())
-    rows = c.execute(
-        query,
-        {
-            "state": state,
-            "estate": estate,
-            "type": alert_type,
-            "muted": muted,
-            "cursor": cursor_id(cursor),
-            "limit": limit,
-        },
-    ).fetchall()
-    items = [_alert(r) for r in rows]
+    params = {
+        "state": state, "estate": estate, "type": alert_type, "muted": muted,
+        "cursor": cursor_id(cursor), "limit": limit,
+    }  # fmt: skip
+    items = fetch_all(c, AlertOut, query, params)
     return page(items, limit, lambda a: a.id)
 
 
 @router.get("/alerts/{alert_id}", responses={404: {"description": "not there, or not yours"}})
 def get_alert(c: Db, p: Caller, alert_id: int) -> AlertDetail:
     """One alert with every change (who, when, what)."""
-    row = _visible(c, p, alert_id)
-    changes = [
-        ChangeOut(at=r[0], change=r[1], severity=r[2], actor=r[3], detail=r[4])
-        for r in c.execute(
-            "SELECT at, change, severity, actor, detail FROM alert_changes"
-            " WHERE alert_id = %s ORDER BY at, id",
-            (alert_id,),
-        )
-    ]
-    return AlertDetail(**_alert(row).model_dump(), changes=changes)
+    alert = _visible(c, p, alert_id)
+    changes = fetch_all(
+        c,
+        ChangeOut,
+        "SELECT at, change, severity, actor, detail FROM alert_changes"
+        " WHERE alert_id = %s ORDER BY at, id",
+        (alert_id,),
+    )
+    return AlertDetail(**alert.model_dump(), changes=changes)
 
 
 def _verdict(
@@ -213,13 +201,11 @@ def list_incidents(
         "SELECT i.id, i.estate_code, i.building_code, i.category, i.severity, i.state,"
         " i.opened_at, i.updated_at, i.resolved_at,"
         " (SELECT count(*) FROM alerts o WHERE o.incident_id = i.id AND o.state = 'open')"
-        " FROM incidents i WHERE i.id IN (SELECT incident_id FROM alerts WHERE {})"
+        " AS open_alerts FROM incidents i WHERE i.id IN (SELECT incident_id FROM alerts WHERE {})"
         " AND (%(state)s = 'all' OR i.state = %(state)s)"
         " AND (%(cursor)s::bigint IS NULL OR i.id < %(cursor)s)"
         " ORDER BY i.id DESC LIMIT %(limit)s"
     ).format(p.alert_scope())
-    rows = c.execute(
-        query, {"state": state, "cursor": cursor_id(cursor), "limit": limit}
-    ).fetchall()
-    items = [from_row(IncidentOut, r) for r in rows]
+    params = {"state": state, "cursor": cursor_id(cursor), "limit": limit}
+    items = fetch_all(c, IncidentOut, query, params)
     return page(items, limit, lambda i: i.id)

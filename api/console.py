@@ -21,7 +21,7 @@ from alerts import silences, store
 from alerts.rules import RuleBook
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Db, Instant, allow
-from api.pages import from_row
+from api.pages import fetch_all
 from api.problems import Problem
 from estate.db import Conn
 from ingest.batch import BOOL_COLUMNS, METRIC_COLUMNS
@@ -87,15 +87,15 @@ class EstateDetail(EstateOut):
 
 _ESTATE_SQL = """
 SELECT e.code, e.name, e.area_code, e.address, e.property_firm_code,
-  (SELECT count(*) FROM buildings b WHERE b.estate_code = e.code),
-  count(sd.id), count(*) FILTER (WHERE ds.online),
+  (SELECT count(*) FROM buildings b WHERE b.estate_code = e.code) AS buildings,
+  count(sd.id) AS devices, count(*) FILTER (WHERE ds.online) AS online,
   (SELECT count(*) FROM alerts a WHERE a.estate_code = e.code AND a.state = 'open'
-     AND a.device_id IN (SELECT id FROM sd)),
+     AND a.device_id IN (SELECT id FROM sd)) AS open_alerts,
   (SELECT count(*) FROM alerts a WHERE a.estate_code = e.code AND a.state = 'open'
-     AND a.severity = 'critical' AND a.device_id IN (SELECT id FROM sd)),
+     AND a.severity = 'critical' AND a.device_id IN (SELECT id FROM sd)) AS critical_alerts,
   (SELECT count(*) FROM work_orders w WHERE w.estate_code = e.code
      AND w.state NOT IN ('closed', 'cancelled')
-     AND w.device_code IN (SELECT code FROM sd WHERE sd.estate_code = e.code))
+     AND w.device_code IN (SELECT code FROM sd WHERE sd.estate_code = e.code)) AS live_orders
 FROM estates e JOIN sd ON sd.estate_code = e.code
 LEFT JOIN device_state ds ON ds.device_id = sd.id
 WHERE {where}
@@ -108,8 +108,7 @@ def _estates(c: Conn, p: Principal, code: str | None) -> list[EstateOut]:
         _scoped_devices(p),
         where=sql.SQL("e.code = {}").format(sql.Literal(code)) if code else sql.SQL("true"),
     )
-    rows = c.execute(query).fetchall()
-    return [from_row(EstateOut, r) for r in rows]
+    return fetch_all(c, EstateOut, query)
 
 
 @router.get("/estates")
@@ -120,11 +119,13 @@ def list_estates(c: Db, p: Caller) -> list[EstateOut]:
 
 _DEVICE_SQL = """
 WITH sd AS ({scoped})
-SELECT sd.estate_code, sd.code, sd.kind, sd.subtype, b.code, sd.location, sd.maintenance_code,
-  ds.online, ds.last_seen,
-  (SELECT count(*) FROM alerts a WHERE a.device_id = sd.id AND a.state = 'open'),
+SELECT sd.estate_code, sd.code, sd.kind, sd.subtype, b.code AS building_code, sd.location,
+  sd.maintenance_code, ds.online, ds.last_seen,
+  (SELECT count(*) FROM alerts a WHERE a.device_id = sd.id AND a.state = 'open')
+    AS open_alerts,
   (SELECT a.severity FROM alerts a WHERE a.device_id = sd.id AND a.state = 'open'
      ORDER BY array_position(ARRAY['critical','major','warning','info'], a.severity) LIMIT 1)
+    AS worst_severity
 FROM sd LEFT JOIN buildings b ON b.id = sd.building_id
 LEFT JOIN device_state ds ON ds.device_id = sd.id
 WHERE {where}
@@ -134,7 +135,7 @@ ORDER BY sd.estate_code, b.code NULLS LAST, sd.kind, sd.code
 
 def _devices(c: Conn, p: Principal, where: sql.Composable, args: Any = None) -> list[DeviceOut]:
     query = sql.SQL(_DEVICE_SQL).format(scoped=_scoped_devices(p), where=where)
-    return [from_row(DeviceOut, r) for r in c.execute(query, args)]
+    return fetch_all(c, DeviceOut, query, args)
 
 
 @router.get("/estates/{estate}", responses={404: {"description": "not there, or not yours"}})
@@ -402,9 +403,9 @@ class FireView(BaseModel):
 
 
 _FIRE_SQL = """
-SELECT a.id, a.estate_code, a.building_code, a.device_code, a.alert_type, a.severity,
-  a.confirmation, a.first_seen, extract(epoch FROM %(now)s - a.first_seen),
-  (ds.latest ->> 'pressure_mpa')::float8
+SELECT a.id AS alert_id, a.estate_code, a.building_code, a.device_code, a.alert_type,
+  a.severity, a.confirmation, a.first_seen, extract(epoch FROM %(now)s - a.first_seen) AS open_s,
+  (ds.latest ->> 'pressure_mpa')::float8 AS value
 FROM (SELECT * FROM alerts WHERE {scope}) a LEFT JOIN device_state ds ON ds.device_id = a.device_id
 WHERE a.state = 'open' AND a.kind = 'fire' AND {which}
 ORDER BY a.first_seen LIMIT 500
@@ -413,7 +414,7 @@ ORDER BY a.first_seen LIMIT 500
 
 def _fire_rows(c: Conn, p: Principal, which: str, args: dict[str, Any]) -> list[FireAlertRow]:
     query = sql.SQL(_FIRE_SQL).format(scope=p.alert_scope(), which=sql.SQL(which))
-    return [from_row(FireAlertRow, r) for r in c.execute(query, args)]
+    return fetch_all(c, FireAlertRow, query, args)
 
 
 _RATES_SQL = """
@@ -427,9 +428,9 @@ c AS (SELECT estate_code, device_code, false_alarm_cause AS cause, count(*) AS n
       WHERE confirmation = 'false_alarm'
       GROUP BY GROUPING SETS ((estate_code, cause), (estate_code, device_code, cause)))
 SELECT g.estate_code, g.device_code, g.alarms, g.confirmed, g.false_alarms,
-  g.false_alarms::float8 / nullif(g.confirmed + g.false_alarms, 0),
+  g.false_alarms::float8 / nullif(g.confirmed + g.false_alarms, 0) AS rate,
   coalesce((SELECT jsonb_object_agg(c.cause, c.n) FROM c WHERE c.estate_code = g.estate_code
-            AND c.device_code IS NOT DISTINCT FROM g.device_code), '{{}}'::jsonb)
+            AND c.device_code IS NOT DISTINCT FROM g.device_code), '{{}}'::jsonb) AS causes
 FROM g ORDER BY g.device_code IS NOT NULL, g.false_alarms DESC, g.estate_code, g.device_code
 LIMIT 1000
 """
@@ -437,16 +438,16 @@ LIMIT 1000
 
 def _false_alarm_rates(c: Conn, p: Principal, since: dt.datetime) -> list[FalseAlarmRate]:
     query = sql.SQL(_RATES_SQL).format(scope=p.alert_scope())
-    return [from_row(FalseAlarmRate, r) for r in c.execute(query, {"since": since})]
+    return fetch_all(c, FalseAlarmRate, query, {"since": since})
 
 
 def _notices(c: Conn, p: Principal, authority: str, now: dt.datetime) -> list[NoticeRow]:
     query = sql.SQL(
         "SELECT id, number, estate_code, problem, deadline, state,"
-        " state IN ('issued', 'reopened') AND deadline < %s::date"
+        " state IN ('issued', 'reopened') AND deadline < %s::date AS overdue"
         " FROM notices WHERE authority = %s AND {} ORDER BY id DESC LIMIT 200"
     ).format(p.estate_scope("estate_code"))
-    return [from_row(NoticeRow, r) for r in c.execute(query, (now, authority))]
+    return fetch_all(c, NoticeRow, query, (now, authority))
 
 
 @router.get("/views/fire")
@@ -544,15 +545,15 @@ def elevator_view(
     since = now - dt.timedelta(days=days)
     scoped = _scoped_devices(p)
     trapped_q = sql.SQL(
-        "WITH sd AS ({}) SELECT w.id, w.estate_code, w.device_code, w.assignee, w.state,"
-        " w.created_at, extract(epoch FROM w.acknowledged_at - w.dispatched_at),"
-        " extract(epoch FROM w.arrived_at - w.dispatched_at),"
-        " EXISTS (SELECT 1 FROM work_order_breaches b WHERE b.order_id = w.id)"
+        "WITH sd AS ({}) SELECT w.id AS order_id, w.estate_code, w.device_code, w.assignee,"
+        " w.state, w.created_at, extract(epoch FROM w.acknowledged_at - w.dispatched_at)"
+        " AS ack_s, extract(epoch FROM w.arrived_at - w.dispatched_at) AS arrive_s,"
+        " EXISTS (SELECT 1 FROM work_order_breaches b WHERE b.order_id = w.id) AS breached"
         " FROM work_orders w WHERE w.alert_type = 'elevator.trapped' AND w.created_at >= %s"
         " AND (w.estate_code, w.device_code) IN (SELECT estate_code, code FROM sd"
         " WHERE kind = 'elevator') ORDER BY w.id DESC LIMIT 500"
     ).format(scoped)
-    trapped = [from_row(TrappedRow, r) for r in c.execute(trapped_q, (since,))]
+    trapped = fetch_all(c, TrappedRow, trapped_q, (since,))
     companies_q = sql.SQL(
         "WITH sd AS ({}), lifts AS (SELECT * FROM sd WHERE kind = 'elevator'),"
         " orders AS (SELECT w.*, l.maintenance_code AS mc FROM work_orders w JOIN lifts l"
@@ -590,7 +591,7 @@ def elevator_view(
         " FROM supervision_items s WHERE s.closed_at IS NULL"
         " AND s.device_id IN (SELECT id FROM sd) ORDER BY s.due LIMIT 500"
     ).format(scoped)
-    overdue = [from_row(OverdueRow, r) for r in c.execute(overdue_q)]
+    overdue = fetch_all(c, OverdueRow, overdue_q)
     return ElevatorView(
         since=since,
         companies=companies,

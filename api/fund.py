@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Db, allow
-from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
+from api.pages import Cursor, Limit, Page, cursor_id, fetch_all, fetch_one, page
 from api.problems import Problem
 from estate.db import Conn
 from fund import cases, ledger
@@ -119,10 +119,10 @@ def _case(c: Conn, p: Principal, case_id: int) -> CaseOut:
     q = sql.SQL("SELECT {} FROM fund_cases WHERE id = %s AND {}").format(
         sql.SQL(_CASE_COLUMNS), fund_scope(p)
     )
-    row = c.execute(q, (case_id,)).fetchone()
+    row = fetch_one(c, CaseOut, q, (case_id,))
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no fund case {case_id} that you may see")
-    return from_row(CaseOut, row)
+    return row
 
 
 @router.get("/accounts")
@@ -136,8 +136,8 @@ def list_accounts(
         " WHERE {} AND (%(e)s::text IS NULL OR estate_code = %(e)s)"
         " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s) ORDER BY id DESC LIMIT %(limit)s"
     ).format(fund_scope(p))
-    rows = c.execute(q, {"e": estate, "cursor": cursor_id(cursor), "limit": limit}).fetchall()
-    items = [from_row(AccountOut, r) for r in rows]
+    params = {"e": estate, "cursor": cursor_id(cursor), "limit": limit}
+    items = fetch_all(c, AccountOut, q, params)
     return page(items, limit, lambda a: a.id)
 
 
@@ -172,8 +172,8 @@ def list_cases(
         "SELECT {} FROM fund_cases WHERE {} AND (%(s)s::text IS NULL OR state = %(s)s)"
         " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s) ORDER BY id DESC LIMIT %(limit)s"
     ).format(sql.SQL(_CASE_COLUMNS), fund_scope(p))
-    rows = c.execute(q, {"s": state, "cursor": cursor_id(cursor), "limit": limit}).fetchall()
-    items = [from_row(CaseOut, r) for r in rows]
+    params = {"s": state, "cursor": cursor_id(cursor), "limit": limit}
+    items = fetch_all(c, CaseOut, q, params)
     return page(items, limit, lambda x: x.id)
 
 

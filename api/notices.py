@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Db, Instant, allow
-from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
+from api.pages import Cursor, Limit, Page, cursor_id, fetch_all, page
 from api.problems import Problem
 from api.workorders import ledger_scope
 from estate.db import Conn
@@ -243,8 +243,9 @@ class ProblemOut(BaseModel):
 def problems(c: Conn, p: Principal, *, start: dt.datetime, end: dt.datetime) -> list[ProblemOut]:
     """Every problem opened in [start, end) that ``p`` may see, oldest first."""
     notice_q = sql.SQL(
-        "SELECT 'notice', number, estate_code, device_code, coalesce(recipient_org, estate_code),"
-        " problem, deadline, issued_at, closed_at, state FROM notices"
+        "SELECT 'notice' AS source, number AS ref, estate_code, device_code,"
+        " coalesce(recipient_org, estate_code) AS responsible, problem, deadline AS due,"
+        " issued_at AS opened_at, closed_at, state FROM notices"
         " WHERE issued_at >= %(s)s AND issued_at < %(e)s AND {}"
     ).format(notice_scope(p))
     if p.role in (Role.ADMIN, Role.HOUSING_AUTHORITY, Role.MARKET_INSPECTOR, Role.STREET_OFFICE,
@@ -270,8 +271,7 @@ def problems(c: Conn, p: Principal, *, start: dt.datetime, end: dt.datetime) -> 
         " GROUP BY o.id"
     ).format(ledger_scope(p))
     q = sql.SQL("{} UNION ALL {} UNION ALL {} ORDER BY 8, 2").format(notice_q, item_q, breach_q)
-    rows = c.execute(q, {"s": start, "e": end}).fetchall()
-    return [from_row(ProblemOut, r) for r in rows]
+    return fetch_all(c, ProblemOut, q, {"s": start, "e": end})
 
 
 @router.get(

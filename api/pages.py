@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Query
+from psycopg import sql
+from psycopg.abc import Params
+from psycopg.rows import class_row
 from pydantic import BaseModel, Field
 
+from estate.db import Conn
+
+SqlQuery = str | sql.SQL | sql.Composed
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,6 +40,14 @@ def page(items: Sequence[T], limit: int, key: Callable[[T], int]) -> Page[T]:
     return Page[T](items=list(items), next_cursor=str(key(items[-1])) if more else None)
 
 
-def from_row(model: type[M], row: Sequence[Any]) -> M:
-    """``model`` from a query row whose columns are in the order of its fields."""
-    return model(**dict(zip(model.model_fields, row, strict=True)))
+def fetch_all(c: Conn, model: type[M], query: SqlQuery, params: Params | None = None) -> list[M]:
+    """The rows of ``query`` as ``model``s, by column name (psycopg's ``class_row``): a
+    field the query does not name is a validation error, never a shifted column."""
+    with c.cursor(row_factory=class_row(model)) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def fetch_one(c: Conn, model: type[M], query: SqlQuery, params: Params | None = None) -> M | None:
+    """The first row of ``query`` as a ``model`` (by column name), or None."""
+    with c.cursor(row_factory=class_row(model)) as cur:
+        return cur.execute(query, params).fetchone()

@@ -23,7 +23,7 @@ from alerts.orders import OrderState
 from alerts.responsibility import ResponsibilityList
 from api.auth import AREA_ROLES, Principal, Role
 from api.deps import Caller, ClockDep, Db, Instant, allow
-from api.pages import Cursor, Limit, Page, cursor_id, from_row, page
+from api.pages import Cursor, Limit, Page, cursor_id, fetch_all, page
 from api.problems import Problem
 from estate.db import Conn
 from oversight import ledger
@@ -224,15 +224,14 @@ def get_order(c: Db, p: Caller, order_id: int) -> OrderDetail:
     o = _order(c, p, order_id)
     events = [EventOut.model_validate(r) for r in orders.events(c, order_id)]
     breaches = [BreachOut.model_validate(r) for r in orders.breaches(c, order_id)]
-    deliveries = [
-        from_row(DeliveryOut, r)
-        for r in c.execute(
-            "SELECT id, org_code, channel, target, event, state, attempts, last_error,"
-            " created_at, sent_at FROM notifications WHERE order_id = %s AND channel <> 'stream'"
-            " ORDER BY id",
-            (order_id,),
-        )
-    ]
+    deliveries = fetch_all(
+        c,
+        DeliveryOut,
+        "SELECT id, org_code, channel, target, event, state, attempts, last_error,"
+        " created_at, sent_at FROM notifications WHERE order_id = %s AND channel <> 'stream'"
+        " ORDER BY id",
+        (order_id,),
+    )
     return OrderDetail(**o.model_dump(), events=events, breaches=breaches, deliveries=deliveries)
 
 
@@ -323,8 +322,7 @@ def list_gaps(*, c: Db, p: Caller, limit: Limit = 50, cursor: Cursor = None) -> 
         " at FROM dispatch_gaps WHERE {} AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s)"
         " ORDER BY id DESC LIMIT %(limit)s"
     ).format(p.estate_scope("estate_code"))
-    rows = c.execute(q, {"cursor": cursor_id(cursor), "limit": limit}).fetchall()
-    items = [from_row(GapOut, r) for r in rows]
+    items = fetch_all(c, GapOut, q, {"cursor": cursor_id(cursor), "limit": limit})
     return page(items, limit, lambda g: g.id)
 
 
@@ -350,8 +348,8 @@ def list_items(
         " FROM supervision_items WHERE {} AND (NOT %(open)s OR closed_at IS NULL)"
         " AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s) ORDER BY id DESC LIMIT %(limit)s"
     ).format(scope)
-    rows = c.execute(q, {"open": open_only, "cursor": cursor_id(cursor), "limit": limit}).fetchall()
-    items = [from_row(ItemOut, r) for r in rows]
+    params = {"open": open_only, "cursor": cursor_id(cursor), "limit": limit}
+    items = fetch_all(c, ItemOut, q, params)
     return page(items, limit, lambda i: i.id)
 
 
