@@ -9,6 +9,7 @@ pass the ``next_cursor`` of one page as ``cursor`` to get the next.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from api import (
     fund,
     login,
     notices,
+    openapi,
     problems,
     stream,
     workorders,
@@ -34,9 +36,13 @@ from api import (
 from api.deps import Clock
 from api.problems import Problem
 from api.stream import Bridge, Hub
+from api.throttle import LoginThrottle, SourceLimit
 from estate import db
 
 API_VERSION = "1"
+# the public pages per address: an owner's page load is a few requests; looking up
+# estate after estate is not (every three-letter code would take a source ten hours)
+PUBLIC_BURST, PUBLIC_PER_MINUTE = 60, 30.0
 # The console: static files, no build step (vanilla JS; nothing third-party).
 WEB_DIR = Path(__file__).parent / "web"
 DOCS_ASSETS = Path(swagger_ui.__file__).parent / "static"  # Swagger UI 5 (swagger-ui-py)
@@ -58,6 +64,8 @@ def create_app(
     pool_size: int = 4,
     token_ttl_s: float = 900.0,
     mqtt_url: str | None = None,
+    ticker: Callable[[], float] = time.monotonic,
+    streams_per_principal: int = 50,
 ) -> FastAPI:
     """The application; its connection pool opens and closes with the app's lifespan."""
 
@@ -69,8 +77,10 @@ def create_app(
         pool.open(wait=False)
         app.state.pool, app.state.clock = pool, clock
         app.state.token_ttl_s = token_ttl_s
+        app.state.login_throttle, app.state.ticker = LoginThrottle(), ticker
+        app.state.public_limit = SourceLimit(burst=PUBLIC_BURST, per_minute=PUBLIC_PER_MINUTE)
         # the live stream's feed: the changes the workers and the supervisor publish
-        app.state.hub = Hub() if mqtt_url else None
+        app.state.hub = Hub(per_principal=streams_per_principal) if mqtt_url else None
         app.state.bridge = Bridge(mqtt_url, app.state.hub) if mqtt_url else None
         if app.state.bridge is not None:
             app.state.bridge.start()
@@ -140,6 +150,7 @@ def create_app(
     def root() -> RedirectResponse:
         return RedirectResponse("/console/")
 
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.mount("/console", StaticFiles(directory=WEB_DIR, html=True), name="console")
     app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     return app

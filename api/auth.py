@@ -26,14 +26,13 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from psycopg import sql
 from psycopg.rows import class_row
 
+from api import passwords
 from estate.db import Conn
 
 _KEY = re.compile(r"^se_(\d{1,18})_([A-Za-z0-9_-]{20,128})$")
 _TOKEN = re.compile(r"^st_(\d{1,18})_([A-Za-z0-9_-]{20,128})$")
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106) defaults
-LOCK_AFTER = 10
-LOCK_FOR = dt.timedelta(minutes=15)
-MIN_PASSWORD = 12
+WRONG = "wrong name or password"
 
 
 class Role(StrEnum):
@@ -55,6 +54,9 @@ ORG_ROLES = {
     Role.MAINTENANCE: None,  # elevator or fire maintenance
 }
 AREA_ROLES = {Role.FIRE_INSPECTOR, Role.MARKET_INSPECTOR, Role.STREET_OFFICE}
+# what each inspector supervises: fire facilities (the fire brigade), lifts (market
+# supervision, special equipment); both see only that, in every list and view
+DOMAIN = {Role.FIRE_INSPECTOR: "fire", Role.MARKET_INSPECTOR: "elevator"}
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,16 @@ class Principal:
             ).format(col, sql.Literal(self.area_code))
         return sql.SQL("false").format()
 
+    @property
+    def domain(self) -> str | None:
+        """The device kind an inspector supervises (fire, elevator); None for others."""
+        return DOMAIN.get(self.role)
+
     def alert_scope(self) -> sql.Composed:
         """SQL condition over ``alerts`` (or ``incidents`` via their alerts' columns
         ``estate_code``, ``kind``, ``device_id``) for what this caller may see."""
         estates = self.estate_scope("estate_code")
-        kind = {Role.FIRE_INSPECTOR: "fire", Role.MARKET_INSPECTOR: "elevator"}.get(self.role)
+        kind = self.domain
         if kind is not None:
             return sql.SQL("({} AND kind = {})").format(estates, sql.Literal(kind))
         if self.role is Role.MAINTENANCE:
@@ -195,8 +202,9 @@ def create_user(
     display_name: str = "",
 ) -> int:
     """Store a user with an argon2id hash of ``password``; returns the id."""
-    if len(password) < MIN_PASSWORD:
-        raise ApiKeyError(f"a password needs at least {MIN_PASSWORD} characters")
+    weak = passwords.problem(password, context=(name, display_name, org_code, area_code))
+    if weak is not None:
+        raise ApiKeyError(weak)
     _check_binding(conn, role, org_code, area_code)
     try:
         row = conn.execute(
@@ -213,42 +221,35 @@ def create_user(
 
 
 class LoginError(ValueError):
-    """Wrong name or password, or the account is locked or disabled (the message says
-    which only where that leaks nothing an attacker could use)."""
+    """Wrong name or password, or a disabled account: one answer for all of them."""
 
 
 def login(conn: Conn, name: str, password: str, *, now: dt.datetime, ttl_s: float) -> str:
-    """Check the password and issue a token valid for ``ttl_s`` seconds."""
+    """Check the password and issue a token valid for ``ttl_s`` seconds.
+
+    Unknown names, wrong passwords and disabled accounts get the same answer after the
+    same work (one argon2 computation each), so neither the message nor the time tells
+    them apart. Nothing here locks an account: repeated failures are slowed down per
+    source by ``api.throttle`` before this is called; ``failed_logins`` is kept for the
+    record."""
     with conn.transaction():
         row = conn.execute(
-            "SELECT id, password_hash, failed_logins, locked_until, disabled_at FROM users"
-            " WHERE name = %s FOR UPDATE",
+            "SELECT id, password_hash, disabled_at FROM users WHERE name = %s FOR UPDATE",
             (name,),
         ).fetchone()
         if row is None:
             _hasher.hash(password)  # the same work as a real check: no timing oracle
-            raise LoginError("wrong name or password")
-        uid, stored, failed, locked_until, disabled = row
-        if disabled is not None:
-            raise LoginError("wrong name or password")
-        if locked_until is not None and locked_until > now:
-            raise LoginError(
-                f"too many failed logins: locked until {locked_until:%Y-%m-%d %H:%M} UTC"
-            )
+            raise LoginError(WRONG)
+        uid, stored, disabled = row
         try:
             _hasher.verify(stored, password)
+            ok = disabled is None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
-            failed += 1
-            lock = now + LOCK_FOR if failed >= LOCK_AFTER else None
-            conn.execute(
-                "UPDATE users SET failed_logins = %s, locked_until = %s WHERE id = %s",
-                (0 if lock else failed, lock, uid),
-            )
-            refused = True  # raised after the commit: the count must stick
-        else:
-            refused = False
-    if refused:
-        raise LoginError("wrong name or password")
+            ok = False
+        if not ok:
+            conn.execute("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = %s", (uid,))
+    if not ok:  # raised after the commit: the count must stick
+        raise LoginError(WRONG)
     with conn.transaction():
         if _hasher.check_needs_rehash(stored):
             conn.execute(
@@ -336,7 +337,7 @@ class UserLine:
     bound: str
     last_login_at: dt.datetime | None
     disabled_at: dt.datetime | None
-    locked_until: dt.datetime | None
+    failed_logins: int  # wrong passwords since the last login (nothing locks on them)
 
 
 def list_users(conn: Conn) -> list[UserLine]:
@@ -344,7 +345,7 @@ def list_users(conn: Conn) -> list[UserLine]:
     with conn.cursor(row_factory=class_row(UserLine)) as cur:
         return cur.execute(
             "SELECT name, role, coalesce(org_code, area_code, '') AS bound, last_login_at,"
-            " disabled_at, locked_until FROM users ORDER BY name"
+            " disabled_at, failed_logins FROM users ORDER BY name"
         ).fetchall()
 
 

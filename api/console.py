@@ -21,6 +21,7 @@ from alerts import silences, store
 from alerts.rules import RuleBook
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Db, Instant, allow
+from api.notices import notice_scope
 from api.pages import fetch_all
 from api.problems import Problem
 from estate.db import Conn
@@ -299,10 +300,25 @@ class SilenceIn(BaseModel):
 SilenceOut = silences.SilenceRecord  # FastAPI serves the stored record as it is
 
 
+def silence_scope(p: Principal) -> sql.Composable:
+    """SQL condition over ``silences``: the caller's estates; for an inspector, only
+    silences that touch its domain (an estate-wide one, or one naming its kind of device
+    or alert)."""
+    estates = p.estate_scope("estate_code")
+    if p.domain is None:
+        return estates
+    return sql.SQL(
+        "({} AND (alert_type IS NULL OR split_part(alert_type, '.', 1) = {kind})"
+        " AND (device_code IS NULL OR EXISTS (SELECT 1 FROM devices d"
+        "   WHERE d.estate_code = silences.estate_code AND d.code = silences.device_code"
+        "   AND d.kind = {kind})))"
+    ).format(estates, kind=sql.Literal(p.domain))
+
+
 @router.get("/silences")
 def list_silences(c: Db, p: Caller, clock: ClockDep, active: bool = True) -> list[SilenceOut]:
     """Silences of the caller's estates (active ones by default), newest first."""
-    found = silences.listing(c, p.estate_scope("estate_code"), now=clock(), active_only=active)
+    found = silences.listing(c, silence_scope(p), now=clock(), active_only=active)
     return found
 
 
@@ -343,7 +359,7 @@ def _rules() -> RuleBook:
 def expire_silence(c: Db, p: Caller, clock: ClockDep, silence_id: int) -> SilenceOut:
     """End a silence now (the record stays); one already ended is returned unchanged."""
     allow(p, *OPERATORS)
-    found = silences.expire(c, silence_id, p.estate_scope("estate_code"), clock())
+    found = silences.expire(c, silence_id, silence_scope(p), clock())
     if found is None:
         raise Problem(404, "not-found", "Not found", f"no silence {silence_id} of yours")
     return found
@@ -446,7 +462,7 @@ def _notices(c: Conn, p: Principal, authority: str, now: dt.datetime) -> list[No
         "SELECT id, number, estate_code, problem, deadline, state,"
         " state IN ('issued', 'reopened') AND deadline < %s::date AS overdue"
         " FROM notices WHERE authority = %s AND {} ORDER BY id DESC LIMIT 200"
-    ).format(p.estate_scope("estate_code"))
+    ).format(notice_scope(p))
     return fetch_all(c, NoticeRow, query, (now, authority))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header, Request
 from psycopg import sql
 from pydantic import BaseModel, Field, StrictInt
 
@@ -21,11 +21,29 @@ from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Db, allow
 from api.pages import Cursor, Limit, Page, cursor_id, fetch_all, fetch_one, page
 from api.problems import Problem
+from api.throttle import SourceLimit, Throttled
 from estate.db import Conn
 from fund import cases, ledger
 
 router = APIRouter(prefix="/api/v1/fund", tags=["fund"])
-public = APIRouter(prefix="/api/v1/public", tags=["public"])
+
+
+def _limited(request: Request) -> None:
+    """The public pages' rate limit per source address (``api.throttle.SourceLimit``)."""
+    limit: SourceLimit = request.app.state.public_limit
+    try:
+        limit.admit(
+            request.client.host if request.client else "unknown", request.app.state.ticker()
+        )
+    except Throttled as err:
+        raise Problem(
+            429, "too-many-requests", "Too many requests",
+            f"{err.why}: try again in {err.retry_after} s",
+            headers={"Retry-After": str(err.retry_after)},
+        ) from None  # fmt: skip
+
+
+public = APIRouter(prefix="/api/v1/public", tags=["public"], dependencies=[Depends(_limited)])
 READERS = (Role.ADMIN, Role.HOUSING_AUTHORITY, Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE)
 CASE_WORKERS = (Role.ADMIN, Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE)
 PAYERS = (Role.ADMIN, Role.HOUSING_AUTHORITY)
@@ -274,23 +292,28 @@ def step_case(
 # ---------------------------------------------------------------------- public
 
 
-@public.get("/estates/{estate}/disclosure")
+def _published(c: Conn, estate: str) -> None:
+    """404, the same for an unknown estate and for one whose fund is not kept here: the
+    public pages never tell which estates exist."""
+    if not cases.has_accounts(c, estate):
+        raise Problem(404, "not-found", "Not found", f"no published fund for estate {estate}")
+
+
+@public.get("/estates/{estate}/disclosure", responses={404: {}, 429: {}})
 def disclosure(c: Db, estate: str, building: str | None = None) -> list[cases.Disclosed]:
     """Completed emergency repairs of an estate (or one ``building``), what each cost and
-    each owner's share (public: no login)."""
-    if c.execute("SELECT 1 FROM estates WHERE code = %s", (estate,)).fetchone() is None:
-        raise Problem(404, "not-found", "Not found", f"no estate {estate}")
+    each owner's share (public: no login; lookups are rate-limited per address)."""
+    _published(c, estate)
     return [d for d in cases.disclosure(c, estate) if building is None or d.building == building]
 
 
-@public.get("/estates/{estate}/fund-report")
+@public.get("/estates/{estate}/fund-report", responses={404: {}, 422: {}, 429: {}})
 def fund_report(
     c: Db, clock: ClockDep, estate: str, year: int | None = None
 ) -> list[dict[str, Any]]:
     """The yearly fund report per account: opening balance, deposits, interest, repairs,
-    closing balance, in fen (public: no login)."""
-    if c.execute("SELECT 1 FROM estates WHERE code = %s", (estate,)).fetchone() is None:
-        raise Problem(404, "not-found", "Not found", f"no estate {estate}")
+    closing balance, in fen (public: no login; lookups are rate-limited per address)."""
+    _published(c, estate)
     y = year if year is not None else clock().year
     if not 2000 <= y <= 2100:
         raise Problem(422, "bad-year", "Bad year", "the year must be between 2000 and 2100")

@@ -3,6 +3,7 @@ the caller is."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 from api.auth import LoginError, login, logout
 from api.deps import Caller, ClockDep, Db
 from api.problems import Problem
+from api.throttle import LoginThrottle, Throttled
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 _bearer = HTTPBearer(auto_error=False)
@@ -31,7 +33,13 @@ class MeOut(BaseModel):
     area_code: str | None
 
 
-@router.post("/token", responses={401: {"description": "wrong name or password, or locked"}})
+@router.post(
+    "/token",
+    responses={
+        401: {"description": "wrong name or password (or a disabled account: the same answer)"},
+        429: {"description": "too many attempts from here, or on this account from here"},
+    },
+)
 def token(
     c: Db,
     clock: ClockDep,
@@ -39,12 +47,27 @@ def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> TokenOut:
     """Log in with a name and password (form fields ``username``, ``password``); the token
-    is sent as ``Authorization: Bearer <token>`` and expires after ``expires_in`` seconds."""
+    is sent as ``Authorization: Bearer <token>`` and expires after ``expires_in`` seconds.
+    Repeated attempts are slowed down per source (429 with ``Retry-After``), never by
+    locking the account (``api.throttle``)."""
     ttl: float = request.app.state.token_ttl_s
+    throttle: LoginThrottle = request.app.state.login_throttle
+    ticker: Callable[[], float] = request.app.state.ticker
+    source = request.client.host if request.client else "unknown"
     try:
-        t = login(c, form.username, form.password, now=clock(), ttl_s=ttl)
+        throttle.admit(source, form.username, ticker())
+        with throttle.checking():
+            t = login(c, form.username, form.password, now=clock(), ttl_s=ttl)
+    except Throttled as err:
+        raise Problem(
+            429, "too-many-logins", "Too many requests",
+            f"{err.why}: try again in {err.retry_after} s",
+            headers={"Retry-After": str(err.retry_after)},
+        ) from None  # fmt: skip
     except LoginError as err:
+        throttle.failed(source, form.username, ticker())
         raise Problem(401, "bad-credentials", "Not authenticated", str(err)) from None
+    throttle.succeeded(source, form.username)
     return TokenOut(access_token=t, expires_in=int(ttl))
 
 

@@ -116,6 +116,18 @@ def _visible(c: Conn, p: Principal, notice_id: int) -> tuple[Any, ...]:
     return row
 
 
+def _can_act(c: Conn, body: NoticeIn, *, domain: str | None) -> bool:
+    """Whether the recipient is the estate's property firm, or maintains the named device
+    (or, without one, equipment of the issuer's domain in the estate)."""
+    row = c.execute(
+        "SELECT EXISTS (SELECT 1 FROM estates WHERE code = %(e)s AND property_firm_code = %(o)s)"
+        " OR EXISTS (SELECT 1 FROM devices WHERE estate_code = %(e)s AND maintenance_code = %(o)s"
+        "   AND (%(d)s::text IS NULL OR code = %(d)s) AND (%(k)s::text IS NULL OR kind = %(k)s))",
+        {"e": body.estate, "o": body.recipient_org, "d": body.device, "k": domain},
+    ).fetchone()
+    return bool(row and row[0])
+
+
 @router.post("/notices", status_code=201, responses={403: {}, 404: {}, 422: {}})
 def issue_notice(c: Db, p: Caller, clock: ClockDep, body: NoticeIn) -> NoticeOut:
     """Issue a notice (fire or market inspector, to an estate in their area)."""
@@ -123,6 +135,15 @@ def issue_notice(c: Db, p: Caller, clock: ClockDep, body: NoticeIn) -> NoticeOut
     q = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(p.estate_scope("code"))
     if c.execute(q, (body.estate,)).fetchone() is None:
         raise Problem(404, "not-found", "Not found", f"no estate {body.estate} in your area")
+    if body.device is not None:
+        kind = c.execute(
+            "SELECT kind FROM devices WHERE estate_code = %s AND code = %s",
+            (body.estate, body.device),
+        ).fetchone()
+        if kind is not None and kind[0] != p.domain:
+            raise Problem(422, "outside-domain", "Outside your domain",
+                          f"{body.device} is a {kind[0]} device: a {p.domain} inspector's"
+                          " notice names a device of that kind, or none")  # fmt: skip
     if body.recipient_org is not None:
         found = c.execute(
             "SELECT 1 FROM organisations WHERE code = %s", (body.recipient_org,)
@@ -130,6 +151,12 @@ def issue_notice(c: Db, p: Caller, clock: ClockDep, body: NoticeIn) -> NoticeOut
         if found is None:
             raise Problem(422, "unknown-unit", "Unknown unit",
                           f"no organisation {body.recipient_org} in the registry")  # fmt: skip
+        if not _can_act(c, body, domain=p.domain):
+            raise Problem(422, "unit-cannot-act", "The unit cannot act on it",
+                          f"{body.recipient_org} is neither {body.estate}'s property firm nor"
+                          f" the maintenance company of its {p.domain} equipment"
+                          + (f" ({body.device})" if body.device else "")
+                          + ": it could not see or rectify the notice")  # fmt: skip
     assert p.area_code is not None  # inspectors are bound to an area
     now = clock()
     try:

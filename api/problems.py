@@ -22,7 +22,16 @@ BASE = "https://smart-estate.invalid/problems/"  # stable identifiers, not fetch
 class Problem(Exception):
     """Raise from a route to answer with a problem document."""
 
-    def __init__(self, status: int, kind: str, title: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status, self.kind, self.title, self.detail, self.extra = (
             status,
@@ -31,10 +40,18 @@ class Problem(Exception):
             detail,
             extra,
         )
+        self.headers = headers or {}
 
 
 def problem_response(
-    status: int, kind: str, title: str, detail: str, instance: str, **extra: Any
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    instance: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = {
         "type": BASE + kind if kind != "about:blank" else kind,
@@ -44,8 +61,9 @@ def problem_response(
         "instance": instance,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    sent = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    sent.update(headers or {})
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=sent or None)
 
 
 _TITLES = {
@@ -56,6 +74,7 @@ _TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     422: "Invalid request",
+    429: "Too many requests",
     503: "Service unavailable",
 }
 
@@ -66,14 +85,26 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(
-            exc.status, exc.kind, exc.title, exc.detail, request.url.path, **exc.extra
+            exc.status,
+            exc.kind,
+            exc.title,
+            exc.detail,
+            request.url.path,
+            headers=exc.headers,
+            **exc.extra,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _TITLES.get(exc.status_code, "Error")
+        # Starlette's own headers stay: a 405 says which methods are allowed (Allow)
         return problem_response(
-            exc.status_code, "about:blank", title, str(exc.detail), request.url.path
+            exc.status_code,
+            "about:blank",
+            title,
+            str(exc.detail),
+            request.url.path,
+            headers=dict(exc.headers or {}),
         )
 
     @app.exception_handler(psycopg.DataError)

@@ -63,6 +63,7 @@ class Reader:
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop | None) -> None:
         self.items: collections.deque[Item] = collections.deque(maxlen=size)
         self.missed = False
+        self.owner = ""  # whose stream (``Hub.per_principal``)
         self.loop = loop
         self.ready = asyncio.Event()
 
@@ -88,16 +89,22 @@ class Reader:
         return bool(self.items)
 
 
+class TooManyStreams(Exception):
+    """The principal has ``per_principal`` streams open already."""
+
+
 class Hub:
     """Fan-out with a replay buffer; a slow reader loses the oldest of its own items and
-    is told so."""
+    is told so. A principal (one key or one login) may hold ``per_principal`` streams at
+    once: enough for a control room's wall of screens, not enough to drown the API."""
 
-    def __init__(self, keep: int = 1000, per_reader: int = 10_000) -> None:
+    def __init__(self, keep: int = 1000, per_reader: int = 10_000, per_principal: int = 50) -> None:
         self._lock = threading.Lock()
         self._recent: collections.deque[Item] = collections.deque(maxlen=keep)
         self._readers: dict[int, Reader] = {}  # by identity: equal buffers are not the same
+        self._owners: collections.Counter[str] = collections.Counter()
         self._seq = 0
-        self.per_reader = per_reader
+        self.per_reader, self.per_principal = per_reader, per_principal
 
     def put(self, kind: str, body: dict[str, Any]) -> None:
         with self._lock:
@@ -107,23 +114,46 @@ class Hub:
             for r in self._readers.values():
                 r.offer(item)
 
-    @contextmanager
-    def reader(self, after: int | None) -> Iterator[Reader]:
-        """A reader on the running event loop (or none: then poll ``items``)."""
+    def open(self, after: int | None, owner: str = "") -> Reader:
+        """A reader on the running event loop (or none: then poll ``items``), counted for
+        ``owner``; raises ``TooManyStreams`` past ``per_principal``. ``close`` it."""
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         r = Reader(self.per_reader, loop)
+        r.owner = owner
         with self._lock:
+            if owner and self._owners[owner] >= self.per_principal:
+                raise TooManyStreams(owner)
+            self._owners[owner] += 1
             if after is not None:
                 r.items.extend(i for i in self._recent if i.seq > after)
             self._readers[id(r)] = r
+        return r
+
+    def close(self, r: Reader) -> None:
+        """The stream of ``r`` has ended."""
+        with self._lock:
+            if self._readers.pop(id(r), None) is None:
+                return
+            self._owners[r.owner] -= 1
+            if self._owners[r.owner] <= 0:
+                del self._owners[r.owner]
+
+    @contextmanager
+    def reader(self, after: int | None, owner: str = "") -> Iterator[Reader]:
+        """``open`` … ``close`` as a block."""
+        r = self.open(after, owner)
         try:
             yield r
         finally:
-            with self._lock:
-                self._readers.pop(id(r), None)
+            self.close(r)
+
+    def streams_of(self, owner: str) -> int:
+        """How many streams ``owner`` holds open."""
+        with self._lock:
+            return self._owners[owner]
 
     @property
     def readers(self) -> int:
@@ -193,6 +223,7 @@ def _frame(item: Item) -> str:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+        429: {"description": "the caller has too many streams open"},
         503: {"description": "the live feed (the broker) is not connected"},
     },
 )
@@ -220,6 +251,13 @@ async def stream(
 
     p = await anyio.to_thread.run_sync(who)
     after = int(last_event_id) if last_event_id else None
+    owner = f"{p.kind}:{p.key_id}"
+    if hub.streams_of(owner) >= hub.per_principal:
+        raise Problem(
+            429, "too-many-streams", "Too many streams",
+            f"{p.name} has {hub.per_principal} live streams open already: close one",
+            headers={"Retry-After": "5"},
+        ) from None  # fmt: skip
 
     def visible(items: list[Item]) -> list[Item] | None:
         """The items ``p`` may see; None once its credential is no longer good."""
@@ -231,7 +269,12 @@ async def stream(
             return [i for i in items if _visible(c, p, i)]
 
     async def events() -> AsyncIterator[str]:
-        with hub.reader(after) as r:
+        try:
+            r = hub.open(after, owner)
+        except TooManyStreams:  # others opened meanwhile: the limit holds all the same
+            yield _control("end", "too many live streams open for this account")
+            return
+        try:
             yield ": connected\n\n"
             while not await request.is_disconnected():
                 arrived = await r.wait(HEARTBEAT_S)
@@ -247,6 +290,8 @@ async def stream(
                     yield ": keep-alive\n\n"
                 for item in shown:
                     yield _frame(item)
+        finally:
+            hub.close(r)
 
     return StreamingResponse(
         events(),

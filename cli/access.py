@@ -67,18 +67,13 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
                 raise SettingsError(f"no active user named {args.name!r}")
             common.echo(f"disabled {args.name}: their tokens no longer work")
         else:
-            now = common.now()
             for u in list_users(conn):
-                locked = u.locked_until
-                state = (
-                    "disabled"
-                    if u.disabled_at
-                    else f"locked until {locked:%H:%M}"
-                    if (locked and locked > now)
-                    else "active"
-                )
+                state = "disabled" if u.disabled_at else "active"
+                failed = f", {u.failed_logins} failed since" if u.failed_logins else ""
                 seen = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
-                common.echo(f"{u.name:24} {u.role:18} {u.bound:12} last login {seen}  {state}")
+                common.echo(
+                    f"{u.name:24} {u.role:18} {u.bound:12} last login {seen}{failed}  {state}"
+                )
     return 0
 
 

@@ -101,6 +101,16 @@ def _event(conn: Conn, case_id: int, change: str, actor: str, now: dt.datetime,
 # ---------------------------------------------------------------------- accounts
 
 
+def has_accounts(conn: Conn, estate: str) -> bool:
+    """Whether the estate's fund is kept here (it has at least one account)."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM fund_accounts WHERE estate_code = %s LIMIT 1", (estate,)
+        ).fetchone()
+        is not None
+    )
+
+
 def open_accounts(conn: Conn, now: dt.datetime) -> int:
     """An account for every building (and estate) that has none; returns how many."""
     cur = conn.execute(

@@ -1,4 +1,5 @@
-"""Password logins: argon2id hashes, short-lived tokens, logout, lockout, disabling."""
+"""Password logins: argon2id hashes, short-lived tokens, logout, disabling; throttling
+that slows guessing per source without locking anyone out; the password policy."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ class Clock:
     def __call__(self) -> dt.datetime:
         return self.now
 
+    def ticker(self) -> float:
+        """Monotonic seconds for the login throttle, moved with ``now``."""
+        return (self.now - T0).total_seconds()
+
 
 @pytest.fixture
 def county(conn: Conn) -> Conn:
@@ -42,8 +47,20 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def client(database_url: str, county: Conn, clock: Clock) -> Iterator[TestClient]:
-    with TestClient(create_app(database_url, clock=clock, token_ttl_s=900)) as c:
+def app(database_url: str, county: Conn, clock: Clock) -> Any:
+    return create_app(database_url, clock=clock, token_ttl_s=900, ticker=clock.ticker)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def elsewhere(app: Any, client: TestClient) -> Iterator[TestClient]:
+    """The same server seen from another address (the account's owner, at work)."""
+    with TestClient(app, client=("10.1.2.3", 40000)) as c:
         yield c
 
 
@@ -72,22 +89,56 @@ def test_login_issues_a_token_that_expires(client: TestClient, clock: Clock) -> 
     assert "expired" in expired.json()["detail"]
 
 
-def test_wrong_password_and_unknown_user_look_the_same(client: TestClient) -> None:
-    wrong = log_in(client, "li.op", "not the password")
-    nobody = log_in(client, "nobody", "not the password")
-    assert wrong.status_code == nobody.status_code == 401
-    assert wrong.json()["detail"] == nobody.json()["detail"] == "wrong name or password"
-    assert wrong.headers["content-type"] == "application/problem+json"
+def test_unknown_wrong_and_disabled_get_the_same_answer(
+    client: TestClient, elsewhere: TestClient, county: Conn
+) -> None:
+    create_user(county, "wang.off", Role.OPERATOR, "another good passphrase", org_code="PF-HX")
+    assert disable_user(county, "wang.off", T0)
+    answers = [
+        log_in(client, "li.op", "not the password"),  # wrong
+        log_in(client, "nobody", "not the password"),  # unknown
+        log_in(elsewhere, "wang.off", "another good passphrase"),  # disabled, right password
+    ]
+    assert {r.status_code for r in answers} == {401}
+    assert {r.json()["detail"] for r in answers} == {"wrong name or password"}
+    assert {r.headers["content-type"] for r in answers} == {"application/problem+json"}
 
 
-def test_ten_failures_lock_the_account_for_15_minutes(client: TestClient, clock: Clock) -> None:
-    for _ in range(10):
+def test_failures_slow_down_the_source_without_locking_the_owner_out(
+    client: TestClient, elsewhere: TestClient, clock: Clock
+) -> None:
+    for _ in range(3):  # free failures
         assert log_in(client, "li.op", "guess").status_code == 401
-    locked = log_in(client, "li.op", PASSWORD)
-    assert locked.status_code == 401
-    assert "locked until" in locked.json()["detail"]
-    clock.now = T0 + dt.timedelta(minutes=15, seconds=1)
+    slowed = log_in(client, "li.op", PASSWORD)  # the next waits, even with the password
+    assert slowed.status_code == 429
+    assert slowed.headers["content-type"] == "application/problem+json"
+    assert slowed.headers["Retry-After"] == "1"
+    # the owner, from another address, is not affected
+    assert log_in(elsewhere, "li.op", PASSWORD).status_code == 200
+    # once the delay has passed the source is heard again; each failure doubles it
+    clock.now += dt.timedelta(seconds=1)
+    assert log_in(client, "li.op", "guess").status_code == 401
+    again = log_in(client, "li.op", PASSWORD)
+    assert again.status_code == 429
+    assert again.headers["Retry-After"] == "2"
+    clock.now += dt.timedelta(seconds=2)
     assert log_in(client, "li.op", PASSWORD).status_code == 200
+    # a success ends the streak: failing again starts with free failures
+    for _ in range(3):
+        assert log_in(client, "li.op", "guess").status_code == 401
+
+
+def test_a_flood_from_one_source_is_refused_before_any_password_is_hashed(
+    client: TestClient, elsewhere: TestClient, county: Conn
+) -> None:
+    codes = [log_in(client, f"user{i}", "whatever guess").status_code for i in range(40)]
+    assert codes[:20] == [401] * 20  # the burst
+    assert set(codes[20:]) == {429}
+    (failed,) = county.execute("SELECT coalesce(sum(failed_logins), 0) FROM users").fetchone() or (
+        0,
+    )
+    assert failed == 0  # none of those names exists; nothing was counted on a real account
+    assert log_in(elsewhere, "li.op", PASSWORD).status_code == 200
 
 
 def test_logout_and_disabling_end_tokens(client: TestClient, county: Conn) -> None:
@@ -138,3 +189,27 @@ def test_users_command(stack: Stack, database_url: str) -> None:
     assert "exists already" in again.stderr
     assert run_estate(["users", "disable", "wang"], env).returncode == 0
     assert "disabled" in run_estate(["users", "list"], env).stdout
+
+
+@pytest.mark.parametrize(
+    ("password", "says"),
+    [
+        ("short pw", "at least 12 characters"),
+        ("aaaaaaaaaaaaaaaa", "5 different characters"),
+        ("201811230800", "digits only"),
+        ("Password2024!", "first an attacker tries"),
+        ("qwertyuiopasdf", "first an attacker tries"),
+        ("abcdefghijklmn", "first an attacker tries"),
+        ("woaini1314woaini", "common words and digits"),
+        ("Summer2026!Summer", "common words and digits"),
+        ("zhang.wei-2026-spring", "'zhang.wei'"),
+        ("my PF-HX duty room", "'PF-HX'"),
+        ("smartestate rocks 42", "'smartestate'"),
+    ],
+)
+def test_the_password_policy_refuses_what_is_guessable(
+    county: Conn, password: str, says: str
+) -> None:
+    with pytest.raises(ApiKeyError, match=says):
+        create_user(county, "zhang.wei", Role.OPERATOR, password, org_code="PF-HX")
+    create_user(county, "zhang.wei", Role.OPERATOR, "tea kettle violin 7", org_code="PF-HX")

@@ -248,3 +248,75 @@ def test_no_credentials_no_access(client: TestClient) -> None:
         r = client.get(url)
         assert r.status_code == 401, path
         assert r.headers["content-type"] == "application/problem+json"
+
+
+DOMAIN_OF = {FI: "fire", MI: "elevator"}
+AUTHORITY_OF = {FI: "fire", MI: "market"}
+
+
+def test_inspectors_see_only_their_domain_in_every_list_and_view(
+    client: TestClient, world: tuple[str, World, Keys]
+) -> None:
+    """Area and domain: the fire brigade sees fire matters, market supervision lifts, in
+    every list and view that can hold both."""
+    url, _, keys = world
+    with psycopg.connect(url, autocommit=True) as conn:
+        for device, alert in (("B1-HP", None), ("B1-L1", None), (None, "fire.door_open"),
+                              (None, "elevator.overspeed"), (None, None)):  # fmt: skip
+            conn.execute(
+                "INSERT INTO silences (estate_code, device_code, alert_type, starts_at, ends_at,"
+                " author, reason) VALUES ('HXY', %s, %s, %s, %s, 't', 'domain')",
+                (device, alert, T0, NOW + dt.timedelta(days=1)),
+            )
+        kinds: dict[str, str] = dict(
+            conn.execute("SELECT code, kind FROM devices WHERE estate_code = 'HXY'")
+        )
+    for role, kind in DOMAIN_OF.items():
+        h = keys[role]
+        alerts = client.get("/api/v1/alerts?state=all&limit=500", headers=h).json()["items"]
+        assert alerts
+        assert {a["kind"] for a in alerts} == {kind}
+        orders = client.get("/api/v1/work-orders?state=all&limit=500", headers=h).json()
+        assert {o["category"] for o in orders["items"]} <= {kind}
+        listed = client.get("/api/v1/notices?state=all", headers=h).json()["items"]
+        assert {n["authority"] for n in listed} <= {AUTHORITY_OF[role]}
+        estate = client.get("/api/v1/estates/HXY", headers=h).json()
+        assert {d["kind"] for d in estate["device_list"]} == {kind}
+        silences = client.get("/api/v1/silences", headers=h).json()
+        seen = {(s["device_code"], s["alert_type"]) for s in silences if s["reason"] == "domain"}
+        assert (None, None) in seen  # estate-wide work concerns everyone
+        for device, alert in seen:
+            assert device is None or kinds[device] == kind, (role, device)
+            assert alert is None or alert.split(".")[0] == kind, (role, alert)
+        assert len(seen) == 3
+        for view in ("fire", "elevators"):
+            body = client.get(f"/api/v1/views/{view}", headers=h).json()
+            assert {n["id"] for n in body["notices"]} <= {n["id"] for n in listed}
+            rows = [r for k, v in body.items() if isinstance(v, list) for r in v]
+            codes = {r["device_code"] for r in rows if r.get("device_code")}
+            assert {kinds[c] for c in codes if c in kinds} <= {kind}, (role, view)
+
+
+@pytest.mark.parametrize(
+    ("role", "body", "kind"),
+    [
+        (FI, {"device": "B1-L1"}, "outside-domain"),  # a lift, to the fire brigade
+        (MI, {"device": "B1-HP"}, "outside-domain"),
+        (MI, {"recipient_org": "EM-TS"}, None),  # maintains HXY's lifts: may act
+        (FI, {"recipient_org": "EM-TS"}, "unit-cannot-act"),  # maintains no fire equipment
+        (FI, {"recipient_org": "PF-HX"}, None),  # the estate's property firm
+        (MI, {"recipient_org": "PF-AJ"}, "unit-cannot-act"),  # another estate's firm
+        (FI, {"recipient_org": "FM-AQ"}, None),  # maintains HXY's fire equipment
+    ],
+)
+def test_a_notice_names_a_device_of_the_domain_and_a_unit_that_can_act(
+    client: TestClient, world: tuple[str, World, Keys], role: Role, body: dict[str, str],
+    kind: str | None,
+) -> None:  # fmt: skip
+    sent = {"estate": "HXY", "problem": "p", "deadline": "2026-12-30", **body}
+    r = client.post("/api/v1/notices", json=sent, headers=world[2][role])
+    if kind is None:
+        assert r.status_code == 201, r.text
+    else:
+        assert r.status_code == 422, r.text
+        assert r.json()["type"].endswith(kind)

@@ -39,7 +39,10 @@ def server(stack: Stack, database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(api.stream, "HEARTBEAT_S", 0.3)
     with psycopg.connect(database_url, autocommit=True) as c:
         registry.load(c, registry.read(registry.demo_path()))
-    with serving(create_app(database_url, mqtt_url=stack.mqtt_url, clock=lambda: NOW)) as base:
+    app = create_app(
+        database_url, mqtt_url=stack.mqtt_url, clock=lambda: NOW, streams_per_principal=3
+    )
+    with serving(app) as base:
         yield base
 
 
@@ -183,4 +186,41 @@ def test_a_reader_that_falls_behind_is_told_to_reload() -> None:
         assert [i.body["id"] for i in slow.items] == [2, 3, 4]
         assert not fast.missed
         assert hub.readers == 2
+    assert hub.readers == 0
+
+
+def test_one_principal_holds_a_bounded_number_of_streams(
+    stack: Stack, database_url: str, server: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        key = create_key(conn, "wall", Role.OPERATOR, org_code="PF-HX")
+        other = create_key(conn, "desk", Role.OPERATOR, org_code="PF-HX")
+    screens = [Sse(server, key) for _ in range(3)]  # the limit in this server: 3
+    try:
+        req = urllib.request.Request(  # noqa: S310
+            f"{server}/api/v1/stream", headers={"Authorization": f"Bearer {key}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)  # noqa: S310
+        assert err.value.code == 429
+        assert err.value.headers["Retry-After"] == "5"
+        assert err.value.headers["Content-Type"] == "application/problem+json"
+        err.value.close()
+        Sse(server, other).close()  # another principal is not affected
+        screens.pop().close()
+        time.sleep(0.8)  # the server notices the closed one at its next keep-alive
+        screens.append(Sse(server, key))  # room again
+    finally:
+        for s in screens:
+            s.close()
+
+
+def test_hub_counts_streams_per_principal() -> None:
+    hub = api.stream.Hub(per_principal=2)
+    with hub.reader(None, "key:1"), hub.reader(None, "key:1"):
+        with pytest.raises(api.stream.TooManyStreams):
+            hub.open(None, "key:1")
+        with hub.reader(None, "key:2"):
+            assert hub.streams_of("key:1") == 2
+    assert hub.streams_of("key:1") == 0
     assert hub.readers == 0
