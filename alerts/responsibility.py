@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from alerts.rules import Severity, SeverityName
 from estate.db import Conn
@@ -86,7 +86,7 @@ class Row(_Model):
     min_severity: SeverityName = "info"
     # False: the alert is covered (no gap) but needs no work order (e.g. a lift in
     # inspection mode: recorded, nobody dispatched)
-    dispatch: bool = True
+    dispatch: StrictBool = True  # 0 or "no" is a mistake to point out, not a False
     responsible: str | None = None  # a Party, or an organisation code
     deadlines: Deadlines | None = None
     escalation: list[str] = []  # Parties or organisation codes, in order

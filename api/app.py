@@ -34,7 +34,7 @@ from api import (
     workorders,
 )
 from api.deps import Clock
-from api.problems import Problem
+from api.problems import Problem, problem_response
 from api.stream import Bridge, Hub
 from api.throttle import LoginThrottle, SourceLimit
 from estate import db
@@ -101,13 +101,8 @@ def create_app(
     )
     problems.install(app)
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+    app.middleware("http")(one_value_per_parameter)
+    app.middleware("http")(security_headers)  # added last: wraps the others' answers too
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -179,3 +174,28 @@ DOCS_HTML = """<!doctype html>
 <script src="/console/docs.js"></script>
 </body></html>
 """
+
+
+async def one_value_per_parameter(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """422 for a query parameter given twice: every parameter of the API takes one value,
+    and "the last one wins" would hide a client's mistake (or a probe)."""
+    keys = [k for k, _ in request.query_params.multi_items()]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated and request.url.path.startswith("/api/"):
+        return problem_response(
+            422, "repeated-parameter", "Invalid request",
+            f"query parameter(s) given more than once: {', '.join(repeated)}",
+            request.url.path,
+        )  # fmt: skip
+    return await call_next(request)
+
+
+async def security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """``SECURITY_HEADERS`` on every response."""
+    response = await call_next(request)
+    response.headers.update(SECURITY_HEADERS)
+    return response

@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.auth import Role
 from api.deps import Caller, ClockDep, Db, allow
@@ -41,7 +41,7 @@ class ReasonCount(BaseModel):
 
 class ReplayIn(BaseModel):
     reason: Reason | None = None
-    ids: list[int] | None = Field(default=None, max_length=10_000)
+    ids: list[StrictInt] | None = Field(default=None, max_length=10_000)
 
 
 class ReplayOut(BaseModel):

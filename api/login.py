@@ -71,7 +71,9 @@ def token(
     return TokenOut(access_token=t, expires_in=int(ttl))
 
 
-@router.post("/logout", status_code=204)
+@router.post(
+    "/logout", status_code=204, responses={400: {"description": "not a login token (an API key)"}}
+)
 def sign_out(
     c: Db,
     clock: ClockDep,

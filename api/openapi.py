@@ -74,6 +74,8 @@ def _needed(path: str, op: dict[str, Any]) -> set[str]:
         needed.add("404")
     if params or "requestBody" in op:
         needed.add("422")
+    if "requestBody" in op:
+        needed.add("400")  # a body that is not JSON at all
     if _throttled(path):
         needed.add("429")
     return needed

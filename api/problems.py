@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 MEDIA_TYPE = "application/problem+json"
 BASE = "https://smart-estate.invalid/problems/"  # stable identifiers, not fetchable pages
@@ -79,6 +80,16 @@ _TITLES = {
 }
 
 
+def _methods(request: Request) -> list[str]:
+    """The methods the request's path answers, over every route that matches it."""
+    found: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            found |= set(getattr(route, "methods", None) or ())
+    return sorted(found)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem document."""
 
@@ -97,15 +108,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _TITLES.get(exc.status_code, "Error")
-        # Starlette's own headers stay: a 405 says which methods are allowed (Allow)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # every method of the path, not only those of the first route that matched it
+            headers["Allow"] = ", ".join(_methods(request))
         return problem_response(
-            exc.status_code,
-            "about:blank",
-            title,
-            str(exc.detail),
-            request.url.path,
-            headers=dict(exc.headers or {}),
-        )
+            exc.status_code, "about:blank", title, str(exc.detail), request.url.path,
+            headers=headers,
+        )  # fmt: skip
 
     @app.exception_handler(psycopg.DataError)
     async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:

@@ -3,13 +3,13 @@ every screen get every change?
 
     python -m bench.streams [--streams 500] [--events 5] [--probes 300]
 
-A real uvicorn server with the API, the real broker and a scratch database with the demo
-county. First ``/healthz`` is timed with no stream open; then ``--streams`` server-sent
-event streams are opened (operators of 华祥苑's property firm, 50 per login, the default
-per-principal limit) and held; ``/healthz`` and ``/api/v1/alerts`` are timed again, and
-``--events`` alert changes are published on MQTT as the workers would. Reported: request
-latency p50/p99 idle and with the streams open, and how many streams received every
-event, and how long the last one took.
+The API as ``estate api`` runs it (a process of its own), the real broker and a scratch
+database with the demo county. First ``/healthz`` is timed with no stream open; then
+``--streams`` server-sent event streams are opened (operators of 华祥苑's property firm,
+50 per login, the default per-principal limit) and held; ``/healthz`` and
+``/api/v1/alerts`` are timed again, and ``--events`` alert changes are published on MQTT
+as the workers would. Reported: request latency p50/p99 idle and with the streams open,
+how many streams received every event, and how long the last one took.
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ import asyncio
 import datetime as dt
 import http.client
 import json
+import os
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
 import psycopg
-import uvicorn
 
 from alerts import store
 from alerts.judge import Op
 from alerts.rules import Severity
-from api.app import create_app
 from api.auth import Role, create_key
 from bench import fresh_database
 from estate import registry
@@ -47,6 +48,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def up(port: int) -> None:
+    """Wait for the API to answer /healthz."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the API did not start")
 
 
 def timed_gets(port: int, path: str, n: int, headers: dict[str, str]) -> list[float]:
@@ -101,9 +116,39 @@ class Streams:
             writer.close()
 
     def close(self) -> None:
-        for t in self.tasks:
-            t.cancel()
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def prepare(
+    admin_url: str, n_streams: int, n_events: int
+) -> tuple[str, str, list[str], list[store.AlertEvent]]:
+    """The scratch database: the demo county, an admin key, a login per 50 streams, and
+    ``n_events`` open alerts whose changes the workers would publish."""
+    url = fresh_database(admin_url, DB)
+    with psycopg.connect(url, autocommit=True) as conn:
+        registry.load(conn, registry.read(registry.demo_path()))
+        admin = create_key(conn, "bench-admin", Role.ADMIN)
+        logins = -(-n_streams // PER_LOGIN)
+        keys = [
+            create_key(conn, f"wall-{i}", Role.OPERATOR, org_code="PF-HX") for i in range(logins)
+        ]
+        devs = {(d.estate, d.code): d for d in store.devices(conn)}
+        lifts = [d for (e, _), d in devs.items() if e == "HXY" and d.kind == "elevator"]
+        ops = [  # one alert on each of the first lifts
+            Op("raise", (lift.id, "elevator.overspeed"), "elevator.overspeed",
+               Severity.CRITICAL, NOW.timestamp())
+            for lift in lifts[: n_events]
+        ]  # fmt: skip
+        changes = store.apply(conn, ops, {d.id: d for d in devs.values()})
+    return url, admin, keys, changes
 
 
 def main() -> None:
@@ -114,39 +159,24 @@ def main() -> None:
     args = ap.parse_args()
     settings = load_settings()
     with PrivateServices(settings).running() as ep:
-        url = fresh_database(ep.database_url, DB)
-        with psycopg.connect(url, autocommit=True) as conn:
-            registry.load(conn, registry.read(registry.demo_path()))
-            admin = create_key(conn, "bench-admin", Role.ADMIN)
-            logins = -(-args.streams // PER_LOGIN)
-            keys = [
-                create_key(conn, f"wall-{i}", Role.OPERATOR, org_code="PF-HX")
-                for i in range(logins)
-            ]
-            devs = {(d.estate, d.code): d for d in store.devices(conn)}
-            lifts = [d for (e, _), d in devs.items() if e == "HXY" and d.kind == "elevator"]
-            ops = [  # one alert on each of the first lifts
-                Op("raise", (lift.id, "elevator.overspeed"), "elevator.overspeed",
-                   Severity.CRITICAL, NOW.timestamp())
-                for lift in lifts[: args.events]
-            ]  # fmt: skip
-            changes = store.apply(conn, ops, {d.id: d for d in devs.values()})
+        url, admin, keys, changes = prepare(ep.database_url, args.streams, args.events)
         port = free_port()
-        app = create_app(url, mqtt_url=ep.mqtt_url, clock=lambda: NOW, pool_size=8)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        threading.Thread(target=server.run, daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
+        # the API in a process of its own, as deployed (`estate api`)
+        env = {**os.environ, "DATABASE_URL": url, "MQTT_URL": ep.mqtt_url}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cli", "api", "--port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        up(port)
         auth = {"Authorization": f"Bearer {admin}"}
         idle = timed_gets(port, "/healthz", args.probes, {})
         idle_api = timed_gets(port, "/api/v1/alerts?limit=20", args.probes // 3, auth)
         streams = Streams(port, keys, args.streams)
         deadline = time.monotonic() + 120
-        while app.state.hub.readers < args.streams and time.monotonic() < deadline:
+        while streams.opened < args.streams and time.monotonic() < deadline:
             time.sleep(0.1)
-        held = app.state.hub.readers
+        time.sleep(1.0)  # the last ones registered with the hub
+        held = streams.opened
         busy = timed_gets(port, "/healthz", args.probes, {})
         busy_api = timed_gets(port, "/api/v1/alerts?limit=20", args.probes // 3, auth)
         sent = time.perf_counter()
@@ -159,7 +189,12 @@ def main() -> None:
         complete = sum(c == len(changes) for c in streams.counts)
         last = max(streams.last_at) - sent if complete else float("nan")
         streams.close()
-        server.should_exit = True
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
     print(f"{held} streams held open ({args.streams} asked, {PER_LOGIN} per login)")
     print(f"{'request':24} {'idle p50':>9} {'idle p99':>9} {'streams p50':>12} {'p99':>7} ms")
     for name, a, b in (("/healthz", idle, busy), ("/api/v1/alerts", idle_api, busy_api)):

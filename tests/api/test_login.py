@@ -3,7 +3,13 @@ that slows guessing per source without locking anyone out; the password policy."
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +21,9 @@ from api.auth import ApiKeyError, Role, create_user, disable_user
 from estate import registry
 from estate.db import Conn
 from tests.support.cli import estate_env, run_estate
+from tests.support.pipeline import wait_for
 from tests.support.stack import Stack
+from tests.support.web import serving
 
 pytestmark = pytest.mark.integration
 T0 = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
@@ -213,3 +221,64 @@ def test_the_password_policy_refuses_what_is_guessable(
     with pytest.raises(ApiKeyError, match=says):
         create_user(county, "zhang.wei", Role.OPERATOR, password, org_code="PF-HX")
     create_user(county, "zhang.wei", Role.OPERATOR, "tea kettle violin 7", org_code="PF-HX")
+
+
+def test_a_flood_through_a_real_server_is_refused_while_others_are_served(
+    database_url: str, county: Conn
+) -> None:
+    """Eight threads post wrong passwords as fast as a real server answers; a logged-in
+    user's requests meanwhile all succeed, and the flood is mostly refused before any
+    password is hashed. (How fast the user is served is measured in bench/login_flood.py.)"""
+    create_user(county, "wang.op", Role.OPERATOR, "another good passphrase", org_code="PF-HX")
+    with serving(create_app(database_url)) as base:
+        form = {"username": "wang.op", "password": "another good passphrase"}
+        token = post_form(f"{base}/api/v1/auth/token", form)["access_token"]
+        stop, got = threading.Event(), collections.Counter[int]()
+
+        def flood() -> None:
+            guess = {"username": "li.op", "password": "guess guess"}
+            while not stop.is_set():
+                got[status_of_post(f"{base}/api/v1/auth/token", guess)] += 1
+
+        threads = [threading.Thread(target=flood, daemon=True) for _ in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            wait_for(lambda: got[429] > 50, 60, "the flood to be refused")
+            served = [status_of_get(f"{base}/api/v1/auth/me", token) for _ in range(50)]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+    assert served == [200] * 50
+    assert got[429] > got[401]
+    assert set(got) <= {401, 429}
+
+
+def _request(req: urllib.request.Request) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+            return int(r.status), r.read()
+    except urllib.error.HTTPError as err:
+        body = err.read()
+        err.close()
+        return int(err.code), body
+
+
+def post_form(url: str, form: dict[str, str]) -> Any:
+    status, body = _request(
+        urllib.request.Request(url, data=urllib.parse.urlencode(form).encode())  # noqa: S310
+    )
+    assert status == 200, body
+    return json.loads(body)
+
+
+def status_of_post(url: str, form: dict[str, str]) -> int:
+    return _request(
+        urllib.request.Request(url, data=urllib.parse.urlencode(form).encode())  # noqa: S310
+    )[0]
+
+
+def status_of_get(url: str, token: str) -> int:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    return _request(req)[0]

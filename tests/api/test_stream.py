@@ -8,6 +8,8 @@ import datetime as dt
 import json
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from http.client import HTTPResponse
@@ -21,7 +23,7 @@ from alerts import store
 from alerts.judge import Op
 from alerts.rules import Severity
 from api.app import create_app
-from api.auth import Role, create_key, revoke_key
+from api.auth import Role, create_key, create_user, disable_user, revoke_key
 from estate import registry
 from estate.db import Conn
 from estate.mqtt import service_publisher
@@ -224,3 +226,51 @@ def test_hub_counts_streams_per_principal() -> None:
             assert hub.streams_of("key:1") == 2
     assert hub.streams_of("key:1") == 0
     assert hub.readers == 0
+
+
+class MovableClock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.mark.parametrize("how", ["logout", "disable", "expiry"])
+def test_a_login_stream_ends_within_one_event_of_logout_disable_or_expiry(
+    stack: Stack, database_url: str, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    monkeypatch.setattr(api.stream, "HEARTBEAT_S", 0.3)
+    clock = MovableClock()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        registry.load(conn, registry.read(registry.demo_path()))
+        create_user(conn, "li.op", Role.OPERATOR, "correct horse battery", org_code="PF-HX")
+        changes = raise_alerts(conn)
+    app = create_app(database_url, mqtt_url=stack.mqtt_url, clock=clock, token_ttl_s=900)
+    with serving(app) as base:
+        form = urllib.parse.urlencode({"username": "li.op", "password": "correct horse battery"})
+        login = urllib.request.Request(f"{base}/api/v1/auth/token", data=form.encode())  # noqa: S310
+        with urllib.request.urlopen(login, timeout=10) as r:  # noqa: S310
+            token = json.loads(r.read())["access_token"]
+        s = Sse(base, token)
+        try:
+            time.sleep(0.5)
+            if how == "logout":
+                req = urllib.request.Request(  # noqa: S310
+                    f"{base}/api/v1/auth/logout", method="POST",
+                    headers={"Authorization": f"Bearer {token}"},
+                )  # fmt: skip
+                urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
+            elif how == "disable":
+                with psycopg.connect(database_url, autocommit=True) as conn:
+                    assert disable_user(conn, "li.op", NOW)
+            else:
+                clock.now = NOW + dt.timedelta(seconds=901)
+            with service_publisher(stack.mqtt_url, f"t-end-{how}") as publish:
+                publish(changes[0].topic, json.dumps(changes[0].payload()).encode())
+            wait_for(lambda: any(e.get("event") == "end" for e in s.events), 15, "the end")
+            s.thread.join(5)
+            assert not s.thread.is_alive()
+        finally:
+            s.close()
+    assert [e.get("event") for e in s.events] == ["end"]
