@@ -64,3 +64,29 @@ def test_every_answer_conforms_to_the_document(case: Any, api: tuple[str, dict[s
     which money refuses: fen are integers on the wire too)."""
     base, auth = api
     case.call_and_validate(base_url=base, headers=auth, excluded_checks=[positive_data_acceptance])
+
+
+def test_sequences_of_calls_conform_to_the_document(api: tuple[str, dict[str, str]]) -> None:
+    """The stateful phase: schemathesis chains calls through the links it infers from the
+    document (an id a response returns, used by the operation that takes it), with the
+    same checks as above."""
+    base, auth = api
+    machine: Any = SCHEMA.as_state_machine()
+
+    class Calls(machine):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": base, "headers": auth}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, excluded_checks=[positive_data_acceptance])
+
+    assert machine.bundles, "no links inferred: the stateful phase would test nothing"
+    Calls.run(
+        settings=settings(
+            derandomize=True,
+            max_examples=40,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
