@@ -7,6 +7,7 @@ add ``errors`` (where and what). Clients branch on ``type``, people read ``detai
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -14,7 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 MEDIA_TYPE = "application/problem+json"
 BASE = "https://smart-estate.invalid/problems/"  # stable identifiers, not fetchable pages
@@ -81,13 +81,12 @@ _TITLES = {
 
 
 def _methods(request: Request) -> list[str]:
-    """The methods the request's path answers, over every route that matches it."""
-    found: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            found |= set(getattr(route, "methods", None) or ())
-    return sorted(found)
+    """The methods the OpenAPI document gives the request's path (empty if none does)."""
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            return sorted(m.upper() for m in item)
+    return []
 
 
 def install(app: FastAPI) -> None:
@@ -109,9 +108,9 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = _TITLES.get(exc.status_code, "Error")
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
+        if exc.status_code == 405 and (methods := _methods(request)):
             # every method of the path, not only those of the first route that matched it
-            headers["Allow"] = ", ".join(_methods(request))
+            headers["Allow"] = ", ".join(methods)
         return problem_response(
             exc.status_code, "about:blank", title, str(exc.detail), request.url.path,
             headers=headers,

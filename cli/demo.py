@@ -30,6 +30,7 @@ import psycopg
 
 from alerts import responsibility
 from alerts.stage import AlertStage
+from api import passwords
 from api.auth import Role, create_user, user_exists
 from cli import common, dispatch, simulate
 from estate import db, registry
@@ -71,6 +72,13 @@ DEMO_LOGINS = (
 )
 
 
+def _new_password(name: str) -> str:
+    """A random password the policy accepts (a random one rarely is not; then draw again)."""
+    while passwords.problem(candidate := secrets.token_urlsafe(9), context=(name,)):
+        pass
+    return candidate
+
+
 def demo_logins(conn: db.Conn, var_dir: Path) -> list[tuple[DemoLogin, str]]:
     """Every demo login with its password; users missing from the database are created
     (with the password kept from an earlier run, or a new one)."""
@@ -78,7 +86,7 @@ def demo_logins(conn: db.Conn, var_dir: Path) -> list[tuple[DemoLogin, str]]:
     saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     out = []
     for login in DEMO_LOGINS:
-        password = saved.get(login.name) or secrets.token_urlsafe(9)
+        password = saved.get(login.name) or _new_password(login.name)
         saved[login.name] = password
         exists = user_exists(conn, login.name)
         if not exists:

@@ -84,3 +84,31 @@ def test_money_is_an_integer_of_fen_and_nothing_else(
     )
     assert r.status_code == 422, r.text
     assert "amount_fen" in r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("TRACE", "/api/v1/alerts", "GET"),
+        ("DELETE", "/api/v1/fund/cases", "GET, POST"),  # two routes share the path
+        ("PUT", "/api/v1/alerts/5", "GET"),
+        ("PATCH", "/api/v1/responsibility", "GET, PUT"),
+    ],
+)
+def test_a_method_not_allowed_says_which_are(
+    client: tuple[TestClient, dict[str, str]], method: str, path: str, allow: str
+) -> None:
+    c, auth = client
+    r = c.request(method, path, headers=auth)
+    assert r.status_code == 405
+    assert r.headers["Allow"] == allow
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_query_parameter_given_twice_is_refused(
+    client: tuple[TestClient, dict[str, str]],
+) -> None:
+    c, auth = client
+    r = c.get("/api/v1/alerts?estate=HXY&estate=JXY", headers=auth)
+    assert r.status_code == 422
+    assert "estate" in r.json()["detail"]
