@@ -381,12 +381,15 @@ class Worker:
         self.queue: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
         self.metrics = Metrics()
         self.directory = Directory()
-        self.subscriber = Subscriber(
-            mqtt_url,
-            client_id=f"{config.client_prefix}-{shard.index}of{shard.count}",
-            out=self.queue,
-            clock=clock,
-        )
+        client_id = f"{config.client_prefix}-{shard.index}of{shard.count}"
+        self.subscriber = Subscriber(mqtt_url, client_id=client_id, out=self.queue, clock=clock)
+        # What the alert stage publishes goes out on a client of its own: the consumer's
+        # inflight window carries device data and acknowledgements only, and an alert
+        # never waits behind a batch's acknowledgements (nor they behind it).
+        address = Address.parse(mqtt_url)
+        self.output = new_client(address, f"{client_id}-out", clean_session=True)
+        self._output_address = address
+        self._last_out: mqtt.MQTTMessageInfo | None = None
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._writer: Writer | None = None
         self._last_refresh = 0.0
@@ -551,7 +554,17 @@ class Worker:
 
     # -- the alert stage ------------------------------------------------------------
     def _publish(self, topic: str, payload: bytes) -> None:
-        self.subscriber.client.publish(topic, payload, qos=1)
+        # paho queues while the output client reconnects; QoS 1 from there on
+        self._last_out = self.output.publish(topic, payload, qos=1)
+
+    def _stop_output(self, timeout: float = 5.0) -> None:
+        """Let what the stage published reach the broker (the last publication
+        acknowledged, up to ``timeout``), then disconnect."""
+        if self._last_out is not None and not self._last_out.is_published():
+            with contextlib.suppress(RuntimeError, ValueError):  # not connected: given up
+                self._last_out.wait_for_publish(timeout)
+        self.output.disconnect()
+        self.output.loop_stop()
 
     def _run_stage(self, rows: Rows) -> None:
         """The stage's database errors propagate (the batch is retried); its bugs do not
@@ -601,6 +614,8 @@ class Worker:
                 self.config.metrics_port, addr="127.0.0.1", registry=self.metrics.registry
             )
         self._refresh(force=True)
+        self.output.connect_async(self._output_address.host, self._output_address.port)
+        self.output.loop_start()
         self.subscriber.start()
         log.info(
             "ingest shard %s: %d estates, %d devices",
@@ -641,6 +656,7 @@ class Worker:
             self._tick_stage(final=True)
         finally:
             self.subscriber.stop()
+            self._stop_output()
             self._drop_db()
             if maintainer is not None:
                 maintainer.join(timeout=30)
