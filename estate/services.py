@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pwd
 import secrets
@@ -31,6 +32,7 @@ from urllib.parse import quote, urlsplit
 from estate.mqtt import SERVICE_ACCOUNT, write_broker_files, write_private
 from estate.settings import Settings
 
+log = logging.getLogger("estate.services")
 DB_NAME = "estate"
 DB_USER = "estate"
 
@@ -129,9 +131,19 @@ def _pid_cmdline(pid: int) -> str | None:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    if not raw:
-        return None  # a zombie: dead, waiting for its parent to reap it
+    if not raw or _state(pid) in ("Z", "X"):
+        return None  # a zombie (or being reaped): dead, waiting for its parent
     return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter from /proc (R, S, D, Z, …), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # "pid (comm) S ...": the command may contain spaces and parentheses
+    return stat.rsplit(")", 1)[1].split()[0] if ")" in stat else None
 
 
 def _read_pid(path: Path) -> int | None:
@@ -485,15 +497,29 @@ persistent_client_expiration 7d
         if pid is None:
             return
         os.kill(pid, signal.SIGTERM)  # mosquitto saves its persistence file on SIGTERM
-        deadline = time.monotonic() + self.settings.service_timeout_s
+        if self._gone(pid, self.settings.service_timeout_s):
+            return
+        # Still there: a broker that ignores SIGTERM must not outlive `estate services
+        # stop` (its port and pid file would block the next start). What it had not saved
+        # is lost, as after a crash; autosave_interval bounds that to a second.
+        log.warning("mosquitto (pid %d) ignored SIGTERM for %.0f s: killing it", pid,
+                    self.settings.service_timeout_s)  # fmt: skip
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not self._gone(pid, 10):
+            raise ServiceError(f"mosquitto (pid {pid}) did not stop, even after SIGKILL")
+
+    def _gone(self, pid: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for ``pid`` to exit; True (pid file removed) if it did."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if _pid_cmdline(pid) is None:
                 self.pidfile.unlink(missing_ok=True)
-                return
+                return True
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap it if we are its parent
             time.sleep(0.05)
-        raise ServiceError(f"mosquitto (pid {pid}) did not stop within the timeout")
+        return False
 
     def status(self) -> Status:
         pid = self._pid()

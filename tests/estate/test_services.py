@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from estate.services import PrivateServices, ServiceError, _pid_cmdline, port_in_use
+from estate.services import (
+    PrivateMosquitto,
+    PrivateServices,
+    ServiceError,
+    _pid_cmdline,
+    port_in_use,
+)
 from tests.support.stack import make_settings
 
 pytestmark = pytest.mark.integration
@@ -124,3 +132,30 @@ def test_a_url_naming_another_database_on_the_private_server_is_used_as_given(
     svc = PrivateServices(settings)
     assert svc.endpoints().database_url == other
     assert [s.name for s in svc.managed()] == ["postgres", "mosquitto"]
+
+
+def test_a_broker_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
+    """`estate services stop` never leaves a broker behind: past the timeout it is killed
+    (and says so) instead of failing with the port still taken."""
+    settings = make_settings(tmp_path / "var").model_copy(update={"service_timeout_s": 0.5})
+    mosq = next(s for s in PrivateServices(settings).managed() if s.name == "mosquitto")
+    assert isinstance(mosq, PrivateMosquitto)
+    mosq.root.mkdir(parents=True)
+    stubborn = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);" \
+        " print('ready', flush=True); time.sleep(60)"  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", stubborn, "mosquitto", "-c", str(mosq.conf)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"  # SIGTERM is ignored from here on
+        mosq.pidfile.write_text(f"{proc.pid}\n")
+        mosq.stop()
+        assert proc.wait(5) == -signal.SIGKILL
+        assert not mosq.pidfile.exists()
+    finally:
+        proc.kill()
+        proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
