@@ -8,6 +8,7 @@ pass the ``next_cursor`` of one page as ``cursor`` to get the next.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -181,8 +182,8 @@ async def one_value_per_parameter(
 ) -> Response:
     """422 for a query parameter given twice: every parameter of the API takes one value,
     and "the last one wins" would hide a client's mistake (or a probe)."""
-    keys = [k for k, _ in request.query_params.multi_items()]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    counts = collections.Counter(k for k, _ in request.query_params.multi_items())
+    repeated = sorted(k for k, n in counts.items() if n > 1)
     if repeated and request.url.path.startswith("/api/"):
         return problem_response(
             422, "repeated-parameter", "Invalid request",

@@ -36,11 +36,7 @@ def _limited(request: Request) -> None:
             request.client.host if request.client else "unknown", request.app.state.ticker()
         )
     except Throttled as err:
-        raise Problem(
-            429, "too-many-requests", "Too many requests",
-            f"{err.why}: try again in {err.retry_after} s",
-            headers={"Retry-After": str(err.retry_after)},
-        ) from None  # fmt: skip
+        raise err.problem("too-many-requests") from None
 
 
 public = APIRouter(prefix="/api/v1/public", tags=["public"], dependencies=[Depends(_limited)])

@@ -59,11 +59,7 @@ def token(
         with throttle.checking():
             t = login(c, form.username, form.password, now=clock(), ttl_s=ttl)
     except Throttled as err:
-        raise Problem(
-            429, "too-many-logins", "Too many requests",
-            f"{err.why}: try again in {err.retry_after} s",
-            headers={"Retry-After": str(err.retry_after)},
-        ) from None  # fmt: skip
+        raise err.problem("too-many-logins") from None
     except LoginError as err:
         throttle.failed(source, form.username, ticker())
         raise Problem(401, "bad-credentials", "Not authenticated", str(err)) from None

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from api.problems import Problem
+
 SOURCE_BURST = 20
 SOURCE_PER_MINUTE = 10.0
 FREE_FAILURES = 3
@@ -44,6 +46,13 @@ class Throttled(Exception):
         super().__init__(why)
         self.retry_after = max(1, int(retry_after + 0.999))
         self.why = why
+
+    def problem(self, kind: str) -> Problem:
+        """The 429 problem document, with ``Retry-After``."""
+        return Problem(
+            429, kind, "Too many requests", f"{self.why}: try again in {self.retry_after} s",
+            headers={"Retry-After": str(self.retry_after)},
+        )  # fmt: skip
 
 
 @dataclass

@@ -4,6 +4,7 @@ product package but ``cli`` (it runs the CLI as a subprocess). Shared set-up bel
 from __future__ import annotations
 
 import json
+import statistics
 
 import psycopg
 
@@ -29,3 +30,8 @@ def county_with_lifts(n: int) -> registry.Registry:
         if sum(d.kind == "elevator" for _, _, d in reg.devices()) >= n:
             return reg
         estates *= 2
+
+
+def pct(xs: list[float], q: float) -> float:
+    """The ``q``-th percentile (1–99) of ``xs``, as the benchmarks print them."""
+    return statistics.quantiles(xs, n=100)[int(q) - 1] if len(xs) > 1 else xs[0]

@@ -15,8 +15,6 @@ import argparse
 import collections
 import http.client
 import json
-import socket
-import statistics
 import threading
 import time
 import urllib.parse
@@ -26,19 +24,14 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import Role, create_user
-from bench import fresh_database
+from bench import fresh_database, pct
+from bench.ingest import free_port
 from estate import registry
 from estate.services import PrivateServices
 from estate.settings import load_settings
 
 DB = "bench_login"
 PASSWORD = "tea kettle violin 7"  # noqa: S105 - a throw-away benchmark login
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def probe(port: int, token: str, n: int) -> list[float]:
@@ -65,10 +58,6 @@ def flood(port: int, stop: threading.Event, got: collections.Counter[int]) -> No
         r = conn.getresponse()
         r.read()
         got[r.status] += 1
-
-
-def pct(xs: list[float], q: int) -> float:
-    return statistics.quantiles(xs, n=100)[q - 1]
 
 
 def main() -> None:

@@ -20,8 +20,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -33,7 +31,8 @@ from alerts import store
 from alerts.judge import Op
 from alerts.rules import Severity
 from api.auth import Role, create_key
-from bench import fresh_database
+from bench import fresh_database, pct
+from bench.ingest import free_port
 from estate import registry
 from estate.mqtt import service_publisher
 from estate.services import PrivateServices
@@ -42,12 +41,6 @@ from estate.settings import load_settings
 DB = "bench_streams"
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 PER_LOGIN = 50
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def up(port: int) -> None:
@@ -77,10 +70,6 @@ def timed_gets(port: int, path: str, n: int, headers: dict[str, str]) -> list[fl
         out.append((time.perf_counter() - t) * 1000)
     conn.close()
     return out
-
-
-def pct(xs: list[float], q: float) -> float:
-    return statistics.quantiles(xs, n=100)[int(q) - 1] if len(xs) > 1 else xs[0]
 
 
 class Streams:
