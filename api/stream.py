@@ -43,7 +43,7 @@ from api.deps import Clock, Credentials, resolve
 from api.problems import Problem
 from api.workorders import order_scope
 from estate.db import Conn
-from estate.mqtt import Address, new_client
+from estate.mqtt import Address, close, new_client
 
 log = logging.getLogger("estate.api.stream")
 router = APIRouter(prefix="/api/v1", tags=["stream"])
@@ -193,8 +193,7 @@ class Bridge:
         self.client.loop_start()
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        close(self.client)
 
 
 def _visible(c: Conn, p: Principal, item: Item) -> bool:

@@ -109,6 +109,7 @@ def ingest_config(settings: Settings, metrics_port: int | None) -> IngestConfig:
         metrics_port=metrics_port,
         client_prefix=settings.ingest_client_prefix,
         catch_all=settings.ingest_catch_all,
+        event_lane=settings.ingest_event_lane,
         rollup_every_s=settings.rollup_every_s,
         rollup_settle_s=settings.rollup_settle_s,
         retention=retention(settings),

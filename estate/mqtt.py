@@ -83,6 +83,20 @@ def new_client(
     return c
 
 
+def close(client: mqtt.Client) -> None:
+    """Disconnect, stop the network thread and close the client's sockets.
+
+    paho 2.x leaves the wake-up socket pair that ``loop_start`` opens to ``__del__``;
+    a client in a reference cycle (its callbacks are bound methods) is collected by the
+    cycle collector, which may finalise those sockets first: a ResourceWarning at a
+    random later moment (an error in the test suite). Closing them here is deterministic.
+    """
+    with contextlib.suppress(Exception):
+        client.disconnect()
+    client.loop_stop()
+    client._reset_sockets()
+
+
 def connect_and_wait(
     client: mqtt.Client, address: Address, *, who: str, timeout: float = 10.0
 ) -> None:
@@ -99,8 +113,7 @@ def connect_and_wait(
     client.connect(address.host, address.port, keepalive=30)
     client.loop_start()
     if not done.wait(timeout) or result[0].is_failure:
-        client.loop_stop()
-        client.disconnect()
+        close(client)
         if not result:
             raise MqttError(f"{who}: no answer from the broker at {address.host}:{address.port}")
         raise MqttError(
@@ -243,5 +256,4 @@ def service_publisher(mqtt_url: str, name: str) -> Iterator[Callable[[str, bytes
     try:
         yield publish
     finally:
-        client.loop_stop()
-        client.disconnect()
+        close(client)

@@ -94,7 +94,11 @@ class Settings(BaseSettings):
     metrics_port: Port | None = None
     """Prometheus `/metrics` of `estate ingest` on 127.0.0.1; shard k uses this port + k"""
     ingest_client_prefix: str = "estate-ingest"
-    """MQTT client id prefix; shard k of N is `{prefix}-{k}of{N}` (the persistent session)"""
+    """MQTT client id prefix; shard k of N is `{prefix}-{k}of{N}` (the persistent session),
+    `…-events` its event lane's session, `…-out` its publications"""
+    ingest_event_lane: bool = True
+    """device events also on a session, queue and transaction of their own, judged ahead of
+    telemetry (docs/ingest.md); off: events share the telemetry batches"""
     ingest_catch_all: str = "estate/#"
     """what a single worker, or shard 0, subscribes to beyond its estates"""
     alert_rules: Path | None = None

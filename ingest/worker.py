@@ -14,6 +14,17 @@ acknowledging an old id on the new connection could acknowledge the wrong messag
 Shard 0 also subscribes to everything under ``estate/`` so that messages for estates not in
 the registry, or with malformed topics, still become dead letters rather than vanishing.
 
+Device events also take a fast lane (``EventLane``): a second persistent session
+(``…-events``) subscribed to the event topics only, with its own inflight window, queue,
+thread and database connection. It stores the valid events of known devices in small
+transactions of their own and runs the alert stage on them at once, so a trapped
+passenger never waits behind a telemetry batch (nor in the broker's queue behind the
+readings the main session has not yet taken). It only accelerates: the main session still
+receives every event and stores it (a no-op when the lane was first: same key, same
+content), dead-letters what is invalid, and keeps device state. Whatever the lane fails
+on, the main path still has, so the lane can never lose a message; the alert stage sees
+each stored event once, from whichever path inserted it.
+
 No message can stop the worker. Decoding never raises; if the database refuses a batch
 for what it holds (not because the connection is gone), the batch is split in halves
 until the offending messages are found: they become dead letters (reason ``database``,
@@ -37,7 +48,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from estate.mqtt import Address, new_client
+from estate.mqtt import Address, close, new_client
 from ingest.batch import DeviceRef, Incoming, Rows, dead_letter, decode_batch, pg_text, shard_of
 from ingest.contract import Bounds, Reason, service_output
 from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
@@ -88,6 +99,8 @@ class IngestConfig:
     rollup_every_s: float = 15.0
     rollup_settle_s: float = 5.0
     retention: Retention = field(default_factory=Retention)
+    event_lane: bool = True  # events also on a session of their own (EventLane)
+    event_batch_size: int = 200  # the lane takes what is queued, never waits to fill
 
 
 class BatchStage(Protocol):
@@ -357,8 +370,125 @@ class Subscriber:
         return n
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close(self.client)
+
+
+def event_filters(shard: Shard, estates: set[str]) -> set[str]:
+    """The event lane's subscriptions: every event topic, or the owned estates' ones."""
+    if shard.count == 1:
+        return {"estate/v1/+/+/+/event"}
+    return {f"estate/v1/{e}/+/+/event" for e in estates if shard.owns(e)}
+
+
+class EventLane:
+    """The fast lane of one worker for device events (see the module docstring).
+
+    ``stage(conn, rows)`` runs the alert stage on the events the lane inserted; it is the
+    worker's, serialised with the main path's batches. The lane acknowledges a message
+    once its event is committed and judged, or once it has left it to the main path
+    (invalid, unknown device, another shard's estate, a database refusal, a bug).
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        subscriber: Subscriber,
+        directory: Directory,
+        owns: Callable[[str], bool],
+        config: IngestConfig,
+        stage: Callable[[psycopg.Connection[tuple[Any, ...]], Rows], None],
+        metrics: Metrics,
+    ) -> None:
+        self.database_url, self.subscriber, self.directory = database_url, subscriber, directory
+        self.owns, self.config, self.stage, self.metrics = owns, config, stage, metrics
+        self.queue = subscriber.out
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._writer: Writer | None = None
+        self.stored = 0  # events this lane inserted first
+
+    def _db(self) -> Writer:
+        if self._writer is None or self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+            self._writer = Writer(self._conn)
+        return self._writer
+
+    def _drop_db(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = self._writer = None
+
+    def take(self, timeout: float = 0.2) -> list[Incoming]:
+        """What is queued now (at least one message, or none after ``timeout``): an event
+        never waits for a batch to fill."""
+        try:
+            batch = [self.queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(batch) < self.config.event_batch_size:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _mine(self, messages: list[Incoming]) -> list[Incoming]:
+        out = []
+        for m in messages:
+            parts = m.topic.split("/")
+            if len(parts) == 6 and parts[2] in self.directory.estates and self.owns(parts[2]):
+                out.append(m)
+        return out
+
+    def process(self, messages: list[Incoming], stop: threading.Event) -> bool:
+        """Store and judge, then acknowledge. False when stopping while the database is
+        away (the messages stay unacknowledged; the broker redelivers them)."""
+        mine = self._mine(messages)
+        delay = 0.2
+        while mine:
+            writer = None
+            try:
+                writer = self._db()
+                decoded = decode_batch(mine, self.directory.lookup, bounds=self.config.bounds)
+                rows = Rows(events=decoded.events, events_from=decoded.events_from)
+                self.stored += writer.write_events(rows)
+                self.stage(writer.conn, rows)
+                break
+            except psycopg.Error as err:
+                if not database_lost(err, writer.conn if writer else None):
+                    log.warning(
+                        "event lane: the database refused a batch (%s); the main path "
+                        "stores or dead-letters each of its messages",
+                        _first_line(err),
+                    )
+                    break
+                self._drop_db()
+                log.warning("event lane: database unavailable (%s)", _first_line(err))
+                if stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 5.0)
+            except Exception:  # a bug of ours: the main path still has every message
+                log.exception("event lane failed on a batch; the main path takes it over")
+                break
+        self.subscriber.ack(messages)
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop``; then what already arrived is flushed, the rest redelivered."""
+        try:
+            while not stop.is_set():
+                batch = self.take()
+                if batch and not self.process(batch, stop):
+                    return
+            self.subscriber.paused = True
+            while not self.queue.empty():
+                batch = self.take(0)
+                if batch and not self.process(batch, stop):
+                    return
+        finally:
+            self.subscriber.stop()
+            self._drop_db()
 
 
 class Worker:
@@ -390,6 +520,23 @@ class Worker:
         self.output = new_client(address, f"{client_id}-out", clean_session=True)
         self._output_address = address
         self._last_out: mqtt.MQTTMessageInfo | None = None
+        self._stage_lock = threading.Lock()  # the main path and the event lane share it
+        self.lane: EventLane | None = None
+        self._lane_thread: threading.Thread | None = None
+        self._lane_stop = threading.Event()
+        if config.event_lane:
+            events = Subscriber(
+                mqtt_url, client_id=f"{client_id}-events", out=queue.SimpleQueue(), clock=clock
+            )
+            self.lane = EventLane(
+                database_url=database_url,
+                subscriber=events,
+                directory=self.directory,
+                owns=self._owns,
+                config=config,
+                stage=self._stage_batch,
+                metrics=self.metrics,
+            )
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._writer: Writer | None = None
         self._last_refresh = 0.0
@@ -423,6 +570,8 @@ class Worker:
         self.directory.load(writer.conn)
         self._last_refresh = time.monotonic()
         self.subscriber.subscribe(self._filters())
+        if self.lane is not None:
+            self.lane.subscriber.subscribe(event_filters(self.shard, self.directory.estates))
 
     def _sweep_silence(self) -> None:
         if time.monotonic() - self._last_sweep < min(30.0, self.config.silence_s / 4):
@@ -563,8 +712,17 @@ class Worker:
         if self._last_out is not None and not self._last_out.is_published():
             with contextlib.suppress(RuntimeError, ValueError):  # not connected: given up
                 self._last_out.wait_for_publish(timeout)
-        self.output.disconnect()
-        self.output.loop_stop()
+        close(self.output)
+
+    def _stage_batch(self, conn: psycopg.Connection[tuple[Any, ...]], rows: Rows) -> None:
+        """The stage on ``rows`` (started first if need be), one path at a time."""
+        if self.stage is None:
+            return
+        with self._stage_lock:
+            if not self._stage_started:
+                self.stage.start(conn, owns=self._owns, publish=self._publish, now=self.clock())
+                self._stage_started = True
+            self.stage.batch(conn, rows, self.clock())
 
     def _run_stage(self, rows: Rows) -> None:
         """The stage's database errors propagate (the batch is retried); its bugs do not
@@ -573,10 +731,7 @@ class Worker:
             return
         conn = self._db().conn
         try:
-            if not self._stage_started:
-                self.stage.start(conn, owns=self._owns, publish=self._publish, now=self.clock())
-                self._stage_started = True
-            self.stage.batch(conn, rows, self.clock())
+            self._stage_batch(conn, rows)
         except psycopg.Error as err:
             if database_lost(err, conn):
                 raise
@@ -599,14 +754,31 @@ class Worker:
         self._last_tick = time.monotonic()
         try:
             conn = self._db().conn
-            if final:
-                self.stage.stop(conn, self.clock())
-            else:
-                self.stage.tick(conn, self.clock())
+            with self._stage_lock:
+                if final:
+                    self.stage.stop(conn, self.clock())
+                else:
+                    self.stage.tick(conn, self.clock())
         except psycopg.OperationalError:
             self._drop_db()
         except Exception:
             log.exception("alert stage failed on a tick")
+
+    def _start_lane(self) -> None:
+        """Events get their session (subscribed) before the main one starts taking."""
+        if self.lane is None:
+            return
+        self.lane.subscriber.start()
+        self._lane_thread = threading.Thread(
+            target=self.lane.run, args=(self._lane_stop,), name="estate-events", daemon=True
+        )
+        self._lane_thread.start()
+
+    def _stop_lane(self) -> None:
+        self._lane_stop.set()
+        if self._lane_thread is not None:
+            self._lane_thread.join(timeout=30)
+            self._lane_thread = None
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         if self.config.metrics_port is not None:
@@ -616,6 +788,7 @@ class Worker:
         self._refresh(force=True)
         self.output.connect_async(self._output_address.host, self._output_address.port)
         self.output.loop_start()
+        self._start_lane()
         self.subscriber.start()
         log.info(
             "ingest shard %s: %d estates, %d devices",
@@ -648,6 +821,7 @@ class Worker:
                 self._tick_stage()
             # Take no more, flush what already arrived (its acks still go out on this
             # connection); anything the broker sends now is redelivered after a restart.
+            self._stop_lane()
             self.subscriber.paused = True
             while not self.queue.empty():
                 batch = self._take(stop)
@@ -655,6 +829,7 @@ class Worker:
                     return
             self._tick_stage(final=True)
         finally:
+            self._stop_lane()
             self.subscriber.stop()
             self._stop_output()
             self._drop_db()

@@ -134,6 +134,20 @@ class Writer:
                     cur.execute(stmt)
         return Written(len(rows.telemetry), len(rows.events), len(rows.dead))
 
+    def write_events(self, rows: Rows) -> int:
+        """The event lane's transaction: ``rows``' events only, cut down to those inserted
+        now; returns how many. No dead letters and no device state: the main path writes
+        those from its own copy of each message (a conflict is dead-lettered there)."""
+        if not rows.events:
+            return 0
+        conn = self.conn
+        with conn.transaction(), conn.cursor(binary=True) as cur:
+            kept = self._events(cur, rows)
+        rows.keep([True] * len(rows.telemetry), kept)
+        rows.dead.clear()
+        rows.dead_reasons.clear()
+        return len(rows.events)
+
     def _telemetry(self, cur: Cursor, rows: Rows) -> list[bool]:
         with cur.copy(f"COPY _tel ({_TEL_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(list(TELEMETRY_TYPES))

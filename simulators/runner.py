@@ -23,6 +23,7 @@ from estate import registry
 from estate.mqtt import (
     Address,
     MqttError,
+    close,
     connect_and_wait,
     device_password,
     device_username,
@@ -281,8 +282,7 @@ class MqttPublisher:
     def close(self) -> None:
         self.flush()
         for c in [*self.clients.values(), *self.shared]:
-            c.disconnect()
-            c.loop_stop()
+            close(c)
         self.clients.clear()
         self.shared.clear()
 

@@ -25,6 +25,7 @@ from alerts.stage import AlertStage
 from alerts.warn import DeviceInfo
 from estate import registry
 from estate.db import Conn
+from estate.mqtt import close
 from ingest.batch import Rows
 from ingest.worker import IngestConfig, Worker
 from tests.support.cli import estate_env, run_estate
@@ -57,8 +58,7 @@ class Listener:
         self.client = c
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close(self.client)
 
 
 @pytest.fixture

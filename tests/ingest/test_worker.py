@@ -58,6 +58,10 @@ class Site:
     def distinct_seqs(self) -> int:
         return count(self.url, "SELECT count(DISTINCT seq) FROM telemetry")
 
+    def events(self) -> int:
+        """Event rows (a duplicate would count twice: the key is unique)."""
+        return count(self.url, "SELECT count(*) FROM events")
+
 
 @pytest.fixture
 def site(stack: Stack, database_url: str, estate_code: str) -> Iterator[Site]:
@@ -141,6 +145,104 @@ def test_everything_ends_up_stored_or_dead_lettered(
     assert state["L1"][0] is True
     run.close()
     assert run.worker.metrics.messages._value.get() == len(sent)
+
+
+class Recording:
+    """A BatchStage that records the events it is given (and on which thread)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str, str]] = []  # (seq, code, thread name)
+        self.telemetry = 0
+
+    def start(self, conn: Any, *, owns: Any, publish: Any, now: dt.datetime) -> None:
+        pass
+
+    def batch(self, conn: Any, rows: Any, now: dt.datetime) -> None:
+        name = threading.current_thread().name
+        self.events += [(int(e[2]), str(e[3]), name) for e in rows.events]
+        self.telemetry += len(rows.telemetry)
+
+    def tick(self, conn: Any, now: dt.datetime) -> None:
+        pass
+
+    def stop(self, conn: Any, now: dt.datetime) -> None:
+        pass
+
+
+def test_an_event_is_stored_and_judged_while_the_telemetry_path_is_held(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    stage = Recording()
+    worker = Worker(
+        database_url=site.url,
+        mqtt_url=site.stack.mqtt_url,
+        config=IngestConfig(client_prefix=site.prefix, catch_all=f"estate/v1/{site.estate}/#"),
+        stage=stage,
+    )
+    held, release = threading.Event(), threading.Event()
+    real = worker.process
+
+    def slow_process(messages: Any, stop: threading.Event) -> bool:
+        held.set()
+        release.wait(60)  # a telemetry batch that takes as long as the test wants
+        return real(messages, stop)
+
+    worker.process = slow_process  # type: ignore[method-assign]
+    running(worker)
+    base = f"estate/v1/{site.estate}/elevator/L1"
+    feeder.send(f"{base}/telemetry", json.dumps({"ts": NOW.isoformat(), "seq": 1,
+                                                  "values": {"floor": 2}}).encode())  # fmt: skip
+    assert held.wait(30)
+    trapped = {"ts": (NOW + dt.timedelta(seconds=1)).isoformat(), "seq": 2, "code": "trapped"}
+    feeder.send(f"{base}/event", json.dumps(trapped).encode())
+    wait_for(lambda: site.events() == 1, what="the event stored past the held batch")
+    wait_for(lambda: len(stage.events) == 1, what="the event judged")
+    assert stage.events == [(2, "trapped", "estate-events")]
+    assert site.rows() == 0  # the telemetry is still held
+    release.set()
+    wait_for(lambda: site.rows() == 1, what="the held telemetry")
+    # the main path has its own copy of the event: stored once, judged once
+    wait_for(lambda: worker.queue.empty() and not worker.subscriber.paused, what="drained")
+    time.sleep(0.5)
+    assert site.events() == 1
+    assert [e[:2] for e in stage.events] == [(2, "trapped")]
+    assert stage.telemetry == 1
+
+
+def test_the_event_lane_leaves_bad_events_to_the_main_path(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    running(site.worker())
+    base = f"estate/v1/{site.estate}"
+    ts = NOW.isoformat()
+    feeder.send(f"{base}/elevator/L1/event", b'{"ts": "' + ts.encode() + b'", "seq": 1}')
+    feeder.send(
+        f"{base}/elevator/L1/event", json.dumps({"ts": ts, "seq": 2, "code": "melt"}).encode()
+    )
+    feeder.send(
+        f"{base}/elevator/NOPE/event", json.dumps({"ts": ts, "seq": 3, "code": "trapped"}).encode()
+    )
+    feeder.send(
+        f"{base}/elevator/L1/event", json.dumps({"ts": ts, "seq": 4, "code": "trapped"}).encode()
+    )
+    wait_for(lambda: count(site.url, "SELECT count(*) FROM dead_letters") == 3, what="dead letters")
+    wait_for(lambda: site.events() == 1, what="the good event")
+    time.sleep(0.5)  # both paths have seen everything: still one dead letter per message
+    with psycopg.connect(site.url) as conn:
+        reasons: dict[str, int] = dict(
+            conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1")
+        )
+    assert reasons == {"schema": 1, "unknown_event": 1, "unknown_device": 1}
+
+
+def test_without_the_event_lane_events_take_the_main_path(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    run = running(site.worker(event_lane=False))
+    assert run.worker.lane is None
+    body = {"ts": NOW.isoformat(), "seq": 1, "code": "trapped"}
+    feeder.send(f"estate/v1/{site.estate}/elevator/L1/event", json.dumps(body).encode())
+    wait_for(lambda: site.events() == 1, what="the event")
 
 
 def test_a_redelivered_message_is_stored_once(
@@ -256,6 +358,9 @@ def test_two_shards_split_the_estates(
 # --------------------------------------------------------------------------- resilience
 
 N = 1500
+EVENT_EVERY = 10  # every tenth message is an event: the fast lane is in every fault test
+EVENTS = len(range(0, N, EVENT_EVERY))
+TELEMETRY = N - EVENTS
 
 
 class Publishing(threading.Thread):
@@ -269,7 +374,9 @@ class Publishing(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.feeder.numbered(self.estate, N, start=NOW, pace_s=0.002, on=self.on)
+            self.feeder.numbered(
+                self.estate, N, start=NOW, pace_s=0.002, on=self.on, event_every=EVENT_EVERY
+            )
         except BaseException as err:
             self.error = err
 
@@ -283,11 +390,19 @@ def _publish_in_background(feeder: Feeder, estate: str, on: Callable[[int], None
     return Publishing(feeder, estate, on)
 
 
-def wait_rows(site: Site, n: int, timeout: float = 90) -> None:
+def wait_all(site: Site, timeout: float = 90) -> None:
+    """Every message of a Publishing stored: its telemetry and its events, once each."""
     try:
-        wait_for(lambda: site.distinct_seqs() == n, timeout=timeout)
+        wait_for(
+            lambda: site.distinct_seqs() == TELEMETRY and site.events() == EVENTS,
+            timeout=timeout,
+        )
     except AssertionError:
-        raise AssertionError(f"expected {n} rows, have {site.distinct_seqs()}") from None
+        raise AssertionError(
+            f"expected {TELEMETRY} telemetry rows and {EVENTS} events, have "
+            f"{site.distinct_seqs()} and {site.events()}"
+        ) from None
+    assert site.rows() == TELEMETRY
 
 
 def test_broker_restart_loses_nothing(
@@ -302,8 +417,7 @@ def test_broker_restart_loses_nothing(
     time.sleep(1.0)
     mosq.start()
     pub.join_ok()
-    wait_rows(site, N)
-    assert site.rows() == N
+    wait_all(site)
 
 
 def test_database_restart_loses_nothing(
@@ -318,8 +432,7 @@ def test_database_restart_loses_nothing(
     time.sleep(2.0)
     pg.start()
     pub.join_ok()
-    wait_rows(site, N)
-    assert site.rows() == N
+    wait_all(site)
     assert run.worker.metrics.db_errors._value.get() >= 1  # it did notice the outage
 
 
@@ -362,17 +475,12 @@ def test_stopped_or_killed_worker_loses_nothing(site: Site, feeder: Feeder, sig:
     assert proc.stderr is not None
     proc.stderr.close()
     stored_before = site.rows()
-    assert stored_before < N
     again = _worker_process(site)
     try:
         pub.join_ok()
         assert not pub.is_alive()
-        wait_for(
-            lambda: site.distinct_seqs() == N,
-            what=f"{N} rows (have {site.distinct_seqs()}, {stored_before} before the restart)",
-            timeout=90,
-        )
-        assert site.rows() == N
+        assert stored_before < TELEMETRY
+        wait_all(site)
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(30) == 0

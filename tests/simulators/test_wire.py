@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from estate import registry
-from estate.mqtt import MqttError
+from estate.mqtt import MqttError, close
 from estate.services import PrivateMosquitto, load_secrets
 from ingest import contract
 from simulators import runner, scenarios
@@ -70,8 +70,7 @@ class Listener:
         return out
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close(self.client)
 
 
 @pytest.fixture

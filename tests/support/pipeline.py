@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts.stage import AlertStage
 from estate import registry
 from estate.db import Conn
+from estate.mqtt import close
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
 from ingest.worker import Directory, Worker
@@ -78,11 +79,18 @@ class Feeder:
         start: dt.datetime,
         pace_s: float = 0.0,
         on: Callable[[int], None] | None = None,
+        event_every: int = 0,
     ) -> None:
-        topic = f"estate/v1/{estate}/elevator/L1/telemetry"
+        """Lift L1's messages 0…n-1 (seq i, 10 ms apart): telemetry, and with
+        ``event_every`` k every k-th an event (``power_restored``) instead."""
+        base = f"estate/v1/{estate}/elevator/L1"
         for i in range(n):
-            ts = start + dt.timedelta(milliseconds=10 * i)
-            body = {"ts": ts.isoformat(), "seq": i, "values": {"floor": i % 10 + 1}}
+            ts = (start + dt.timedelta(milliseconds=10 * i)).isoformat()
+            body: dict[str, object] = {"ts": ts, "seq": i}
+            if event_every and i % event_every == 0:
+                topic, body["code"] = f"{base}/event", "power_restored"
+            else:
+                topic, body["values"] = f"{base}/telemetry", {"floor": i % 10 + 1}
             self.send(topic, json.dumps(body).encode())
             if on is not None:
                 on(i)
@@ -90,12 +98,17 @@ class Feeder:
                 time.sleep(pace_s)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close(self.client)
 
 
 def forget_session(stack: Stack, client_id: str) -> None:
-    """Delete a persistent session so it stops queueing messages for a finished test."""
+    """Delete a worker's persistent sessions (``client_id`` and its event lane's) so they
+    stop queueing messages for a finished test."""
+    for cid in (client_id, f"{client_id}-events"):
+        _forget(stack, cid)
+
+
+def _forget(stack: Stack, client_id: str) -> None:
     u = urlsplit(stack.mqtt_url)
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311
@@ -105,8 +118,7 @@ def forget_session(stack: Stack, client_id: str) -> None:
         c.connect("127.0.0.1", u.port or 1883)
         c.loop_start()
         time.sleep(0.2)
-        c.disconnect()
-        c.loop_stop()
+        close(c)
     except OSError:
         pass
 
