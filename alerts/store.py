@@ -120,6 +120,9 @@ _UPDATE = {
 _RAISES_AGAIN = frozenset({"repeat", "severity"})
 
 
+DISPATCH_CHANNEL = "estate_dispatch"  # NOTIFY: an incident was opened or changed
+
+
 def apply(conn: Conn, ops: Sequence[Op], devices: Mapping[int, DeviceInfo]) -> list[AlertEvent]:
     """Store ``ops`` in one transaction; return the alert events they made."""
     out: list[AlertEvent] = []
@@ -173,6 +176,9 @@ def apply(conn: Conn, ops: Sequence[Op], devices: Mapping[int, DeviceInfo]) -> l
                     op.key[0],
                 )
             )
+        if any(e.incident_id is not None for e in out):
+            # wakes the supervisor at commit: dispatch does not wait for its next round
+            conn.execute("SELECT pg_notify(%s, '')", (DISPATCH_CHANNEL,))
     return out
 
 

@@ -282,12 +282,16 @@ class SupervisorService:
         self.rounds = 0
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
+        """Rounds every ``every_s``, and at once when the alert store signals a new or
+        changed incident (LISTEN): a trapped passenger's order does not wait for the
+        clock."""
         conn: Conn | None = None
         while not stop.is_set():
             started = time.monotonic()
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+                    conn.execute(f"LISTEN {store.DISPATCH_CHANNEL}")
                 self.supervisor.round(conn, self.clock())
                 while self.notifier.deliver(conn, self.clock()) and not stop.is_set():
                     pass
@@ -301,6 +305,24 @@ class SupervisorService:
                     with contextlib.suppress(psycopg.Error):
                         conn.close()
                 conn = None
-            stop.wait(max(0.0, self.every_s - (time.monotonic() - started)))
+            self._wait(conn, stop, max(0.0, self.every_s - (time.monotonic() - started)))
         if conn is not None:
             conn.close()
+
+    @staticmethod
+    def _wait(conn: Conn | None, stop: threading.Event, timeout: float) -> None:
+        """Until ``timeout`` or a notification (one that came during the round counts)."""
+        if conn is None or conn.closed or stop.is_set():
+            stop.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            while not stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                # in slices, so that a stop is heard within half a second
+                for _ in conn.notifies(timeout=min(left, 0.5), stop_after=1):
+                    return
+        except psycopg.Error:
+            stop.wait(max(0.0, deadline - time.monotonic()))  # the next round reconnects

@@ -65,6 +65,24 @@ class Event:
     code: str
 
 
+@dataclass(slots=True)
+class Parked:
+    """An event whose rule reads telemetry (``when``) that did not hold on what was known
+    when the event arrived, while the device's readings up to the event's time may still
+    be on their way (events take a faster path than telemetry). ``values``: the device's
+    values as of the event, as far as seen (readings up to ``seen_to``)."""
+
+    rule: EventRule
+    event: Event
+    values: dict[str, Scalar]
+    seen_to: float
+    parked_at: float  # receipt time, for the expiry
+
+
+# how long (receipt time) an event waits for the readings that precede it
+PARK_S = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class Status:
     device_id: int
@@ -329,6 +347,9 @@ class Warner:
         self._typed: dict[int, Typed] = {}
         self.state: dict[int, dict[str, RuleState]] = {}  # device -> rule id -> state
         self.latest: dict[int, dict[str, Scalar]] = {}
+        self.latest_ts: dict[int, float] = {}  # the newest reading evaluated, per device
+        self.parked: dict[int, list[Parked]] = {}
+        self._now = 0.0  # receipt time of the batch being observed
         self.last_seen: dict[int, float] = {}
         self.offline: set[int] = set()  # devices whose absence alert is raised
         # threshold and condition rules: state in arrays indexed by device slot
@@ -448,6 +469,7 @@ class Warner:
         ):
             if dev in self.devices:
                 self.last_seen[dev] = now
+        self._now = now
         out += self._statuses(statuses, now)
         out += self._readings(readings)
         out += self._events(events)
@@ -464,8 +486,12 @@ class Warner:
         rs = [r for r in sorted(readings, key=lambda r: r.ts) if r.device_id in self.devices]
         out = self._holds_batch(rs)  # before `latest` moves: it seeds the batch
         rate_devices: set[int] = set()
+        if self.parked:
+            out += self._unpark(rs)
         for r in rs:
             self.latest.setdefault(r.device_id, {}).update(r.values)
+            if r.ts > self.latest_ts.get(r.device_id, -math.inf):
+                self.latest_ts[r.device_id] = r.ts
             for rr in self.typed(r.device_id).rate:
                 if self._rate_point(rr, r):
                     rate_devices.add(r.device_id)
@@ -727,7 +753,52 @@ class Warner:
         if e.code in rule.codes and rule.when:
             latest = self.latest.get(e.device_id, {})
             if not all(_test(t, latest) is True for t in rule.when):
+                seen_to = self.latest_ts.get(e.device_id, -math.inf)
+                if seen_to < e.ts:  # readings up to the event may still be coming
+                    self.parked.setdefault(e.device_id, []).append(
+                        Parked(rule, e, dict(latest), seen_to, self._now)
+                    )
                 return None
+        if e.code in rule.clear_codes:
+            self._unpark_rule(e.device_id, rule.id, before=e.ts)
+        return self._fire(rule, e)
+
+    def _unpark(self, rs: Sequence[Reading]) -> list[Change]:
+        """Readings (in device-time order) that reach parked events: one up to the event's
+        time updates what was true then, and the event fires once its rule holds; one
+        past it means the whole picture before the event was seen: it did not hold."""
+        out: list[Change] = []
+        for r in rs:
+            waiting = self.parked.get(r.device_id)
+            if not waiting:
+                continue
+            for p in list(waiting):
+                if r.ts > p.event.ts:
+                    waiting.remove(p)
+                    continue
+                if r.ts <= p.seen_to:
+                    continue  # older than what was applied: a redelivery
+                p.values.update(r.values)
+                p.seen_to = r.ts
+                if all(_test(t, p.values) is True for t in p.rule.when):
+                    waiting.remove(p)
+                    ch = self._fire(p.rule, p.event)
+                    if ch is not None:
+                        out.append(ch)
+            if not waiting:
+                del self.parked[r.device_id]
+        return out
+
+    def _unpark_rule(self, dev: int, rule_id: str, *, before: float) -> None:
+        """A clear code ends the wait of the rule's events older than it."""
+        waiting = self.parked.get(dev)
+        if waiting:
+            waiting[:] = [p for p in waiting if p.rule.id != rule_id or p.event.ts > before]
+            if not waiting:
+                del self.parked[dev]
+
+    def _fire(self, rule: EventRule, e: Event) -> Change | None:
+        """An event of ``rule`` that counts (its ``when`` held): raise, repeat or clear."""
         st = self._st(rule, e.device_id)
         self.touched.add(e.device_id)
         sev = Severity.parse(rule.severity)
@@ -794,6 +865,10 @@ class Warner:
     # ------------------------------------------------------------------ time
     def tick(self, now: float) -> list[Change]:
         """What the passing of time alone decides, as of ``now`` (receipt time)."""
+        for dev, waiting in list(self.parked.items()):
+            waiting[:] = [p for p in waiting if now - p.parked_at < PARK_S]
+            if not waiting:
+                del self.parked[dev]
         out = self._tick_holds(now)
         for dev, states in self.state.items():
             if dev not in self.devices:

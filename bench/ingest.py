@@ -44,7 +44,7 @@ import psycopg
 from bench import county_with_lifts, fresh_database, nodered
 from bench.wire import WirePublisher
 from estate import registry
-from estate.mqtt import Address, new_client
+from estate.mqtt import Address, close, new_client
 from estate.services import PrivateServices
 from estate.settings import load_settings
 from ingest.batch import DeviceRef, Incoming, decode_batch
@@ -174,19 +174,23 @@ def wait_rows(url: str, n: int, timeout: float = 600) -> int:
 
 
 @contextmanager
-def workers(url: str, mqtt_url: str, n: int, run_id: str) -> Iterator[None]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESTATE_")}
-    env.update(
+def workers(
+    url: str, mqtt_url: str, n: int, run_id: str, *, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """``n`` shards of `estate ingest` (``env``: settings on top of the run's own)."""
+    child = {k: v for k, v in os.environ.items() if not k.startswith("ESTATE_")}
+    child.update(
         DATABASE_URL=url,
         MQTT_URL=mqtt_url,
         ESTATE_INGEST_CLIENT_PREFIX=run_id,
         ESTATE_INGEST_CATCH_ALL="estate/v1/#",
+        **(env or {}),
     )
     procs = []
     for k in range(n):
         p = subprocess.Popen(
             [sys.executable, "-m", "cli", "ingest", "--shard", f"{k}/{n}"],
-            env=env,
+            env=child,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -204,11 +208,11 @@ def workers(url: str, mqtt_url: str, n: int, run_id: str) -> Iterator[None]:
             p.terminate()  # our own children: SIGTERM, they flush and exit
         for p in procs:
             p.wait(60)
-        for k in range(n):  # delete the persistent sessions
-            c = _client(mqtt_url, f"{run_id}-{k}of{n}")
-            time.sleep(0.1)
-            c.disconnect()
-            c.loop_stop()
+        for k in range(n):  # delete the persistent sessions (the event lane's too)
+            for cid in (f"{run_id}-{k}of{n}", f"{run_id}-{k}of{n}-events"):
+                c = _client(mqtt_url, cid)
+                time.sleep(0.1)
+                close(c)
 
 
 def split(msgs: list[Msg], parts: int) -> list[list[Msg]]:

@@ -85,3 +85,39 @@ def test_a_trapped_event_is_dispatched_and_notified_over_mqtt(
     assert live == ["workorder.created", "workorder.dispatched"]
     # the worker saw its own estate's workorders topic and did not dead-letter it
     assert count(url, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_a_new_incident_wakes_the_supervisor_at_once(
+    stack: Stack,
+    database_url: str,
+    estate_code: str,
+    feeder: Feeder,
+    running: Callable[[Worker], Running],
+) -> None:
+    """Rounds an hour apart: the trapped passenger's order comes from the NOTIFY the
+    alert store sends at commit, not from the clock."""
+    url, estate = database_url, estate_code
+    load_registry(url, estate)
+    stop, ready = threading.Event(), threading.Event()
+    try:
+        cfg = IngestConfig(client_prefix=f"wake-{estate}", catch_all=f"estate/v1/{estate}/#")
+        running(Worker(database_url=url, mqtt_url=stack.mqtt_url, config=cfg, stage=AlertStage()))
+        with service_publisher(stack.mqtt_url, f"w-{estate}") as publish:
+            sender = MqttSender(publish)
+            service = SupervisorService(
+                url, Notifier({"mqtt": sender, "stream": sender}), every_s=3600
+            )
+            t = threading.Thread(target=service.run, args=(stop, ready), daemon=True)
+            t.start()
+            assert ready.wait(30)  # the first round is done: the next is an hour away
+            now = dt.datetime.now(dt.UTC).isoformat()
+            event = {"ts": now, "seq": 1, "code": "trapped"}
+            feeder.send(f"estate/v1/{estate}/elevator/L1/event", json.dumps(event).encode())
+            wait_for(lambda: count(url, "SELECT count(*) FROM work_orders") == 1, 20, "an order")
+            assert service.rounds >= 2
+            stop.set()
+            t.join(10)
+            assert not t.is_alive()  # a stop is heard while waiting
+    finally:
+        stop.set()
+        forget_session(stack, f"wake-{estate}-0of1")

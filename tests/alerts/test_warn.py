@@ -49,6 +49,8 @@ class Case:
                 got = w.observe([], [], [Status(arg[0], t, arg[1])], now=t)
             elif what == "event":
                 got = w.observe([], [Event(arg[0], t, arg[1])], [], now=t)
+            elif what == "late reading":  # observed at t, taken at arg[0] (slower path)
+                got = w.observe([Reading(arg[1], arg[0], arg[2])], [], [], now=t)
             else:
                 got = w.observe([Reading(arg[0], t, arg[1])], [], [], now=t)
             self.changes += got
@@ -271,6 +273,52 @@ CASES = [
             (20, "event", (1, "power_loss")),
         ],
         [(20, "raise", "elevator.power_loss_occupied", "critical")],
+        watch=("elevator.power_loss_occupied",),
+    ),
+    Case(
+        "event when, device-time order: the reading before a power cut that shows someone"
+        " inside arrives after the event (events take a faster path): raised then",
+        [
+            (0, "reading", lift(occupied=False)),
+            (10, "event", (1, "power_loss")),  # not known to hold yet: waits for readings
+            (11, "late reading", (9, *lift(occupied=True))),
+        ],
+        [(10, "raise", "elevator.power_loss_occupied", "critical")],
+        watch=("elevator.power_loss_occupied",),
+    ),
+    Case(
+        "event when: a reading past the event's time ends the wait; older news then is"
+        " not read as the state at the event",
+        [
+            (0, "reading", lift(occupied=False)),
+            (10, "event", (1, "power_loss")),
+            (12, "reading", lift(occupied=False)),
+            (13, "late reading", (9, *lift(occupied=True))),
+            (14, "late reading", (11, *lift(occupied=True))),
+        ],
+        [],
+        watch=("elevator.power_loss_occupied",),
+    ),
+    Case(
+        "event when: readings that never come end the wait after PARK_S",
+        [
+            (0, "reading", lift(occupied=False)),
+            (10, "event", (1, "power_loss")),
+            (45, "tick", None),
+            (46, "late reading", (9, *lift(occupied=True))),
+        ],
+        [],
+        watch=("elevator.power_loss_occupied",),
+    ),
+    Case(
+        "event when: a late reading that still shows nobody inside raises nothing",
+        [
+            (0, "reading", lift(occupied=False)),
+            (10, "event", (1, "power_loss")),
+            (11, "late reading", (8, *lift(occupied=False))),
+            (12, "late reading", (9, *lift(occupied=False, door_open=False))),
+        ],
+        [],
         watch=("elevator.power_loss_occupied",),
     ),
     Case(
