@@ -184,6 +184,29 @@ def _merge(into: Rows, part: Rows) -> None:
             into.devices[dev] = seen
 
 
+# readings per stage call on the main path: the event lane waits for one chunk at most
+STAGE_CHUNK = 500
+
+
+def _chunks(rows: Rows, size: int) -> list[Rows]:
+    """``rows`` for the stage in parts of ``size`` readings (in batch order); the events
+    and device states go with the last part, as they followed the readings before."""
+    n = len(rows.telemetry)
+    if n <= size:
+        return [rows]
+    parts = [
+        Rows(
+            telemetry=rows.telemetry[i : i + size],
+            telemetry_from=rows.telemetry_from[i : i + size],
+            telemetry_values=rows.telemetry_values[i : i + size],
+        )
+        for i in range(0, n, size)
+    ]
+    last = parts[-1]
+    last.events, last.events_from, last.devices = rows.events, rows.events_from, rows.devices
+    return parts
+
+
 class Maintainer:
     """Rollups every ``rollup_every_s`` and retention hourly, on a connection of its own.
 
@@ -731,7 +754,9 @@ class Worker:
             return
         conn = self._db().conn
         try:
-            self._stage_batch(conn, rows)
+            for part in _chunks(rows, STAGE_CHUNK):
+                self._stage_batch(conn, part)
+                time.sleep(0)  # between chunks the event lane may take the stage
         except psycopg.Error as err:
             if database_lost(err, conn):
                 raise

@@ -26,8 +26,8 @@ import pytest
 
 from estate.services import PrivateMosquitto, PrivatePostgres
 from ingest import deadletters
-from ingest.batch import METRIC_COLUMNS, shard_of
-from ingest.worker import IngestConfig, Shard, Worker
+from ingest.batch import METRIC_COLUMNS, DeviceSeen, Rows, shard_of
+from ingest.worker import IngestConfig, Shard, Worker, _chunks
 from tests.support.data import count, load_registry
 from tests.support.pipeline import Feeder, Running, forget_session, wait_for
 from tests.support.stack import Stack, free_port
@@ -486,3 +486,20 @@ def test_stopped_or_killed_worker_loses_nothing(site: Site, feeder: Feeder, sig:
         assert again.wait(30) == 0
         assert again.stderr is not None
         again.stderr.close()
+
+
+def test_the_stage_gets_a_large_batch_in_chunks_with_events_and_states_last() -> None:
+    rows = Rows(
+        telemetry=[(NOW, 1, i) for i in range(1200)],
+        telemetry_from=[None] * 1200,  # type: ignore[list-item]
+        telemetry_values=[{"floor": i} for i in range(1200)],
+        events=[(NOW, 1, 5000, "trapped", None)],
+        devices={1: DeviceSeen(last_seen=NOW, online=True)},
+    )
+    parts = _chunks(rows, 500)
+    assert [len(p.telemetry) for p in parts] == [500, 500, 200]
+    assert [r for p in parts for r in p.telemetry] == rows.telemetry
+    assert [v for p in parts for v in p.telemetry_values] == rows.telemetry_values
+    assert [len(p.events) for p in parts] == [0, 0, 1]
+    assert [len(p.devices) for p in parts] == [0, 0, 1]
+    assert _chunks(Rows(events=rows.events), 500)[0].events == rows.events
