@@ -396,6 +396,27 @@ class Subscriber:
         close(self.client)
 
 
+class OwnWriter:
+    """One autocommit connection with its Writer, opened on first use and again after
+    ``_drop_db`` (a lost database: the next use reconnects)."""
+
+    database_url: str
+    _conn: psycopg.Connection[tuple[Any, ...]] | None = None
+    _writer: Writer | None = None
+
+    def _db(self) -> Writer:
+        if self._writer is None or self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+            self._writer = Writer(self._conn)
+        return self._writer
+
+    def _drop_db(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = self._writer = None
+
+
 def event_filters(shard: Shard, estates: set[str]) -> set[str]:
     """The event lane's subscriptions: every event topic, or the owned estates' ones."""
     if shard.count == 1:
@@ -403,7 +424,7 @@ def event_filters(shard: Shard, estates: set[str]) -> set[str]:
     return {f"estate/v1/{e}/+/+/event" for e in estates if shard.owns(e)}
 
 
-class EventLane:
+class EventLane(OwnWriter):
     """The fast lane of one worker for device events (see the module docstring).
 
     ``stage(conn, rows)`` runs the alert stage on the events the lane inserted; it is the
@@ -426,21 +447,7 @@ class EventLane:
         self.database_url, self.subscriber, self.directory = database_url, subscriber, directory
         self.owns, self.config, self.stage, self.metrics = owns, config, stage, metrics
         self.queue = subscriber.out
-        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._writer: Writer | None = None
         self.stored = 0  # events this lane inserted first
-
-    def _db(self) -> Writer:
-        if self._writer is None or self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
-            self._writer = Writer(self._conn)
-        return self._writer
-
-    def _drop_db(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = self._writer = None
 
     def take(self, timeout: float = 0.2) -> list[Incoming]:
         """What is queued now (at least one message, or none after ``timeout``): an event
@@ -514,7 +521,7 @@ class EventLane:
             self._drop_db()
 
 
-class Worker:
+class Worker(OwnWriter):
     """One ingest worker; ``run`` returns when ``stop`` is set and the queue is flushed."""
 
     def __init__(
@@ -560,24 +567,11 @@ class Worker:
                 stage=self._stage_batch,
                 metrics=self.metrics,
             )
-        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._writer: Writer | None = None
         self._last_refresh = 0.0
         self._last_sweep = 0.0
         self.batches = 0
 
     # -- database ----------------------------------------------------------------
-    def _db(self) -> Writer:
-        if self._writer is None or self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
-            self._writer = Writer(self._conn)
-        return self._writer
-
-    def _drop_db(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = self._writer = None
 
     def _filters(self) -> set[str]:
         catch_all = self.config.catch_all
