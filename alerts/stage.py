@@ -37,9 +37,12 @@ def batch_inputs(rows: Rows, now: float) -> tuple[list[Reading], list[Event], li
     """What the engine reads from one decoded batch."""
     readings = []
     n = len(METRIC_COLUMNS)
-    for r in rows.telemetry:
-        metrics = zip(METRIC_COLUMNS, r[3 : 3 + n], strict=True)
-        values = {name: v for name, v in metrics if v is not None}
+    for r, given in zip(rows.telemetry, rows.telemetry_values, strict=True):
+        if r[-1] is None:
+            values = given  # nothing went to `extra`: every value is in its column as given
+        else:  # only the columns: an unknown metric or a mistyped value is not a reading
+            metrics = zip(METRIC_COLUMNS, r[3 : 3 + n], strict=True)
+            values = {name: v for name, v in metrics if v is not None}
         if values:
             readings.append(Reading(int(r[1]), r[0].timestamp(), values))
     events = [Event(int(e[1]), e[0].timestamp(), str(e[3])) for e in rows.events]

@@ -21,12 +21,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts import rules, store
 from alerts.judge import Op
 from alerts.rules import Severity
-from alerts.stage import AlertStage
+from alerts.stage import AlertStage, batch_inputs
 from alerts.warn import DeviceInfo
 from estate import registry
 from estate.db import Conn
 from estate.mqtt import close
-from ingest.batch import Rows
+from ingest.batch import DeviceRef, Incoming, Rows, decode_batch
+from ingest.contract import Bounds
 from ingest.worker import IngestConfig, Worker
 from tests.support.cli import estate_env, run_estate
 from tests.support.data import count, load_registry
@@ -341,3 +342,25 @@ def test_muting_never_resolves_an_incident_whose_alert_is_open(
     assert conn.execute(state, (raised.incident_id,)).fetchone() == ("open",)
     store.apply(conn, [op("clear", t + 30)], by_id)
     assert conn.execute(state, (raised.incident_id,)).fetchone() == ("resolved",)
+
+
+def test_the_engine_reads_only_the_columns_of_a_reading() -> None:
+    """A metric ingest kept in ``extra`` (unknown, or another kind's with the other type)
+    is not a reading for the rules; a reading without extras is passed as decoded."""
+    now = dt.datetime.now(dt.UTC)
+    lift = DeviceRef(1, "E1", "L1", "elevator")
+    topic = "estate/v1/E1/elevator/L1/telemetry"
+    msgs = [
+        Incoming(topic, json.dumps({"ts": now.isoformat(), "seq": s, "values": v}).encode(),
+                 1, 1, 1, now)
+        for s, v in ((1, {"floor": 3, "humidity": 40}), (2, {"floor": 4, "closed": True}),
+                     (3, {"floor": 5, "load_pct": 20}))
+    ]  # fmt: skip
+    rows = decode_batch(msgs, lambda _e, _c: lift, bounds=Bounds())
+    readings, _, _ = batch_inputs(rows, now.timestamp())
+    assert [r.values for r in readings] == [
+        {"floor": 3},
+        {"floor": 4, "closed": True},
+        {"floor": 5, "load_pct": 20},
+    ]
+    assert readings[2].values is rows.telemetry_values[2]

@@ -6,8 +6,18 @@ import datetime as dt
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ingest.batch import METRIC_COLUMNS, DeviceRef, Incoming, decode_batch, shard_of
+from ingest.batch import (
+    METRIC_COLUMNS,
+    DeviceRef,
+    Incoming,
+    decode_batch,
+    parse_topic,
+    settle,
+    shard_of,
+)
 from ingest.contract import Bounds
 
 NOW = dt.datetime(2026, 11, 22, 2, 0, tzinfo=dt.UTC)
@@ -129,3 +139,46 @@ def test_shards_are_stable_and_spread() -> None:
     assert shard_of("HXY", 4) == shard_of("HXY", 4) == 2  # CRC-32, same in every process
     counts = [sum(shard_of(c, 4) == k for c in codes) for k in range(4)]
     assert min(counts) > 400
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["telemetry", "event"]),
+            st.integers(0, 30),  # seconds after TS: late and out-of-order messages
+            st.dictionaries(st.sampled_from(["floor", "load_pct", "speed_mps"]),
+                            st.integers(0, 9), max_size=3),
+        ),
+        max_size=25,
+        unique_by=lambda x: x[1],  # one message per instant: "newest" is unambiguous
+    )
+)  # fmt: skip
+def test_state_settled_while_decoding_equals_settling_the_whole_batch(
+    script: list[tuple[str, int, dict[str, int]]],
+) -> None:
+    messages = []
+    for seq, (channel, sec, values) in enumerate(script):
+        ts = (NOW + dt.timedelta(seconds=sec)).isoformat()
+        body: dict[str, object] = {"ts": ts, "seq": seq}
+        if channel == "event":
+            body["code"] = "trapped"
+        else:
+            body["values"] = values or {"floor": 1}
+        messages.append(msg(f"{L1}/{channel}", body))
+    rows = decode_batch(messages, lookup, bounds=Bounds(past=dt.timedelta(days=1)))
+    got = {d: (s.last_ts, s.last_seq, dict(s.latest)) for d, s in rows.devices.items()}
+    settle(rows)
+    assert got == {d: (s.last_ts, s.last_seq, dict(s.latest)) for d, s in rows.devices.items()}
+
+
+def test_a_topic_is_parsed_once_and_a_refused_one_every_time() -> None:
+    parse_topic.cache_clear()
+    for _ in range(3):
+        decode_batch([msg(f"{L1}/telemetry", {"ts": TS, "seq": 1, "values": {}})], lookup,
+                     bounds=Bounds(past=dt.timedelta(days=1)))  # fmt: skip
+        rows = decode_batch([msg("estate/v1/E1/elevator/L 1/telemetry", {})], lookup,
+                            bounds=Bounds())  # fmt: skip
+        assert rows.dead_reasons == {"bad_topic": 1}
+    info = parse_topic.cache_info()
+    assert (info.hits, info.currsize) == (2, 1)
