@@ -160,6 +160,11 @@ class Metrics:
             "estate_ingest_queued", "messages received, not yet committed", registry=r
         )
         self.db_errors = Counter("estate_ingest_db_errors", "failed batch writes", registry=r)
+        self.fast_events = Counter(
+            "estate_ingest_fast_events",
+            "events the event lane stored and judged ahead of the main path",
+            registry=r,
+        )
         self.rollups = Counter(
             "estate_rollup_buckets", "rollup buckets recomputed", ["level"], registry=r
         )
@@ -482,8 +487,10 @@ class EventLane(OwnWriter):
                 writer = self._db()
                 decoded = decode_batch(mine, self.directory.lookup, bounds=self.config.bounds)
                 rows = Rows(events=decoded.events, events_from=decoded.events_from)
-                self.stored += writer.write_events(rows)
+                stored = writer.write_events(rows)
                 self.stage(writer.conn, rows)
+                self.stored += stored
+                self.metrics.fast_events.inc(stored)
                 break
             except psycopg.Error as err:
                 if not database_lost(err, writer.conn if writer else None):

@@ -207,6 +207,7 @@ def test_an_event_is_stored_and_judged_while_the_telemetry_path_is_held(
     assert site.events() == 1
     assert [e[:2] for e in stage.events] == [(2, "trapped")]
     assert stage.telemetry == 1
+    assert worker.metrics.fast_events._value.get() == 1
 
 
 def test_the_event_lane_leaves_bad_events_to_the_main_path(
