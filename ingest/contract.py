@@ -272,6 +272,18 @@ class Topic:
         return cls(estate, kind, device, ch)
 
 
+def event_only() -> list[str]:
+    """``kind/subtype`` of the devices that send events and status only (detectors, call
+    points, the fire panel): silence says nothing about them, their connection does (the
+    broker's Last Will)."""
+    return sorted(
+        f"{kind}/{sub}"
+        for kind, spec in KINDS.items()
+        for sub, metrics in spec.subtype_metrics.items()
+        if metrics == ()
+    )
+
+
 def subscription(estate: str = "+", channel: str = "+") -> str:
     """The MQTT filter for one estate's (or every estate's) device messages."""
     return f"{ROOT}/{estate}/+/+/{channel}"

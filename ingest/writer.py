@@ -21,7 +21,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest.batch import METRIC_COLUMNS, TELEMETRY_TYPES, Incoming, Rows, dead_letter
-from ingest.contract import Reason, Topic
+from ingest.contract import Reason, Topic, event_only
 from ingest.rollup import MARK_DIRTY
 
 _TEL_COLS = ", ".join(("ts", "device_id", "seq", *METRIC_COLUMNS, "extra"))
@@ -245,9 +245,20 @@ def _normal(row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
 
 def mark_silent(conn: psycopg.Connection[Any], now: dt.datetime, silence: dt.timedelta) -> None:
     """Devices heard of last more than ``silence`` before ``now`` are offline (cause
-    ``silence``)."""
-    conn.execute(
-        "UPDATE device_state SET online = false, offline_cause = 'silence', status_at = %s"
-        " WHERE online AND last_seen < %s",
-        (now, now - silence),
-    )
+    ``silence``), except event-only devices (``contract.event_only``): a smoke detector
+    is quiet while all is well, only its status or Last Will takes it offline. One that
+    an earlier version marked offline for silence is online again."""
+    quiet = event_only()
+    with conn.transaction():
+        conn.execute(
+            "UPDATE device_state s SET online = false, offline_cause = 'silence',"
+            " status_at = %s FROM devices d WHERE d.id = s.device_id AND s.online"
+            " AND s.last_seen < %s AND NOT (d.kind || '/' || d.subtype = ANY(%s))",
+            (now, now - silence, quiet),
+        )
+        conn.execute(
+            "UPDATE device_state s SET online = true, offline_cause = NULL, status_at = %s"
+            " FROM devices d WHERE d.id = s.device_id AND s.offline_cause = 'silence'"
+            " AND d.kind || '/' || d.subtype = ANY(%s)",
+            (now, quiet),
+        )

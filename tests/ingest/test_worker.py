@@ -294,6 +294,41 @@ def test_silence_marks_offline_and_any_message_brings_it_back(
     wait_for(lambda: count(site.url, online, True, None) == 1, what="back online")
 
 
+def test_silence_never_takes_an_event_only_device_offline(
+    site: Site, feeder: Feeder, running: Callable[[Worker], Running]
+) -> None:
+    """A smoke detector speaks only when something happens: only its status (Last Will)
+    says it is gone. One an earlier version marked offline for silence comes back."""
+    with psycopg.connect(site.url) as conn:
+        for code in ("SD1", "SD2"):
+            conn.execute(
+                "INSERT INTO devices (estate_code, code, kind, subtype)"
+                " VALUES (%s, %s, 'fire', 'smoke_detector')",
+                (site.estate, code),
+            )
+        conn.execute(
+            "INSERT INTO device_state (device_id, last_seen, online, offline_cause, status_at)"
+            " SELECT id, %s, false, 'silence', %s FROM devices WHERE code = 'SD2'",
+            (NOW - dt.timedelta(hours=1), NOW - dt.timedelta(hours=1)),
+        )
+    running(site.worker(silence_s=1.0))
+    body = {"ts": NOW.isoformat(), "seq": 1, "code": "reset"}
+    feeder.send(f"estate/v1/{site.estate}/fire/SD1/event", json.dumps(body).encode())
+    feeder.numbered(site.estate, 1, start=NOW)
+    state = (
+        "SELECT count(*) FROM device_state s JOIN devices d ON d.id = s.device_id"
+        " WHERE d.code = %s AND s.online = %s"
+    )
+    wait_for(lambda: count(site.url, state, "L1", False) == 1, what="L1 silent", timeout=20)
+    wait_for(lambda: count(site.url, state, "SD2", True) == 1, what="SD2 back", timeout=20)
+    assert count(site.url, state, "SD1", True) == 1
+    never_toggled = (  # its status has not moved since its one message
+        "SELECT count(*) FROM device_state s JOIN devices d ON d.id = s.device_id"
+        " WHERE d.code = 'SD1' AND s.status_at = s.last_seen AND s.offline_cause IS NULL"
+    )
+    assert count(site.url, never_toggled) == 1
+
+
 def test_metrics_endpoint(site: Site, feeder: Feeder, running: Callable[[Worker], Running]) -> None:
     port = free_port()
     running(site.worker(metrics_port=port))
