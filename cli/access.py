@@ -39,10 +39,16 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
             common.echo(f"revoked {args.name}")
         else:
             for k in list_keys(conn):
-                state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+                state = (
+                    f"revoked {common.local(k.revoked_at, date_only=True)}"
+                    if k.revoked_at
+                    else "active"
+                )
+                created = common.local(k.created_at, date_only=True)
+                used = common.local(k.last_used_at, seconds=False)
                 common.echo(
-                    f"{k.name:24} {k.role:18} {k.bound:12} created {k.created_at:%Y-%m-%d}"
-                    f"  last used {k.last_used_at or '-'}  {state}"
+                    f"{k.name:24} {k.role:18} {k.bound:12} created {created}"
+                    f"  last used {used}  {state}"
                 )
     return 0
 
@@ -70,7 +76,7 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
             for u in list_users(conn):
                 state = "disabled" if u.disabled_at else "active"
                 failed = f", {u.failed_logins} failed since" if u.failed_logins else ""
-                seen = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+                seen = common.local(u.last_login_at, seconds=False) if u.last_login_at else "never"
                 common.echo(
                     f"{u.name:24} {u.role:18} {u.bound:12} last login {seen}{failed}  {state}"
                 )

@@ -55,7 +55,7 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
         extra = " ".join(x for x in (a.confirmation or "", muted) if x)
         where = f"{a.estate_code}/{a.building_code or '-'}/{a.device_code}"
         common.echo(
-            f"{a.id:6d} {a.first_seen:%Y-%m-%d %H:%M:%S} {a.severity:8} {a.alert_type:28}"
+            f"{a.id:6d} {common.local(a.first_seen)} {a.severity:8} {a.alert_type:28}"
             f" {where} {a.state} x{a.occurrences} incident {a.incident_id or '-'} {extra}".rstrip()
         )
     return 0
@@ -89,14 +89,14 @@ def cmd_silence(args: argparse.Namespace, settings: Settings) -> int:
             except silences.SilenceError as err:
                 raise SettingsError(str(err)) from None
             conn.commit()
-            common.echo(f"silence {made.id} until {made.ends_at:%Y-%m-%d %H:%M %Z}")
+            common.echo(f"silence {made.id} until {common.local(made.ends_at, seconds=False)}")
             return 0
         found = silences.listing(conn, sql.SQL("true"), now=now, active_only=True)
     for s in sorted(found, key=lambda s: s.ends_at):
         where = "/".join((s.estate_code, s.building_code or "*", s.device_code or "*"))
+        until = common.local(s.ends_at, seconds=False)
         common.echo(
-            f"{s.id:5d} {where} {s.alert_type or '*'} until {s.ends_at:%Y-%m-%d %H:%M} "
-            f"by {s.author}: {s.reason}"
+            f"{s.id:5d} {where} {s.alert_type or '*'} until {until} by {s.author}: {s.reason}"
         )
     return 0
 

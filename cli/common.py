@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from estate import db
 from estate.services import Endpoints, PrivateMosquitto, PrivateServices
@@ -89,6 +90,36 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def actor(args: argparse.Namespace) -> str:
     """Who acts: ``--actor`` or the login running the command."""
     return str(getattr(args, "actor", None) or os.environ.get("USER", "cli"))
+
+
+_zone = ZoneInfo("Asia/Shanghai")
+
+
+def use_zone(name: str) -> None:
+    """The zone ``local`` shows times in (``ESTATE_TIMEZONE``; set once by ``main``)."""
+    global _zone  # noqa: PLW0603 (one setting for the whole command)
+    _zone = ZoneInfo(name)
+
+
+def zone() -> ZoneInfo:
+    return _zone
+
+
+def local(t: dt.datetime | None, *, seconds: bool = True, date_only: bool = False) -> str:
+    """``t`` as a person reads it: in the configured zone, with its offset
+    (``2026-12-05 04:00:00+08:00``); ``-`` for none."""
+    if t is None:
+        return "-"
+    t = t.astimezone(_zone)
+    if date_only:
+        return f"{t:%Y-%m-%d}"
+    return t.isoformat(sep=" ", timespec="seconds" if seconds else "minutes")
+
+
+def parse_local(text: str) -> dt.datetime:
+    """A date or time a person typed: in the configured zone unless it names its own."""
+    t = dt.datetime.fromisoformat(text)
+    return t if t.tzinfo is not None else t.replace(tzinfo=_zone)
 
 
 def now() -> dt.datetime:

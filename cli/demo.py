@@ -286,7 +286,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if args.once:
             stop.set()
         while not stop.wait(10):
-            common.echo(f"{dt.datetime.now():%H:%M:%S} {_demo_status(ep.database_url)}")
+            common.echo(f"{common.local(common.now())[11:19]} {_demo_status(ep.database_url)}")
             sys.stdout.flush()
         stop.set()
         common.echo("stopping")

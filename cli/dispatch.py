@@ -38,7 +38,7 @@ def cmd_orders(args: argparse.Namespace, settings: Settings) -> int:
         found = orders.lines(conn, include_done=args.all, estate=args.estate, limit=args.limit)
     for o in found:
         dues = " ".join(
-            f"{name} {t:%H:%M:%S}"
+            f"{name} {common.local(t)[11:19]}"
             for name, t in (
                 ("ack", o.ack_due),
                 ("arrive", o.arrive_due),
@@ -48,7 +48,7 @@ def cmd_orders(args: argparse.Namespace, settings: Settings) -> int:
         )
         where = f"{o.estate_code}/{o.building_code or '-'}/{o.device_code}"
         common.echo(
-            f"{o.id:6d} {o.created_at:%Y-%m-%d %H:%M:%S} {o.severity:8} {o.state:12}"
+            f"{o.id:6d} {common.local(o.created_at)} {o.severity:8} {o.state:12}"
             f" {o.alert_type:26} {where} → {o.assignee or '-'} (escalation {o.escalation_level})"
             f" due: {dues}"
         )
@@ -78,8 +78,8 @@ def cmd_webhook(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
     """Write the ledger of a period as CSV or Excel (by the output file's extension)."""
-    start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC)
-    end = dt.datetime.fromisoformat(args.end).replace(tzinfo=dt.UTC)
+    start = common.parse_local(args.start)
+    end = common.parse_local(args.end)
     out = Path(args.output)
     if out.suffix not in (".csv", ".xlsx"):
         raise SettingsError(f"{out}: the ledger is written as .csv or .xlsx")
@@ -117,7 +117,8 @@ def cmd_responsibility(args: argparse.Namespace, settings: Settings) -> int:
             common.echo(f"responsibility list version {number} saved (in force within a second)")
         elif args.action == "history":
             for v in responsibility.history(conn):
-                common.echo(f"v{v.version} {v.created_at:%Y-%m-%d %H:%M} {v.author}: {v.comment}")
+                made = common.local(v.created_at, seconds=False)
+                common.echo(f"v{v.version} {made} {v.author}: {v.comment}")
         else:
             v = responsibility.current(conn)
             common.echo(f"# version {v.version} ({v.author}: {v.comment})")
@@ -175,8 +176,12 @@ def register(sub: common.SubParsers) -> None:
     s.add_argument("--url")
     s.set_defaults(func=cmd_webhook)
     s = sub.add_parser("ledger", help="write the work-order ledger of a period (.csv or .xlsx)")
-    s.add_argument("--start", required=True, help="UTC date or time, e.g. 2026-11-01")
-    s.add_argument("--end", required=True, help="UTC, exclusive")
+    s.add_argument(
+        "--start",
+        required=True,
+        help="date or time, e.g. 2026-11-01 (ESTATE_TIMEZONE unless it names a zone)",
+    )
+    s.add_argument("--end", required=True, help="exclusive, like --start")
     s.add_argument("--estate")
     s.add_argument("--unit", help="only orders assigned to this organisation")
     s.add_argument("-o", "--output", required=True, help="ledger.csv or ledger.xlsx")

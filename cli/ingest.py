@@ -73,9 +73,11 @@ def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
             conn, reason=args.reason, limit=args.limit, replayed=None if args.all else False
         ):
             payload = d.payload[:120].decode(errors="replace")
-            state = f" [replayed {d.replayed_at:%Y-%m-%d %H:%M}]" if d.replayed_at else ""
+            state = (
+                f" [replayed {common.local(d.replayed_at, seconds=False)}]" if d.replayed_at else ""
+            )
             common.echo(
-                f"#{d.id} {d.received_at:%Y-%m-%d %H:%M:%S} {d.reason}{state}\n"
+                f"#{d.id} {common.local(d.received_at)} {d.reason}{state}\n"
                 f"    topic   {d.topic}\n    why     {d.detail}\n    payload {payload}"
             )
             if d.replay_detail and not d.replayed_at:

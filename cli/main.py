@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 a service or the database failed (the message says what
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
@@ -37,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class LocalFormatter(logging.Formatter):
+    """Log times in the configured zone with their offset (``common.local``), as the
+    console shows them, not the machine's zone without a label."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        t = dt.datetime.fromtimestamp(record.created, common.zone())
+        return t.isoformat(sep=" ", timespec="milliseconds")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -45,13 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = argparse.Namespace(func=services.cmd_psql, psql_args=argv[1:])
     else:
         args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LocalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         settings = load_settings()
+        common.use_zone(settings.timezone)
         func: common.Handler = args.func
         return func(args, settings)
     except (SettingsError, estate_registry.RegistryError, RulesError) as err:

@@ -11,6 +11,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ESTATE_MQTT_URL", "MQTT_URL")
     )
     """external broker, `mqtt://user:password@host:port`; unset → private broker"""
+    timezone: str = "Asia/Shanghai"
+    """the zone of every time a person reads or types at the command line: listings, logs,
+    `estate ledger` periods (stored times are UTC)"""
     var_dir: Path = Field(default_factory=_default_var_dir)
     """where the private servers keep everything"""
     pg_bindir: Path = Path("/usr/lib/postgresql/15/bin")
@@ -125,6 +129,16 @@ class Settings(BaseSettings):
     """per-minute rollups kept"""
     retention_1h_days: float = Field(default=1830, ge=0)
     """hourly rollups kept (five years)"""
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> Settings:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"ESTATE_TIMEZONE={self.timezone!r} is not an IANA zone, e.g. Asia/Shanghai"
+            ) from None
+        return self
 
     @model_validator(mode="after")
     def _two_listeners(self) -> Settings:
