@@ -64,6 +64,7 @@ def create_app(
     clock: Clock = _utcnow,
     pool_size: int = 4,
     token_ttl_s: float = 900.0,
+    session_max_s: float = 12 * 3600.0,
     mqtt_url: str | None = None,
     ticker: Callable[[], float] = time.monotonic,
     streams_per_principal: int = 50,
@@ -77,7 +78,7 @@ def create_app(
         )
         pool.open(wait=False)
         app.state.pool, app.state.clock = pool, clock
-        app.state.token_ttl_s = token_ttl_s
+        app.state.token_ttl_s, app.state.session_max_s = token_ttl_s, session_max_s
         app.state.login_throttle, app.state.ticker = LoginThrottle(), ticker
         app.state.public_limit = SourceLimit(burst=PUBLIC_BURST, per_minute=PUBLIC_PER_MINUTE)
         # the live stream's feed: the changes the workers and the supervisor publish

@@ -291,6 +291,23 @@ def authenticate_token(conn: Conn, token: str, now: dt.datetime) -> Principal | 
     return None if found is None else found[1]
 
 
+def refresh(
+    conn: Conn, token: str, now: dt.datetime, *, ttl_s: float, max_s: float
+) -> dt.datetime | None:
+    """Keep a live login token alive for ``ttl_s`` more seconds, but never past ``max_s``
+    after its password login; the new expiry, or None for a dead token. The token stays
+    the same (a stream opened with it stays open; it is re-checked as before)."""
+    found = _token_row(conn, token, now)
+    if found is None:
+        return None
+    row = conn.execute(
+        "UPDATE user_tokens SET expires_at = greatest(expires_at,"
+        " least(%s, issued_at + %s)) WHERE id = %s RETURNING expires_at",
+        (now + dt.timedelta(seconds=ttl_s), dt.timedelta(seconds=max_s), found[0]),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def logout(conn: Conn, token: str, now: dt.datetime) -> bool:
     found = _token_row(conn, token, now)
     if found is None:

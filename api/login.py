@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from api.auth import LoginError, login, logout
+from api.auth import LoginError, login, logout, refresh
 from api.deps import Caller, ClockDep, Db
 from api.problems import Problem
 from api.throttle import LoginThrottle, Throttled
@@ -65,6 +65,33 @@ def token(
         raise Problem(401, "bad-credentials", "Not authenticated", str(err)) from None
     throttle.succeeded(source, form.username)
     return TokenOut(access_token=t, expires_in=int(ttl))
+
+
+@router.post("/refresh", responses={400: {"description": "not a login token (an API key)"}})
+def keep_alive(
+    c: Db,
+    clock: ClockDep,
+    p: Caller,
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenOut:
+    """Keep this login alive (a wall screen, a shift at the console): the same token
+    lasts ``expires_in`` more seconds, up to the session's limit after the password login
+    (``ESTATE_API_SESSION_MAX_H``), after which it expires and the password is asked
+    again. A disabled account or a logged-out token cannot be refreshed (401)."""
+    now = clock()
+    until = None
+    if p.kind == "user" and bearer is not None:
+        until = refresh(
+            c,
+            bearer.credentials,
+            now,
+            ttl_s=request.app.state.token_ttl_s,
+            max_s=request.app.state.session_max_s,
+        )
+    if until is None or bearer is None:
+        raise Problem(400, "not-a-login", "Bad request", "only a login token can be refreshed")
+    return TokenOut(access_token=bearer.credentials, expires_in=int((until - now).total_seconds()))
 
 
 @router.post(

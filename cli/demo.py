@@ -211,7 +211,12 @@ def _api_server(database_url: str, mqtt_url: str, settings: Settings) -> Any:
         common.echo_err(f"API not started: port {settings.api_port} is taken (set ESTATE_API_PORT)")
         return None
     config = uvicorn.Config(
-        create_app(database_url, token_ttl_s=settings.api_token_ttl_s, mqtt_url=mqtt_url),
+        create_app(
+            database_url,
+            token_ttl_s=settings.api_token_ttl_s,
+            session_max_s=settings.api_session_max_h * 3600,
+            mqtt_url=mqtt_url,
+        ),
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",

@@ -73,7 +73,12 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             f"API on http://{host}:{port}/api/v1  (OpenAPI docs: http://{host}:{port}/docs)"
         )
         uvicorn.run(
-            create_app(ep.database_url, token_ttl_s=settings.api_token_ttl_s, mqtt_url=ep.mqtt_url),
+            create_app(
+                ep.database_url,
+                token_ttl_s=settings.api_token_ttl_s,
+                session_max_s=settings.api_session_max_h * 3600,
+                mqtt_url=ep.mqtt_url,
+            ),
             host=host,
             port=port,
             log_level="info",

@@ -115,7 +115,10 @@ class Settings(BaseSettings):
     api_port: Port = 8700
     """the API's port"""
     api_token_ttl_s: float = Field(default=900, gt=0, le=86400)
-    """how long a login token lasts (at most a day)"""
+    """how long a login token lasts unless refreshed (at most a day)"""
+    api_session_max_h: float = Field(default=12, gt=0, le=24 * 7)
+    """`POST /api/v1/auth/refresh` keeps a token alive this long after the password login
+    at most (a duty shift); then the password is asked again"""
     rollup_every_s: float = Field(default=15, gt=0)
     """how often ingest shard 0 recomputes pending rollups"""
     rollup_settle_s: float = Field(default=5, ge=0)

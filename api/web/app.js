@@ -64,6 +64,14 @@ function signOut(message) {
   S.token = null; S.me = null; sessionStorage.removeItem("token"); stopStream();
   location.hash = "#/login"; if (message) sessionStorage.setItem("message", message);
 }
+// A wall screen stays logged in for its shift: every 5 minutes the login is refreshed
+// (the API keeps the same token alive up to ESTATE_API_SESSION_MAX_H after the password);
+// a refused refresh signs out through api()'s 401 like any other call.
+async function keepAlive() {
+  if (!S.token) return;
+  try { await api("/auth/refresh", { method: "POST" }); } catch (e) { /* 401: signed out */ }
+}
+setInterval(keepAlive, 5 * 60 * 1000);
 function enableSound() {
   try { S.audio = S.audio || new AudioContext(); S.audio.resume(); S.sound = true; $("#sound").hidden = true; } catch (e) { S.sound = false; }
 }

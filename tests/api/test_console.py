@@ -175,6 +175,18 @@ def test_every_role_logs_in_and_lands_on_its_view(site: Site, page: Page) -> Non
     expect(page.locator("#nav a")).to_have_count(0)
 
 
+def test_a_wall_screen_keeps_its_login_alive(site: Site, page: Page) -> None:
+    """The console refreshes its login every 5 minutes: the token's expiry moves on."""
+    page.clock.install()
+    log_in(page, site, Role.OPERATOR)
+    before = one(site.url, "SELECT max(expires_at) FROM user_tokens")
+    with page.expect_response("**/api/v1/auth/refresh") as answer:
+        page.clock.fast_forward("05:01")
+    assert answer.value.status == 200
+    assert one(site.url, "SELECT max(expires_at) FROM user_tokens") > before
+    expect(page.locator("#who")).to_contain_text(LOGINS[Role.OPERATOR][0])
+
+
 def test_a_trapped_passenger_appears_live_and_is_acknowledged(site: Site, page: Page) -> None:
     log_in(page, site, Role.OPERATOR)
     expect(page.locator("#no-alerts")).to_be_visible()

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import ApiKeyError, Role, create_user, disable_user
+from api.auth import ApiKeyError, Role, create_key, create_user, disable_user
 from estate import registry
 from estate.db import Conn
 from tests.support.cli import estate_env, run_estate
@@ -159,6 +159,47 @@ def test_logout_and_disabling_end_tokens(client: TestClient, county: Conn) -> No
     assert disable_user(county, "li.op", T0)
     assert client.get("/api/v1/alerts", headers=h2).status_code == 401
     assert log_in(client, "li.op", PASSWORD).status_code == 401
+
+
+def test_a_refreshed_login_lasts_until_the_session_limit(
+    database_url: str, county: Conn, clock: Clock
+) -> None:
+    """A wall screen refreshes its login: the same token lives on, 900 s past each
+    refresh, but never past the session limit after the password (here 2,000 s)."""
+    app = create_app(
+        database_url, clock=clock, token_ttl_s=900, session_max_s=2000, ticker=clock.ticker
+    )
+    with TestClient(app) as client:
+        token = log_in(client, "li.op", PASSWORD).json()["access_token"]
+        h = {"Authorization": f"Bearer {token}"}
+        clock.now = T0 + dt.timedelta(seconds=800)
+        r = client.post("/api/v1/auth/refresh", headers=h)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"access_token": token, "token_type": "bearer", "expires_in": 900}
+        clock.now = T0 + dt.timedelta(seconds=1600)  # past the first 900 s: still in
+        assert client.get("/api/v1/alerts", headers=h).status_code == 200
+        r = client.post("/api/v1/auth/refresh", headers=h)
+        assert r.json()["expires_in"] == 400  # the session's limit, not 900 more
+        clock.now = T0 + dt.timedelta(seconds=1999)
+        assert client.get("/api/v1/alerts", headers=h).status_code == 200
+        clock.now = T0 + dt.timedelta(seconds=2000)
+        assert client.post("/api/v1/auth/refresh", headers=h).status_code == 401
+        assert client.get("/api/v1/alerts", headers=h).status_code == 401
+
+
+def test_only_a_live_login_token_can_be_refreshed(client: TestClient, county: Conn) -> None:
+    key = create_key(county, "screen", Role.OPERATOR, org_code="PF-HX")
+    r = client.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    t = log_in(client, "li.op", PASSWORD).json()["access_token"]
+    h = {"Authorization": f"Bearer {t}"}
+    assert client.post("/api/v1/auth/logout", headers=h).status_code == 204
+    assert client.post("/api/v1/auth/refresh", headers=h).status_code == 401
+    t = log_in(client, "li.op", PASSWORD).json()["access_token"]
+    h = {"Authorization": f"Bearer {t}"}
+    assert disable_user(county, "li.op", T0)
+    assert client.post("/api/v1/auth/refresh", headers=h).status_code == 401
 
 
 def test_passwords_are_argon2id_and_bindings_checked(county: Conn) -> None:
