@@ -164,6 +164,7 @@ NOT_IN_MATRIX = {  # and why
     ("GET", "/readyz"): "public",
     ("POST", "/api/v1/auth/token"): "public: the login itself (tests/api/test_login.py)",
     ("POST", "/api/v1/auth/logout"): "user tokens only (tests/api/test_login.py)",
+    ("POST", "/api/v1/auth/refresh"): "user tokens only (tests/api/test_login.py)",
     ("GET", "/api/v1/stream"): "scope per event, through a real server (test_api_stream.py)",
     ("GET", "/api/v1/public/estates/{estate}/disclosure"): "public by design (test_api_fund.py)",
     ("GET", "/api/v1/public/estates/{estate}/fund-report"): "public by design (test_api_fund.py)",
