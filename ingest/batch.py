@@ -91,7 +91,6 @@ class DeviceSeen:
     last_seq: int | None = None
     latest: dict[str, float | bool] = field(default_factory=dict)
     online: bool | None = None  # set when a status message arrived
-    values_ts: dt.datetime | None = None  # while decoding: the newest telemetry's ts
 
 
 @dataclass
@@ -139,23 +138,39 @@ def settle(rows: Rows) -> None:
     the newer ones did not carry."""
     for seen in rows.devices.values():
         seen.last_ts, seen.last_seq, seen.latest = None, None, {}
-    stored: list[tuple[int, dt.datetime, int, dict[str, float | bool] | None]] = [
-        (int(r[1]), r[0], int(r[2]), v)
-        for r, v in zip(rows.telemetry, rows.telemetry_values, strict=True)
-    ]
-    stored += [(int(e[1]), e[0], int(e[2]), None) for e in rows.events]
-    for dev, ts, seq, values in stored:
-        found = rows.devices.get(dev)
-        if found is None:
-            continue
-        seen = found
-        if seen.last_ts is None or ts >= seen.last_ts:
-            seen.last_ts, seen.last_seq = ts, seq
-            if values is not None:
-                seen.latest.update(values)
-        elif values is not None:
-            for k, v in values.items():
-                seen.latest.setdefault(k, v)
+    newest: dict[int, dt.datetime] = {}
+    for r, v in zip(rows.telemetry, rows.telemetry_values, strict=True):
+        _see(rows, newest, int(r[1]), r[0], int(r[2]), values=v)
+    for e in rows.events:
+        _see(rows, newest, int(e[1]), e[0], int(e[2]), values=None)
+
+
+def _see(
+    rows: Rows,
+    newest: dict[int, dt.datetime],
+    /,
+    dev: int,
+    ts: dt.datetime,
+    seq: int,
+    *,
+    values: dict[str, float | bool] | None,
+) -> None:
+    """One row into its device's state: the newest row gives last ts and seq, the newest
+    telemetry (``newest``: its ts per device) the values; an older reading only fills
+    metrics not yet known."""
+    seen = rows.devices.get(dev)
+    if seen is None:
+        return
+    if seen.last_ts is None or ts >= seen.last_ts:
+        seen.last_ts, seen.last_seq = ts, seq
+    if values is None:
+        return
+    if dev not in newest or ts >= newest[dev]:
+        newest[dev] = ts
+        seen.latest.update(values)
+    else:
+        for k, v in values.items():
+            seen.latest.setdefault(k, v)
 
 
 def shard_of(estate: str, shards: int) -> int:
@@ -208,6 +223,7 @@ def decode_batch(messages: Sequence[Incoming], lookup: Lookup, *, bounds: Bounds
     gateway's array: each element). Device values are settled from every accepted row;
     the writer settles them again from what it really stored."""
     rows = Rows()
+    newest: dict[int, dt.datetime] = {}  # per device: its newest telemetry's ts
     for m in messages:
         try:
             topic = parse_topic(m.topic)
@@ -253,13 +269,13 @@ def decode_batch(messages: Sequence[Incoming], lookup: Lookup, *, bounds: Bounds
                 estate=topic.estate, device=topic.device,
             )  # fmt: skip
         if result.records:
-            _accept(rows, m, ref, result)
-    for seen in rows.devices.values():
-        seen.values_ts = None  # only for the accepting
+            _accept(rows, newest, m, ref, result)
     return rows
 
 
-def _accept(rows: Rows, m: Incoming, ref: DeviceRef, d: Decoded) -> None:
+def _accept(
+    rows: Rows, newest: dict[int, dt.datetime], m: Incoming, ref: DeviceRef, d: Decoded
+) -> None:
     seen = rows.devices.get(ref.id)
     if seen is None:
         seen = rows.devices[ref.id] = DeviceSeen(last_seen=m.received_at)
@@ -270,20 +286,13 @@ def _accept(rows: Rows, m: Incoming, ref: DeviceRef, d: Decoded) -> None:
         if isinstance(r, contract.StatusMessage):
             seen.online = r.online
             continue
-        # settled as they come (what ``settle`` does over the whole batch, cheaper): the
-        # newest of all rows gives last ts and seq; the newest telemetry gives the values
-        if seen.last_ts is None or r.ts >= seen.last_ts:
-            seen.last_ts, seen.last_seq = r.ts, r.seq
+        # settled as they come (``_see``, what ``settle`` does over a whole batch)
         if isinstance(r, contract.TelemetryMessage):
             rows.telemetry.append(_telemetry_row(r.ts, ref.id, r.seq, r.values))
             rows.telemetry_from.append(m)
             rows.telemetry_values.append(r.values)
-            if seen.values_ts is None or r.ts >= seen.values_ts:
-                seen.values_ts = r.ts
-                seen.latest.update(r.values)
-            else:
-                for k, v in r.values.items():
-                    seen.latest.setdefault(k, v)
+            _see(rows, newest, ref.id, r.ts, r.seq, values=r.values)
         else:
             rows.events.append((r.ts, ref.id, r.seq, r.code, r.detail))
+            _see(rows, newest, ref.id, r.ts, r.seq, values=None)
             rows.events_from.append(m)
