@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from alerts.rules import Severity, SeverityName
 from estate.db import Conn
+from estate.registry import Kind
 from estate.yamldata import validate_yaml
 
 Party = Literal[
@@ -81,7 +82,7 @@ class Deadlines(_Model):
 
 class Row(_Model):
     scope: Scope = Scope()
-    kind: Literal["elevator", "fire", "drainage"]
+    kind: Kind
     alerts: list[str] | None = None  # None: every alert type of the kind
     min_severity: SeverityName = "info"
     # False: the alert is covered (no gap) but needs no work order (e.g. a lift in

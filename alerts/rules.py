@@ -36,8 +36,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from estate.registry import Kind
 from estate.yamldata import Loc, validate_yaml
 from ingest.contract import KINDS
+
+# An alert type: the kind (or "device") and a name, e.g. water_supply.pressure_low
+ALERT_TYPE = r"^[a-z][a-z_]*\.[a-z0-9_]+$"
 
 
 class Severity(IntEnum):
@@ -102,8 +106,8 @@ class Test(_Model):
 
 class _Rule(_Model):
     id: str = Field(pattern=r"^[a-z0-9_.]+$")
-    alert: str = Field(pattern=r"^[a-z]+\.[a-z0-9_]+$")
-    kind: Literal["elevator", "fire", "drainage"]
+    alert: str = Field(pattern=ALERT_TYPE)
+    kind: Kind
     subtypes: list[str] | None = None
     title_zh: str
     title_en: str
@@ -225,7 +229,7 @@ class Matcher(_Model):
     """Which alerts: by type, device kind and fire-alarm confirmation (all given must match)."""
 
     alerts: list[str] | None = None
-    kinds: list[Literal["elevator", "fire", "drainage"]] | None = None
+    kinds: list[Kind] | None = None
     confirmation: Literal["to_be_confirmed", "confirmed"] | None = None
 
 
@@ -240,7 +244,7 @@ class Inhibit(_Model):
 
 
 class EventMatch(_Model):
-    kind: Literal["elevator", "fire", "drainage"]
+    kind: Kind
     subtypes: list[str] | None = None
     codes: list[str] = []
 
@@ -262,7 +266,7 @@ class Correlation(_Model):
     either stops (a backflow valve left open while the water rises)."""
 
     name: str
-    alert: str = Field(pattern=r"^[a-z]+\.[a-z0-9_]+$")
+    alert: str = Field(pattern=ALERT_TYPE)
     title_zh: str
     title_en: str
     severity: SeverityName = "critical"

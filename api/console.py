@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from alerts import rules as alert_rules
 from alerts import silences, store
-from alerts.rules import RuleBook
+from alerts.rules import ALERT_TYPE, RuleBook
 from api.auth import Principal, Role
 from api.deps import Caller, ClockDep, Db, Instant, allow
 from api.notices import notice_scope
@@ -290,7 +290,7 @@ class SilenceIn(BaseModel):
     estate_code: str = Field(pattern=_CODE)
     building_code: str | None = Field(default=None, pattern=_CODE)
     device_code: str | None = Field(default=None, pattern=_CODE)
-    alert_type: str | None = Field(default=None, pattern=r"^[a-z]+\.[a-z0-9_]+$")
+    alert_type: str | None = Field(default=None, pattern=ALERT_TYPE)
     hours: float = Field(
         ge=1 / 60, le=24 * 14, description="from now; at least a minute, at most two weeks"
     )

@@ -6,7 +6,8 @@ a market-supervision bureau per district, one housing authority; estate sizes fr
 handful of walk-ups without elevators to high-rise estates of thirty towers; every tower
 with elevators, a hydrant pressure point at its least favourable point, smoke detectors, a
 fire door and an electrical-fire monitor; each estate with a fire panel, pumps, a tank and
-basement drainage. The same seed gives the same city.
+basement drainage; high-rise estates with a secondary water supply (booster set, tank).
+The same seed gives the same city.
 """
 
 from __future__ import annotations
@@ -274,6 +275,14 @@ def _estate(
     estate_devices.append(
         {"code": "BFV1", "kind": "drainage", "subtype": "backflow_valve", "location": "雨水排口"}
     )
+    if high_rise:
+        # towers above the mains' reach are fed by a booster set from a break tank
+        estate_devices += [
+            {"code": "WP1", "kind": "water_supply", "subtype": "booster_pump",
+             "location": "二次供水泵房"},
+            {"code": "WT1", "kind": "water_supply", "subtype": "tank",
+             "location": "二次供水水箱"},
+        ]  # fmt: skip
     return {
         "code": code,
         "name": _name(rng),

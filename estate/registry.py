@@ -32,7 +32,8 @@ from estate.db import Conn
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # estate/v1/orgs/… carries notifications (ingest.contract.ORGS): no estate may be called so
 ORGS = "orgs"
-Kind = Literal["elevator", "fire", "drainage"]
+# the device kinds of the contract (ingest.contract.KINDS; a test keeps the two equal)
+Kind = Literal["elevator", "fire", "drainage", "water_supply"]
 Role = Literal[
     "property_firm",
     "elevator_maintenance",
@@ -57,13 +58,16 @@ SUBTYPES: dict[str, tuple[str, ...]] = {
         "electrical",
     ),
     "drainage": ("sump_pit", "manhole", "immersion", "backflow_valve"),
+    "water_supply": ("booster_pump", "tank", "water_quality"),
 }
-# Which role a device's maintenance unit must hold; drainage is usually kept by the
-# property firm itself, so any organisation may be named there.
+# Which role a device's maintenance unit must hold; drainage and secondary water supply
+# are kept by the property firm itself or a contractor (in many cities the water company
+# takes the pump rooms over), so any organisation may be named there.
 MAINTAINER_ROLE: dict[str, str | None] = {
     "elevator": "elevator_maintenance",
     "fire": "fire_maintenance",
     "drainage": None,
+    "water_supply": None,
 }
 _LEVELS = {"city": 0, "district": 1, "street": 2}
 

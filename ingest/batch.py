@@ -42,6 +42,10 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "pump_fault",
     "water_detected",
     "closed",
+    # secondary water supply (migration 0013)
+    "overflow",
+    "chlorine_mg_l",
+    "turbidity_ntu",
 )
 BOOL_COLUMNS = frozenset(
     m.name for k in contract.KINDS.values() for m in k.metrics.values() if m.type == "boolean"

@@ -196,7 +196,34 @@ DRAINAGE = KindSpec(
     },
 )
 
-KINDS: dict[str, KindSpec] = {k.kind: k for k in (ELEVATOR, FIRE, DRAINAGE)}
+# Secondary water supply (二次供水, seed 001 task 15): the booster pumps and tanks that lift
+# mains water to the upper floors, and the quality probe where one is fitted (GB 5749).
+WATER_SUPPLY = KindSpec(
+    kind="water_supply",
+    metrics=_metrics(
+        Metric("running", "", B, "运行", "booster pump running"),
+        Metric("fault", "", B, "故障", "booster pump reports a fault"),
+        Metric("pressure_mpa", "MPa", N, "出水压力", "outlet pressure"),
+        Metric("level_m", "m", N, "液位", "tank water level"),
+        Metric("overflow", "", B, "溢流", "tank overflowing"),
+        Metric("chlorine_mg_l", "mg/L", N, "余氯", "free residual chlorine"),
+        Metric("turbidity_ntu", "NTU", N, "浊度", "turbidity"),
+    ),
+    events=_events(
+        EventCode("pump_fault", "水泵故障", "booster pump fault"),
+        EventCode("low_level", "低水位", "low-level switch (pumps run dry below it)"),
+        EventCode("overflow", "溢流", "overflow switch"),
+        EventCode("hatch_open", "人孔开启", "tank hatch opened (tanks are kept locked)"),
+        EventCode("power_loss", "停电", "mains power lost"),
+    ),
+    subtype_metrics={
+        "booster_pump": ("running", "fault", "pressure_mpa"),
+        "tank": ("level_m", "overflow"),
+        "water_quality": ("chlorine_mg_l", "turbidity_ntu"),
+    },
+)
+
+KINDS: dict[str, KindSpec] = {k.kind: k for k in (ELEVATOR, FIRE, DRAINAGE, WATER_SUPPLY)}
 
 
 # --------------------------------------------------------------------------- topics

@@ -1,4 +1,5 @@
-"""Device behaviour: elevators, fire points and drainage points that act like the real ones.
+"""Device behaviour: elevators, fire points, drainage points and secondary water supply that
+act like the real ones.
 
 Every simulator is stepped with the time passed in (``step(now)``) and returns what the
 device would publish at that moment, encoded with the contract's own helpers. Randomness
@@ -560,6 +561,166 @@ class BackflowValveSim(DeviceSim):
         self._next_due = now
 
 
+# --------------------------------------------------------------------------- water supply
+
+
+def _towards(value: float, target: float, dt_s: float, tau_s: float) -> float:
+    """First-order approach: ``value`` moves towards ``target`` with time constant ``tau_s``."""
+    return value + (target - value) * min(1.0, dt_s / tau_s)
+
+
+@dataclass
+class BoosterPumpSim(DeviceSim):
+    """A variable-speed booster set holding its outlet at the set pressure; without it
+    (a fault, no power) the outlet falls to what the mains give."""
+
+    fault: bool = False
+    powered: bool = True
+    pressure: float = 0.0
+    ACTIONS: ClassVar[tuple[str, ...]] = (
+        *DeviceSim.ACTIONS, "fail_pump", "repair_pump", "lose_power", "restore_power",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        self.set_mpa = float(self.params.get("set_mpa", 0.45))
+        self.mains_mpa = float(self.params.get("mains_mpa", 0.08))
+        self.pressure = self.pressure or self.set_mpa
+
+    @property
+    def running(self) -> bool:
+        return self.powered and not self.fault
+
+    def advance(self, now: dt.datetime, dt_s: float) -> None:
+        target = self.set_mpa if self.running else self.mains_mpa
+        self.pressure = _towards(self.pressure, target, dt_s, 20.0)
+
+    def values(self) -> dict[str, float | bool]:
+        return {
+            "running": self.running,
+            "fault": self.fault,
+            "pressure_mpa": round(max(0.0, self.pressure + self.rng.gauss(0, 0.005)), 3),
+        }
+
+    def fail_pump(self, now: dt.datetime) -> None:
+        self.fault = True
+        self.emit_event(now, "pump_fault", {"cause": "inverter fault"})
+        self._next_due = now
+
+    def repair_pump(self, now: dt.datetime) -> None:
+        self.fault = False
+        self._next_due = now
+
+    def lose_power(self, now: dt.datetime) -> None:
+        self.powered = False
+        self.emit_event(now, "power_loss")
+        self._next_due = now
+
+    def restore_power(self, now: dt.datetime) -> None:
+        self.powered = True
+        self._next_due = now
+
+
+@dataclass
+class SupplyTankSim(DeviceSim):
+    """A break tank filled from the mains by a float valve between two levels, drawn by
+    the booster pumps; a stuck valve overflows it, a mains cut empties it."""
+
+    level: float = 0.0
+    inlet: Literal["float", "stuck_open", "cut"] = "float"
+    hatch_open: bool = False
+    _low_sent: bool = False
+    _overflow_sent: bool = False
+    ACTIONS: ClassVar[tuple[str, ...]] = (
+        *DeviceSim.ACTIONS, "stick_inlet", "cut_mains", "restore_inlet", "open_hatch",
+        "close_hatch",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        self.full_m = float(self.params.get("full_m", 2.0))
+        self.overflow_m = float(self.params.get("overflow_m", self.full_m + 0.1))
+        self.dry_m = float(self.params.get("dry_level_m", 0.2))
+        self.draw_m_per_min = float(self.params.get("draw_m_per_min", 0.02))
+        self.level = self.level or self.full_m - 0.1
+
+    @property
+    def overflowing(self) -> bool:
+        return self.level >= self.overflow_m
+
+    def advance(self, now: dt.datetime, dt_s: float) -> None:
+        fill = {"float": 0.0, "stuck_open": 0.06, "cut": 0.0}[self.inlet]
+        if self.inlet == "float" and self.level < self.full_m - 0.2:
+            fill = 0.05  # the float valve opens
+        self.level += (fill - self.draw_m_per_min) * dt_s / 60
+        self.level = max(0.0, min(self.overflow_m + 0.02, self.level))
+        if self.level < self.dry_m and not self._low_sent:
+            self._low_sent = True
+            self.emit_event(now, "low_level", {"level_m": round(self.level, 3)})
+        if self.overflowing and not self._overflow_sent:
+            self._overflow_sent = True
+            self.emit_event(now, "overflow")
+
+    def values(self) -> dict[str, float | bool]:
+        return {
+            "level_m": round(max(0.0, self.level + self.rng.gauss(0, 0.003)), 3),
+            "overflow": self.overflowing,
+        }
+
+    def stick_inlet(self, now: dt.datetime) -> None:
+        self.inlet = "stuck_open"
+
+    def cut_mains(self, now: dt.datetime, draw_m_per_min: float | None = None) -> None:
+        """The mains stop (a burst main, works in the street); ``draw_m_per_min`` is the
+        draw meanwhile (the morning peak empties a tank in minutes)."""
+        self.inlet = "cut"
+        if draw_m_per_min is not None:
+            self.draw_m_per_min = draw_m_per_min
+
+    def restore_inlet(self, now: dt.datetime) -> None:
+        self.inlet = "float"
+        self._low_sent = self._overflow_sent = False
+        self.level = min(self.level, self.full_m)  # the overflow pipe drains the excess
+
+    def open_hatch(self, now: dt.datetime) -> None:
+        self.hatch_open = True
+        self.emit_event(now, "hatch_open")
+
+    def close_hatch(self, now: dt.datetime) -> None:
+        self.hatch_open = False
+
+
+@dataclass
+class WaterQualitySim(DeviceSim):
+    """An online probe at the tank outlet: residual chlorine and turbidity."""
+
+    chlorine: float = 0.3
+    turbidity: float = 0.3
+    _chlorine_target: float = 0.3
+    _turbidity_target: float = 0.3
+    ACTIONS: ClassVar[tuple[str, ...]] = (
+        *DeviceSim.ACTIONS, "lose_chlorine", "stir_sediment", "clean_tank",
+    )  # fmt: skip
+
+    def advance(self, now: dt.datetime, dt_s: float) -> None:
+        self.chlorine = _towards(self.chlorine, self._chlorine_target, dt_s, 120.0)
+        self.turbidity = _towards(self.turbidity, self._turbidity_target, dt_s, 60.0)
+
+    def values(self) -> dict[str, float | bool]:
+        return {
+            "chlorine_mg_l": round(max(0.0, self.chlorine + self.rng.gauss(0, 0.005)), 3),
+            "turbidity_ntu": round(max(0.0, self.turbidity + self.rng.gauss(0, 0.02)), 2),
+        }
+
+    def lose_chlorine(self, now: dt.datetime, mg_l: float = 0.01) -> None:
+        """Water standing too long in the tank: the chlorine decays."""
+        self._chlorine_target = mg_l
+
+    def stir_sediment(self, now: dt.datetime, ntu: float = 2.5) -> None:
+        self._turbidity_target = ntu
+
+    def clean_tank(self, now: dt.datetime) -> None:
+        self._chlorine_target, self._turbidity_target = 0.3, 0.3
+
+
 # Which simulator plays which (kind, subtype), and how often it reports by default (s).
 SIMULATORS: dict[tuple[str, str], tuple[type[DeviceSim], float]] = {
     ("elevator", "passenger"): (ElevatorSim, 2.0),
@@ -578,6 +739,9 @@ SIMULATORS: dict[tuple[str, str], tuple[type[DeviceSim], float]] = {
     ("drainage", "manhole"): (ManholeSim, 30.0),
     ("drainage", "immersion"): (ImmersionSim, 60.0),
     ("drainage", "backflow_valve"): (BackflowValveSim, 60.0),
+    ("water_supply", "booster_pump"): (BoosterPumpSim, 10.0),
+    ("water_supply", "tank"): (SupplyTankSim, 30.0),
+    ("water_supply", "water_quality"): (WaterQualitySim, 60.0),
 }
 
 

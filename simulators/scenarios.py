@@ -32,6 +32,14 @@ ALERT_TYPES = frozenset(
         "drainage.overflow_predicted",
         "drainage.pump_fault",
         "drainage.water_detected",
+        "water_supply.pressure_low",
+        "water_supply.pump_fault",
+        "water_supply.power_loss",
+        "water_supply.tank_low",
+        "water_supply.tank_overflow",
+        "water_supply.hatch_open",
+        "water_supply.chlorine_out_of_range",
+        "water_supply.turbidity_high",
     }
 )
 

@@ -255,14 +255,16 @@ async function renderBoard(view) {
 }
 
 // ------------------------------------------------------------------ incident detail
-const METRIC_OF = { "elevator": "floor", "fire": "pressure_mpa", "drainage": "level_m" };
+const METRIC_OF = { "elevator": "floor", "fire": "pressure_mpa", "drainage": "level_m", "water_supply": "pressure_mpa" };
 function metricFor(alertType, kind, latest) {
   if (/pressure/.test(alertType)) return "pressure_mpa";
   if (/tank|level|overflow/.test(alertType)) return "level_m";
   if (/overspeed/.test(alertType)) return "speed_mps";
   if (/residual/.test(alertType)) return "residual_current_ma";
   if (/temperature/.test(alertType)) return "cable_temp_c";
-  if (/pump/.test(alertType)) return "pump_running";
+  if (/chlorine/.test(alertType)) return "chlorine_mg_l";
+  if (/turbidity/.test(alertType)) return "turbidity_ntu";
+  if (/pump/.test(alertType)) return kind === "water_supply" ? "pressure_mpa" : "pump_running";
   if (/door/.test(alertType) && kind === "fire") return "open";
   if (/water_detected/.test(alertType)) return "water_detected";
   const m = METRIC_OF[kind];

@@ -47,7 +47,7 @@ const WORDS = {
   interest: ["利息", "Interest"], closing: ["期末", "Closing"], none: ["无", "None"],
   days: ["天", "days"], back: ["返回", "Back"], loading: ["加载中…", "Loading…"],
   not_found: ["未找到或无权查看", "Not found, or not yours"], elevator: ["电梯", "Elevator"],
-  drainage: ["排水", "Drainage"], fire_kind: ["消防", "Fire"], muted: ["已屏蔽", "muted"],
+  drainage: ["排水", "Drainage"], water_supply: ["二次供水", "Water supply"], fire_kind: ["消防", "Fire"], muted: ["已屏蔽", "muted"],
   session_over: ["登录已过期，请重新登录", "Your session has ended: log in again"],
   public_hint: ["业主可查看：本小区应急维修及每户分摊", "For owners: emergency repairs and each home's share"],
   range: ["时间范围", "Range"], level: ["粒度", "Level"], period: ["统计周期", "Period"],
@@ -71,6 +71,10 @@ const ALERT_NAMES = {
   "fire.fault": ["消防故障", "fire system fault"], "drainage.level_high": ["水位过高", "water level high"],
   "drainage.overflow_predicted": ["预计溢流", "overflow predicted"], "drainage.pump_fault": ["水泵故障", "pump fault"],
   "drainage.water_detected": ["地下室进水", "water detected"],
+  "water_supply.pressure_low": ["供水压力低", "supply pressure low"], "water_supply.pump_fault": ["加压泵故障", "booster pump fault"],
+  "water_supply.tank_low": ["水箱液位低", "water tank low"], "water_supply.tank_overflow": ["水箱溢流", "tank overflowing"],
+  "water_supply.hatch_open": ["水箱人孔开启", "tank hatch opened"], "water_supply.power_loss": ["供水设施停电", "pump room power lost"],
+  "water_supply.chlorine_out_of_range": ["余氯超出限值", "chlorine out of range"], "water_supply.turbidity_high": ["浊度超标", "turbidity high"],
 };
 let LANG = localStorage.getItem("lang") === "en" ? 1 : 0;
 function t(key) { const w = WORDS[key]; return w ? w[LANG] : key; }

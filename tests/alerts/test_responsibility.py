@@ -100,7 +100,7 @@ def test_parties_resolve_to_organisations() -> None:
     [
         ("  - scope: {building: B1}\n    kind: fire\n    dispatch: false\n", "needs its estate"),
         ("  - kind: fire\n    responsible: property_firm\n", "needs responsible, deadlines"),
-        ("  - kind: lift\n    dispatch: false\n", "'elevator', 'fire' or 'drainage'"),
+        ("  - kind: lift\n    dispatch: false\n", "'drainage' or 'water_supply'"),
     ],
     ids=["building without estate", "dispatch without deadlines", "unknown kind"],
 )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import textwrap
 from decimal import Decimal
+from typing import get_args
 
 import pytest
 
 from estate import registry
 from estate.db import Conn
 from estate.generate import generate, write_yaml
+from ingest import contract
 
 GOOD = """\
 version: 1
@@ -58,7 +60,8 @@ def test_a_good_file_validates_and_expands_unit_layouts() -> None:
 def test_the_shipped_demo_registry_is_valid() -> None:
     reg = registry.read(registry.demo_path())
     kinds = {d.kind for _, _, d in reg.devices()}
-    assert kinds == {"elevator", "fire", "drainage"}
+    assert kinds == set(get_args(registry.Kind)) == set(contract.KINDS)  # every kind is shown
+    assert {k: tuple(s.subtype_metrics) for k, s in contract.KINDS.items()} == registry.SUBTYPES
     roles = {r for o in reg.organisations for r in o.roles}
     assert roles == {
         "property_firm",

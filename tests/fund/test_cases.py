@@ -122,6 +122,43 @@ def test_from_a_trapped_passenger_to_the_owners_disclosure(county: Conn) -> None
     assert ledger.verify(conn).ok
 
 
+def test_a_failed_booster_pump_reaches_the_property_firm_and_the_fund(county: Conn) -> None:
+    """Secondary water supply (二次供水) end to end: the simulated pump fails, the alert is
+    dispatched to the estate's property firm with the water-supply deadlines, escalating to
+    the street office and the housing authority, and the repair is on the emergency list."""
+    conn = county
+    sup = Supervisor()
+    s = Scenario.model_validate(
+        {
+            "name": "t", "title": "t", "estate": "HXY", "devices": ["WP1"],
+            "duration_s": 150, "steps": [{"at_s": 30, "device": "WP1", "action": "fail_pump"}],
+        }
+    )  # fmt: skip
+
+    def tick(now: dt.datetime) -> None:
+        sup.round(conn, now)
+
+    play(conn, s, on_tick=tick)
+    orders = conn.execute(
+        "SELECT id, alert_type, assignee, chain, extract(epoch FROM arrive_due - created_at)"
+        " FROM work_orders WHERE estate_code = 'HXY' AND device_code = 'WP1'"
+    ).fetchall()
+    assert len(orders) == 1, orders  # the pump fault and the low pressure are one failure
+    order_id, alert_type, assignee, chain, arrive_s = orders[0]
+    assert alert_type.startswith("water_supply.")
+    assert assignee == "PF-HX"
+    assert [c["party"] for c in chain][-2:] == ["street_office", "housing_authority"]
+    assert arrive_s == pytest.approx(3600, abs=60)
+    case = cases.open_case(
+        conn, item="water_supply_failure", order_id=order_id, actor="PF-HX:li", now=T0
+    )
+    (item,) = conn.execute("SELECT item FROM fund_cases WHERE id = %s", (case,)).fetchone() or ("",)
+    assert item == "water_supply_failure"
+    lift = raise_alert(conn, "HXY", "B1-L1", "elevator.overspeed")
+    with pytest.raises(cases.CaseError, match="does not make water_supply_failure"):
+        cases.open_case(conn, item="water_supply_failure", alert_id=lift, actor="x", now=T0)
+
+
 def raise_alert(conn: Conn, estate: str, device: str, rule: str) -> int:
     devs = {(d.estate, d.code): d for d in store.devices(conn)}
     d = devs[(estate, device)]
