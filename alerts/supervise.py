@@ -15,8 +15,9 @@ clock; the service passes the wall clock every second):
    window; verifying orders past it close (a recurrence before that reopened them);
 5. every ``overdue_every_s``: elevators whose half-monthly maintenance (TSG T5002, more
    than ``maintenance_days`` since the last visit) or periodic inspection (TSG T7001) is
-   overdue become supervision items for market supervision; they close when the
-   registry's dates are brought up to date.
+   overdue become supervision items for market supervision; the dates follow from the
+   maintenance and inspection records (``device_due``: the newest record, the registry's
+   date as the starting point), so an item closes when a visit or inspection is recorded.
 
 Everything is in the database, so a restarted supervisor carries on where it was, and
 two supervisors do not double anything (rows are locked or unique).
@@ -29,7 +30,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -206,14 +207,17 @@ class Supervisor:
         assert self.parties is not None
         opened = closed = 0
         with conn.transaction():
+            # the dates follow from the maintenance and inspection records (the registry's
+            # are the starting point): the device_due view
             due_rows = conn.execute(
-                "SELECT id, estate_code, code, maintenance_code, 'maintenance_overdue',"
-                " last_maintenance + %(days)s FROM devices WHERE active AND kind = 'elevator'"
-                " AND last_maintenance + %(days)s < %(today)s"
+                "SELECT d.id, d.estate_code, d.code, d.maintenance_code, 'maintenance_overdue',"
+                " u.last_maintenance + %(days)s FROM devices d"
+                " JOIN device_due u ON u.device_id = d.id WHERE d.active AND d.kind = 'elevator'"
+                " AND u.last_maintenance + %(days)s < %(today)s"
                 " UNION ALL"
-                " SELECT id, estate_code, code, maintenance_code, 'inspection_overdue',"
-                " inspection_due FROM devices WHERE active AND kind = 'elevator'"
-                " AND inspection_due < %(today)s",
+                " SELECT d.id, d.estate_code, d.code, d.maintenance_code, 'inspection_overdue',"
+                " u.inspection_due FROM devices d JOIN device_due u ON u.device_id = d.id"
+                " WHERE d.active AND d.kind = 'elevator' AND u.inspection_due < %(today)s",
                 {"days": self.maintenance_days, "today": today},
             ).fetchall()
             for dev, estate, code, maint, item, due in due_rows:
@@ -273,8 +277,12 @@ class SupervisorService:
         supervisor: Supervisor | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         every_s: float = 1.0,
+        extra_rounds: Sequence[Callable[[Conn, dt.datetime], object]] = (),
     ) -> None:
         self.database_url = database_url
+        # other packages' rounds on the same connection and clock (oversight's notices:
+        # 挂牌督办 and look-back reminders), so one service watches every deadline
+        self.extra_rounds = tuple(extra_rounds)
         self.notifier = notifier
         self.supervisor = supervisor or Supervisor()
         self.clock = clock
@@ -293,6 +301,8 @@ class SupervisorService:
                     conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
                     conn.execute(f"LISTEN {store.DISPATCH_CHANNEL}")
                 self.supervisor.round(conn, self.clock())
+                for extra in self.extra_rounds:
+                    extra(conn, self.clock())
                 while self.notifier.deliver(conn, self.clock()) and not stop.is_set():
                     pass
                 self.rounds += 1

@@ -28,8 +28,10 @@ from api import (
     deadletters,
     fund,
     login,
+    maintenance,
     notices,
     openapi,
+    problem_ledger,
     problems,
     stream,
     workorders,
@@ -133,15 +135,12 @@ def create_app(
             )
         return Ready(status="ready", schema_version=latest)
 
-    app.include_router(login.router)
-    app.include_router(deadletters.router)
-    app.include_router(alerts.router)
-    app.include_router(workorders.router)
-    app.include_router(notices.router)
-    app.include_router(fund.router)
-    app.include_router(fund.public)
-    app.include_router(stream.router)
-    app.include_router(console.router)
+    for router in (
+        login.router, deadletters.router, alerts.router, workorders.router, notices.router,
+        problem_ledger.router, maintenance.router, fund.router, fund.public, stream.router,
+        console.router,
+    ):  # fmt: skip
+        app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -38,7 +38,8 @@ Metric = Annotated[
 _MINUTES_UP_TO = dt.timedelta(days=2)
 
 
-def _scoped_devices(p: Principal) -> sql.Composed:
+def scoped_devices(p: Principal) -> sql.Composed:
+    """The devices ``p`` may see, as a query (alerts' scope: area, domain, maintainer)."""
     return sql.SQL("SELECT * FROM {} WHERE {}").format(_DEVICES, p.alert_scope())
 
 
@@ -106,7 +107,7 @@ GROUP BY e.code ORDER BY e.code
 
 def _estates(c: Conn, p: Principal, code: str | None) -> list[EstateOut]:
     query = sql.SQL("WITH sd AS ({}) " + _ESTATE_SQL).format(
-        _scoped_devices(p),
+        scoped_devices(p),
         where=sql.SQL("e.code = {}").format(sql.Literal(code)) if code else sql.SQL("true"),
     )
     return fetch_all(c, EstateOut, query)
@@ -135,7 +136,7 @@ ORDER BY sd.estate_code, b.code NULLS LAST, sd.kind, sd.code
 
 
 def _devices(c: Conn, p: Principal, where: sql.Composable, args: Any = None) -> list[DeviceOut]:
-    query = sql.SQL(_DEVICE_SQL).format(scoped=_scoped_devices(p), where=where)
+    query = sql.SQL(_DEVICE_SQL).format(scoped=scoped_devices(p), where=where)
     return fetch_all(c, DeviceOut, query, args)
 
 
@@ -187,11 +188,12 @@ class SeriesOut(BaseModel):
 
 def _device_row(c: Conn, p: Principal, estate: str, code: str) -> tuple[Any, ...]:
     query = sql.SQL(
-        "WITH sd AS ({}) SELECT sd.id, sd.params, sd.last_maintenance, sd.inspection_due,"
+        "WITH sd AS ({}) SELECT sd.id, sd.params, u.last_maintenance, u.inspection_due,"
         " ds.latest, ds.last_ts, ds.offline_cause FROM sd"
+        " JOIN device_due u ON u.device_id = sd.id"
         " LEFT JOIN device_state ds ON ds.device_id = sd.id"
         " WHERE sd.estate_code = %s AND sd.code = %s"
-    ).format(_scoped_devices(p))
+    ).format(scoped_devices(p))
     row = c.execute(query, (estate, code)).fetchone()
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no device {estate}/{code} that you may see")
@@ -559,7 +561,7 @@ def elevator_view(
     overdue, and the market-supervision notices."""
     now = clock()
     since = now - dt.timedelta(days=days)
-    scoped = _scoped_devices(p)
+    scoped = scoped_devices(p)
     trapped_q = sql.SQL(
         "WITH sd AS ({}) SELECT w.id AS order_id, w.estate_code, w.device_code, w.assignee,"
         " w.state, w.created_at, extract(epoch FROM w.acknowledged_at - w.dispatched_at)"

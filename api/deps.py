@@ -16,7 +16,7 @@ from fastapi.security import (
     OAuth2PasswordBearer,
 )
 from psycopg_pool import ConnectionPool
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from api.auth import Principal, Role, authenticate, authenticate_token
 from api.problems import Problem
@@ -119,3 +119,15 @@ def _aware(v: dt.datetime) -> dt.datetime:
 
 
 Instant = Annotated[dt.datetime, AfterValidator(_aware)]
+
+
+def _iso_day(v: object) -> object:
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return v
+    if isinstance(v, str) and len(v) == 10 and v[4] == "-" and v[7] == "-":
+        return v  # pydantic reads it (and refuses 2026-02-30)
+    raise ValueError("a date is written YYYY-MM-DD")
+
+
+# A calendar day as people write it; not a number of seconds or a date-time
+Day = Annotated[dt.date, BeforeValidator(_iso_day)]

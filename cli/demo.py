@@ -43,6 +43,7 @@ from estate.services import (
 from estate.settings import Settings
 from fund import cases as fund_cases
 from ingest.worker import Worker
+from oversight import maintenance
 from simulators import scenarios
 from simulators.runner import build_fleet
 from simulators.runner import run as run_simulation
@@ -240,6 +241,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         reg = registry.read(registry.demo_path())
         with db.connect(ep.database_url) as conn:
             common.echo(f"demo registry loaded: {registry.load(conn, reg)}")
+            # the county's maintenance history, so only a few lifts are overdue
+            seeded = maintenance.seed_demo(conn, dt.datetime.now(dt.UTC))
+            if seeded:
+                common.echo(f"demo maintenance records: {seeded} lift visits (2 lifts overdue)")
         _demo_fund(ep.database_url)
         with db.connect(ep.database_url, autocommit=True) as conn:
             logins = demo_logins(conn, settings.var_dir)

@@ -16,7 +16,7 @@ from alerts.supervise import SupervisorService
 from cli import common
 from estate.mqtt import service_publisher
 from estate.settings import Settings, SettingsError
-from oversight import ledger
+from oversight import ledger, notices
 
 
 def cmd_orders(args: argparse.Namespace, settings: Settings) -> int:
@@ -147,6 +147,7 @@ def supervisor(database_url: str, publish: Callable[[str, bytes], None]) -> Supe
     return SupervisorService(
         database_url,
         Notifier({"mqtt": mqtt_sender, "stream": mqtt_sender, "webhook": WebhookSender()}),
+        extra_rounds=(notices.supervise,),
     )
 
 

@@ -126,6 +126,12 @@ class Device(_Model):
     install_date: dt.date | None = None
     last_maintenance: dt.date | None = None
     inspection_due: dt.date | None = None
+    # a lift's 96333 emergency rescue code (应急救援识别码, posted in the car) and its
+    # registration certificate number (使用登记证编号)
+    emergency_code: str | None = Field(default=None, pattern=r"^[0-9]{5,8}$")
+    registration_no: str | None = Field(
+        default=None, pattern=r"^[0-9A-Za-z\u4e00-\u9fff()（）-]{4,40}$"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -135,6 +141,8 @@ class Device(_Model):
                 f"subtype {self.subtype!r} is not a subtype of kind {self.kind!r}; "
                 f"use one of: {', '.join(SUBTYPES[self.kind])}"
             )
+        if self.kind != "elevator" and (self.emergency_code or self.registration_no):
+            raise ValueError("emergency_code and registration_no are for lifts")
         return self
 
 
@@ -259,6 +267,12 @@ class _Checker:
             self.area(("organisations", i, "area"), o.area)
         for i, e in enumerate(reg.estates):
             self.estate(("estates", i), e)
+        # 96333 codes are unique across the registry: the rescue line finds a lift by it
+        self.dupes(
+            ("estates",),
+            (d.emergency_code for _, _, d in reg.devices() if d.emergency_code),
+            "emergency",
+        )
         return self.problems
 
     def area_parent(self, loc: Loc, a: Area) -> None:
@@ -501,7 +515,8 @@ def load(conn: Conn, reg: Registry) -> LoadReport:
         conn.execute(
             "CREATE TEMP TABLE _devices (estate text, building text, code text, kind text,"
             " subtype text, location text, floor int, maintenance text, install_date date,"
-            " last_maintenance date, inspection_due date, params jsonb) ON COMMIT DROP"
+            " last_maintenance date, inspection_due date, emergency_code text,"
+            " registration_no text, params jsonb) ON COMMIT DROP"
         )
         from psycopg.types.json import Jsonb  # noqa: PLC0415
 
@@ -509,7 +524,7 @@ def load(conn: Conn, reg: Registry) -> LoadReport:
             conn,
             "_devices",
             "estate, building, code, kind, subtype, location, floor, maintenance, install_date,"
-            " last_maintenance, inspection_due, params",
+            " last_maintenance, inspection_due, emergency_code, registration_no, params",
             (
                 (
                     e.code,
@@ -523,6 +538,8 @@ def load(conn: Conn, reg: Registry) -> LoadReport:
                     d.install_date,
                     d.last_maintenance,
                     d.inspection_due,
+                    d.emergency_code,
+                    d.registration_no,
                     Jsonb(d.params),
                 )
                 for e, b, d in reg.devices()
@@ -531,16 +548,19 @@ def load(conn: Conn, reg: Registry) -> LoadReport:
         counts["devices"] = _count(
             conn,
             "INSERT INTO devices (estate_code, code, kind, subtype, building_id, location, floor,"
-            " maintenance_code, install_date, last_maintenance, inspection_due, params)"
+            " maintenance_code, install_date, last_maintenance, inspection_due, emergency_code,"
+            " registration_no, params)"
             " SELECT d.estate, d.code, d.kind, d.subtype, b.id, d.location, d.floor,"
-            " d.maintenance, d.install_date, d.last_maintenance, d.inspection_due, d.params"
+            " d.maintenance, d.install_date, d.last_maintenance, d.inspection_due,"
+            " d.emergency_code, d.registration_no, d.params"
             " FROM _devices d LEFT JOIN buildings b ON b.estate_code = d.estate AND"
             " b.code = d.building ON CONFLICT (estate_code, code) DO UPDATE SET"
             " kind = EXCLUDED.kind, subtype = EXCLUDED.subtype,"
             " building_id = EXCLUDED.building_id, location = EXCLUDED.location,"
             " floor = EXCLUDED.floor, maintenance_code = EXCLUDED.maintenance_code,"
             " install_date = EXCLUDED.install_date, last_maintenance = EXCLUDED.last_maintenance,"
-            " inspection_due = EXCLUDED.inspection_due, params = EXCLUDED.params,"
+            " inspection_due = EXCLUDED.inspection_due, emergency_code = EXCLUDED.emergency_code,"
+            " registration_no = EXCLUDED.registration_no, params = EXCLUDED.params,"
             " active = true, updated_at = now()",
         )
     return LoadReport(counts)

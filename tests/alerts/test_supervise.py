@@ -18,8 +18,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts.notify import MqttSender, Notifier
 from alerts.stage import AlertStage
 from alerts.supervise import SupervisorService
+from cli.dispatch import supervisor
+from estate import registry
+from estate.db import Conn
 from estate.mqtt import service_publisher
 from ingest.worker import IngestConfig, Worker
+from oversight import notices
 from tests.support.data import count, load_registry
 from tests.support.pipeline import Feeder, Running, forget_session, wait_for
 from tests.support.stack import Stack
@@ -121,3 +125,42 @@ def test_a_new_incident_wakes_the_supervisor_at_once(
     finally:
         stop.set()
         forget_session(stack, f"wake-{estate}-0of1")
+
+
+def test_the_supervise_command_escalates_overdue_notice_problems(
+    stack: Stack, database_url: str, conn: Conn
+) -> None:
+    """`estate supervise` runs oversight's round too: a notice problem past its deadline
+    goes to 挂牌督办 and the street office and the housing authority are told over MQTT."""
+    registry.load(conn, registry.read(registry.demo_path()))
+    now = dt.datetime.now(dt.UTC)
+    notices.issue(
+        conn, authority="fire", area_code="SFX", estate="HXY", recipient_org=None,
+        problems=[notices.ProblemIn(problem="防火门常开", deadline=now.date(), device="B1-FD",
+                                    measures="更换闭门器", responsible_person="王建国")],
+        actor="t", now=now - dt.timedelta(days=3),
+    )  # fmt: skip
+    conn.execute("UPDATE notice_problems SET deadline = %s", (now.date() - dt.timedelta(days=1),))
+    stop = threading.Event()
+    with service_publisher(stack.mqtt_url, f"n-{uuid.uuid4().hex[:8]}") as publish:
+        service = supervisor(database_url, publish)
+        t = threading.Thread(target=service.run, args=(stop,), daemon=True)
+        t.start()
+        try:
+            wait_for(
+                lambda: count(database_url, "SELECT count(*) FROM notifications"
+                              " WHERE event = 'notice.supervised' AND state = 'sent'") == 3,
+                30, "the escalation delivered",
+            )  # fmt: skip
+        finally:
+            stop.set()
+            t.join(10)
+    told = {
+        str(o)
+        for (o,) in conn.execute(
+            "SELECT org_code FROM notifications WHERE event = 'notice.supervised'"
+        )
+    }
+    assert told == {"SO-CG", "HA-SFX", "PF-HX"}
+    (at,) = conn.execute("SELECT supervised_at FROM notice_problems").fetchone() or (None,)
+    assert at is not None

@@ -76,8 +76,13 @@ def site(stack: Stack) -> Iterator[Site]:
                 create_user(conn, name, role, PASSWORD, **binding)
             notices.issue(
                 conn, authority="fire", area_code="SFX", estate="HXY", recipient_org=None,
-                device="B1-HP", problem="消火栓压力不足", basis="GB 25201",
-                deadline=(now + dt.timedelta(days=7)).date(), actor="user:c-fire", now=now,
+                problems=[
+                    notices.ProblemIn(
+                        problem="消火栓压力不足", basis="GB 25201", device="B1-HP",
+                        deadline=(now + dt.timedelta(days=7)).date(),
+                    )
+                ],
+                actor="user:c-fire", now=now,
             )  # fmt: skip
             fund_cases.open_accounts(conn, now)
         worker = Running(

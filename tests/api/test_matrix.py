@@ -99,6 +99,9 @@ NAMED: dict[str, tuple[str, str, Sees]] = {
     "/api/v1/estates/{estate}": ("/api/v1/estates/HXY", "/api/v1/estates/CGXC", ALL - {OW}),
     "/api/v1/devices/{estate}/{code}": (
         "/api/v1/devices/HXY/B1-L1", "/api/v1/devices/CGXC/B1-SD1", ALL - {OW, FI}),
+    "/api/v1/devices/{estate}/{code}/maintenance": (
+        "/api/v1/devices/HXY/B1-L1/maintenance", "/api/v1/devices/CGXC/B1-SD1/maintenance",
+        ALL - {OW, FI}),
     "/api/v1/devices/{estate}/{code}/series": (
         "/api/v1/devices/HXY/B1-L1/series?metric=floor",
         "/api/v1/devices/CGXC/B1-SD1/series?metric=fault", ALL - {OW, FI}),
@@ -113,12 +116,19 @@ READ_ONLY: dict[str, tuple[str, Sees]] = {  # GET: who gets 200 (others 403)
                        ALL - {OW}),
     "/api/v1/problems": ("/api/v1/problems?start=2026-11-01T00:00:00Z"
                          "&end=2026-12-01T00:00:00Z", ALL - {OW}),
+    "/api/v1/problems/by-estate": ("/api/v1/problems/by-estate?start=2026-11-01T00:00:00Z"
+                                   "&end=2026-12-01T00:00:00Z", ALL - {OW}),
+    "/api/v1/notices/look-backs": ("/api/v1/notices/look-backs", frozenset({A, H, FI, MI, SO})),
     "/api/v1/auth/me": ("/api/v1/auth/me", ALL),
     # scoped content, tested in tests/test_api_console.py; every role may ask
     "/api/v1/estates": ("/api/v1/estates", ALL),
     "/api/v1/silences": ("/api/v1/silences?active=false", ALL),
     "/api/v1/views/fire": ("/api/v1/views/fire", ALL),
     "/api/v1/views/elevators": ("/api/v1/views/elevators", ALL),
+}  # fmt: skip
+VISIT = {
+    "technician": "张师傅", "items": {f"A{i:02d}": "ok" for i in range(1, 32)},
+    "started_at": "2026-11-23T08:00:00Z", "ended_at": "2026-11-23T08:40:00Z",
 }  # fmt: skip
 # POST/PUT: path (formatted with inside / outside ids), body, who may act inside
 ACTION: dict[tuple[str, str], tuple[str, str, str, dict[str, Any] | None, Sees]] = {
@@ -144,8 +154,22 @@ ACTION: dict[tuple[str, str], tuple[str, str, str, dict[str, Any] | None, Sees]]
         "/api/v1/dead-letters/replay", "", "", {"ids": []}, frozenset({A, MG})),
     ("POST", "/api/v1/notices"): (
         "/api/v1/notices", "", "", {"estate": "HXY", "problem": "p", "deadline": "2026-12-30"},
-        frozenset({FI, MI})),
+        frozenset({FI, MI, H, SO})),
+    ("POST", "/api/v1/notices/{notice_id}/acknowledge"): (
+        "/api/v1/notices/{}/acknowledge", "notice", "notice_out", None, frozenset({OP, MG})),
+    ("POST", "/api/v1/notices/{notice_id}/problems/{seq}/{action}"): (
+        "/api/v1/notices/{}/problems/1/rectify", "notice", "notice_out", {"note": "fixed"},
+        frozenset({OP, MG})),
+    ("POST", "/api/v1/notices/{notice_id}/attachments"): (
+        "/api/v1/notices/{}/attachments?filename=a.png", "notice", "notice_out", None,
+        frozenset({OP, MG})),
     ("PUT", "/api/v1/responsibility"): ("/api/v1/responsibility", "", "", {}, frozenset({A, H})),
+    ("POST", "/api/v1/devices/{estate}/{code}/maintenance"): (
+        "/api/v1/devices/HXY/B1-L1/maintenance", "", "", VISIT, frozenset({MT})),
+    ("POST", "/api/v1/devices/{estate}/{code}/inspections"): (
+        "/api/v1/devices/HXY/B1-L1/inspections", "", "",
+        {"inspected_on": "2026-11-22", "result": "pass", "next_due": "2027-11-21",
+         "report_no": "R1", "inspector": "检验所"}, frozenset({A, MI})),
     ("POST", "/api/v1/fund/cases"): (
         "/api/v1/fund/cases", "alert", "alert_out", {"item": "elevator_danger", "alert_id": 0},
         frozenset({A, OP, MG, SO})),
@@ -166,6 +190,18 @@ NOT_IN_MATRIX = {  # and why
     ("POST", "/api/v1/auth/logout"): "user tokens only (tests/api/test_login.py)",
     ("POST", "/api/v1/auth/refresh"): "user tokens only (tests/api/test_login.py)",
     ("GET", "/api/v1/stream"): "scope per event, through a real server (test_api_stream.py)",
+    ("GET", "/api/v1/devices/{estate}/{code}/maintenance/checklist"): (
+        "whoever sees the lift, as its records above (tests/api/test_maintenance.py)"
+    ),
+    ("POST", "/api/v1/devices/{estate}/{code}/maintenance/{record_id}/photos"): (
+        "the company that recorded the visit (tests/api/test_maintenance.py)"
+    ),
+    ("GET", "/api/v1/devices/{estate}/{code}/maintenance/{record_id}/photos/{photo_id}"): (
+        "whoever sees the lift (tests/api/test_maintenance.py)"
+    ),
+    ("GET", "/api/v1/notices/{notice_id}/attachments/{attachment_id}"): (
+        "whoever sees the notice (its scope is in this matrix); tests/api/test_notices.py"
+    ),
     ("GET", "/api/v1/public/estates/{estate}/disclosure"): "public by design (test_api_fund.py)",
     ("GET", "/api/v1/public/estates/{estate}/fund-report"): "public by design (test_api_fund.py)",
 }

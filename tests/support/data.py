@@ -94,7 +94,7 @@ def county_world(conn: Conn, t0: dt.datetime, now: dt.datetime) -> World:
     for estate, area in (("HXY", "SFX-CG-CGJD"), ("CGXC", "SFX-CG-BHJD")):
         notices.issue(
             conn, authority="fire", area_code=area, estate=estate, recipient_org=None,
-            device=None, problem="p", basis="", deadline=now.date(), actor="t", now=t0,
+            problems=[notices.ProblemIn(problem="p", deadline=now.date())], actor="t", now=t0,
         )  # fmt: skip
         # a silence matching no device (it mutes nothing), for the silence routes
         conn.execute(
