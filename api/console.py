@@ -174,8 +174,10 @@ class DeviceDetail(DeviceOut):
     last_ts: dt.datetime | None
     offline_cause: str | None
     params: dict[str, Any]
-    last_maintenance: dt.date | None
+    last_maintenance: dt.date | None = Field(description="the newest visit, else the registry's")
     inspection_due: dt.date | None
+    emergency_code: str | None = Field(description="a lift's 96333 rescue code")
+    registration_no: str | None = Field(description="a lift's registration certificate")
 
 
 class SeriesOut(BaseModel):
@@ -189,7 +191,7 @@ class SeriesOut(BaseModel):
 def _device_row(c: Conn, p: Principal, estate: str, code: str) -> tuple[Any, ...]:
     query = sql.SQL(
         "WITH sd AS ({}) SELECT sd.id, sd.params, u.last_maintenance, u.inspection_due,"
-        " ds.latest, ds.last_ts, ds.offline_cause FROM sd"
+        " ds.latest, ds.last_ts, ds.offline_cause, sd.emergency_code, sd.registration_no FROM sd"
         " JOIN device_due u ON u.device_id = sd.id"
         " LEFT JOIN device_state ds ON ds.device_id = sd.id"
         " WHERE sd.estate_code = %s AND sd.code = %s"
@@ -203,7 +205,7 @@ def _device_row(c: Conn, p: Principal, estate: str, code: str) -> tuple[Any, ...
 @router.get("/devices/{estate}/{code}", responses={404: {"description": "not there, or not yours"}})
 def get_device(c: Db, p: Caller, estate: str, code: str) -> DeviceDetail:
     """One device: registry facts, live values and open alerts."""
-    _, params, maint, due, latest, last_ts, cause = _device_row(c, p, estate, code)
+    _, params, maint, due, latest, last_ts, cause, rescue, reg_no = _device_row(c, p, estate, code)
     (out,) = _devices(c, p, sql.SQL("sd.estate_code = %s AND sd.code = %s"), (estate, code))
     return DeviceDetail(
         **out.model_dump(),
@@ -213,6 +215,8 @@ def get_device(c: Db, p: Caller, estate: str, code: str) -> DeviceDetail:
         params=params,
         last_maintenance=maint,
         inspection_due=due,
+        emergency_code=rescue,
+        registration_no=reg_no,
     )
 
 

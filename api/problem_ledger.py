@@ -47,6 +47,7 @@ class ProblemOut(BaseModel):
     closed_at: dt.datetime | None
     state: str
     supervised: bool = Field(description="挂牌督办")
+    open_at_end: bool = Field(description="not closed at the end of the period")
     history: list[StepOut]
     days: dict[str, Literal["open", "closed", ""]] = Field(
         description="state at the end of each day of the period (Asia/Shanghai)"

@@ -186,7 +186,7 @@ def issue(
             "issued",
             actor=actor,
             now=now,
-            note=f"{len(problems)} problem(s)",
+            note=f"共 {len(problems)} 项问题",
         )
         _sync(conn, notice_id)
         _tell_recipient(conn, notice_id, "notice.issued", now)
@@ -341,7 +341,7 @@ def supervise(conn: Conn, now: dt.datetime) -> tuple[int, int]:
                 " WHERE notice_id = %s AND seq = %s",
                 (now, told, notice_id, seq),
             )
-            why = f"overdue since {deadline}; told {', '.join(told) or 'nobody'}"
+            why = f"逾期未整改（期限 {deadline}），挂牌督办，已告知 {'、'.join(told) or '无'}"
             _event(conn, int(notice_id), int(seq), "supervised", actor="system", now=now, note=why)
             payload = {"notice": number, "problem": int(seq), "estate": estate,
                        "text": problem, "deadline": deadline.isoformat()}  # fmt: skip

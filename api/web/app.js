@@ -8,14 +8,14 @@ const SEV_RANK = { critical: 0, major: 1, warning: 2, info: 3 };
 const FALSE_CAUSES = ["cooking", "steam", "dust", "insects", "fault", "test", "malicious", "other"];
 const OPERATORS = ["admin", "operator", "manager"];
 const NAV = {  // what each role looks at, first = home
-  admin: ["board", "estates", "orders", "silences", "fire", "elevators"],
-  operator: ["board", "orders", "estates", "silences", "fire"],
-  manager: ["board", "orders", "estates", "silences", "fire", "elevators"],
-  maintenance: ["orders", "board", "estates"],
-  fire_inspector: ["fire", "board", "estates"],
-  market_inspector: ["elevators", "board", "orders", "estates"],
-  housing_authority: ["estates", "elevators", "fire", "board"],
-  street_office: ["board", "orders", "estates", "fire", "elevators"],
+  admin: ["board", "estates", "orders", "silences", "fire", "elevators", "notices", "ledger"],
+  operator: ["board", "orders", "estates", "silences", "fire", "notices"],
+  manager: ["board", "orders", "estates", "silences", "fire", "elevators", "notices"],
+  maintenance: ["orders", "board", "estates", "notices"],
+  fire_inspector: ["fire", "notices", "ledger", "board", "estates"],
+  market_inspector: ["elevators", "notices", "ledger", "board", "orders", "estates"],
+  housing_authority: ["estates", "elevators", "fire", "notices", "ledger", "board"],
+  street_office: ["board", "orders", "estates", "fire", "elevators", "notices", "ledger"],
   owner: ["disclosure"],
 };
 const S = { token: sessionStorage.getItem("token"), me: null, stream: null, timers: [], sound: false, audio: null };
@@ -35,7 +35,8 @@ async function api(path, opts = {}) {
 }
 
 // ------------------------------------------------------------------ formatting
-const fmtTime = s => s ? new Date(s).toLocaleString(LANG ? "en-GB" : "zh-CN", { hour12: false }) : "—";
+// times as the estates live them: Asia/Shanghai, whatever the browser's own zone
+const fmtTime = s => s ? new Date(s).toLocaleString(LANG ? "en-GB" : "zh-CN", { hour12: false, timeZone: "Asia/Shanghai" }) : "—";
 function fmtDur(sec) {
   if (sec === null || sec === undefined) return "—";
   const neg = sec < 0; sec = Math.abs(Math.round(sec));
@@ -156,7 +157,8 @@ async function route() {
   renderHeader();
   const pages = { board: renderBoard, alert: renderAlert, estates: renderEstates, estate: renderEstate,
     device: renderDevice, orders: renderOrders, silences: renderSilences, fire: renderFire,
-    elevators: renderElevators, disclosure: renderDisclosureChooser };
+    elevators: renderElevators, disclosure: renderDisclosureChooser, notices: renderNotices,
+    notice: renderNotice, ledger: renderLedger };
   const home = (NAV[S.me.role] || ["board"])[0];
   const f = pages[page] || pages[home];
   view.innerHTML = `<p class="muted">${t("loading")}</p>`;
@@ -347,13 +349,15 @@ async function renderDevice(view, estate, code) {
     <form class="inline" id="chart-form"><label>${esc(t("metric"))}<select name="metric">${metrics.map(m => `<option ${m === metric ? "selected" : ""}>${esc(m)}</option>`).join("")}</select></label>
       <label>${esc(t("range"))}<select name="range"><option value="1">1h</option><option value="6" selected>6h</option><option value="24">24h</option><option value="168">7d</option><option value="720">30d</option></select></label>
       <span class="muted">${esc(t("zoom_hint"))}</span></form>
-    <svg class="chart" id="device-chart"></svg>`;
+    <svg class="chart" id="device-chart"></svg>
+    ${d.kind === "elevator" ? `<p class="muted">${esc(t("emergency_code"))} ${esc(d.emergency_code || "—")} · ${esc(t("registration_no"))} ${esc(d.registration_no || "—")}</p><section id="maintenance"></section>` : ""}`;
   const showLatest = v => { $("#latest").innerHTML = Object.entries(v.latest).map(([k, x]) => `<div class="card" data-metric="${esc(k)}"><div class="muted">${esc(k)}</div><div class="stat num">${esc(typeof x === "number" ? +x.toFixed(3) : x)}</div></div>`).join(""); };
   showLatest(d);
   const draw = () => { const f = new FormData($("#chart-form")); metric = f.get("metric");
     const end = new Date(), start = new Date(end - Number(f.get("range")) * 3600e3);
     return chartInto($("#device-chart"), estate, code, metric, start, end, []); };
   $("#chart-form").onchange = () => draw().catch(e => alert(e.message));
+  if (d.kind === "elevator") await maintenanceSection($("#maintenance"), d);
   if (metrics.length) await draw();
   every(view, 5000, async () => showLatest(await api(path)));
 }
@@ -468,6 +472,203 @@ async function renderElevators(view) {
     ${table(["device", "item", "due", "company"], v.overdue.map(i => `<tr><td>${devLink(i.estate_code, i.device_code)}</td><td>${esc(tState(i.item))}</td>
       <td class="overdue">${esc(i.due)}</td><td>${esc(i.maintenance_code || "—")}</td></tr>`))}
     <h2>${esc(t("notices"))}</h2>${table(["number", "estate", "problem", "deadline", "state"], noticeRows(v.notices))}`;
+}
+
+// ------------------------------------------------------------------ notices (整改通知书)
+const ISSUER = { fire_inspector: "fire", market_inspector: "market", housing_authority: "housing", street_office: "street" };
+const RECIPIENT_ROLES = ["operator", "manager", "maintenance"];
+const problemFields = () => `<fieldset class="problem">
+    <label>${esc(t("problem"))}<input name="problem" required></label>
+    <label>${esc(t("measures"))}<input name="measures" required></label>
+    <label>${esc(t("responsible_person"))}<input name="responsible_person" required size="8"></label>
+    <label>${esc(t("device"))}<input name="device" size="8"></label>
+    <label>${esc(t("deadline"))}<input name="deadline" type="date" required></label></fieldset>`;
+async function renderNotices(view) {
+  const $ = scoped(view);
+  const canIssue = S.me.role in ISSUER;
+  const estates = canIssue ? await api("/estates") : [];
+  view.innerHTML = `<h1>${esc(t("notices"))}</h1>
+    ${canIssue ? `<form id="notice-form" class="stack"><h2>${esc(t("issue_notice"))}</h2>
+      <div class="inline"><label>${esc(t("estate"))}<select name="estate">${estates.map(e => `<option value="${esc(e.code)}">${esc(e.name)}</option>`).join("")}</select></label>
+      <label>${esc(t("basis"))}<input name="basis" size="24"></label></div>
+      <div id="problems">${problemFields()}</div>
+      <div class="inline"><button type="button" id="add-problem">${esc(t("add_problem"))}</button>
+        <button class="primary" type="submit">${esc(t("issue"))}</button></div>
+      <p class="error" id="notice-error"></p></form>` : ""}
+    <h2>${esc(t("notice_list"))}</h2>
+    <form class="inline" id="notice-filter"><label>${esc(t("state"))}<select name="state">
+      ${["open", "closed", "all"].map(s => `<option value="${s}">${esc(tState(s === "open" ? "not_closed" : s))}</option>`).join("")}</select></label></form>
+    <div id="notices"></div>`;
+  const load = async () => {
+    const st = new FormData($("#notice-filter")).get("state");
+    const ns = (await api(`/notices?state=${st}&limit=200`)).items;
+    $("#notices").innerHTML = table(["number", "estate", "problem", "deadline", "state", "supervised"], ns.map(n => `<tr data-notice="${esc(n.number)}">
+      <td><a href="#/notice/${n.id}">${esc(n.number)}</a></td><td>${esc(n.estate_code)}</td>
+      <td>${esc(n.problem)}${n.problems.length > 1 ? ` <span class="muted">+${n.problems.length - 1}</span>` : ""}</td>
+      <td class="${n.overdue ? "overdue" : ""}">${esc(n.deadline)}</td><td>${esc(tNotice(n.state))}</td>
+      <td>${n.supervised ? `<span class="overdue">${esc(t("supervised"))}</span>` : ""}</td></tr>`), 'id="notice-table"');
+  };
+  $("#notice-filter").onchange = () => load().catch(e => alert(e.message));
+  if (canIssue) {
+    $("#add-problem").onclick = () => $("#problems").insertAdjacentHTML("beforeend", problemFields());
+    $("#notice-form").onsubmit = async ev => {
+      ev.preventDefault();
+      const f = ev.target, basis = f.elements.basis.value.trim();
+      const problems = [...f.querySelectorAll("fieldset.problem")].map(fs => {
+        const g = n => fs.querySelector(`[name=${n}]`).value.trim();
+        const p = { problem: g("problem"), measures: g("measures"), responsible_person: g("responsible_person"), deadline: g("deadline"), basis };
+        if (g("device")) p.device = g("device");
+        return p;
+      });
+      try {
+        const n = await api("/notices", { method: "POST", json: { estate: f.elements.estate.value, problems } });
+        location.hash = `#/notice/${n.id}`;
+      } catch (e) { $("#notice-error").textContent = e.message; }
+    };
+  }
+  await load();
+}
+
+async function renderNotice(view, id) {
+  const $ = scoped(view);
+  const load = async () => {
+    const n = await api(`/notices/${encodeURIComponent(id)}`);
+    if (!view.isConnected) return;
+    const issuer = ISSUER[S.me.role] === n.authority;
+    const recipient = RECIPIENT_ROLES.includes(S.me.role) || (S.me.role === "street_office" && !issuer);
+    const button = (step, seq, label) => `<button data-step="${step}" data-seq="${seq}">${esc(t(label || step))}</button>`;
+    const steps = p => {
+      if (recipient && ["issued", "reopened"].includes(p.state)) return button("rectify", p.seq);
+      if (issuer && p.state === "rectified") return button("close", p.seq, "accept") + " " + button("reject", p.seq);
+      // the look-back is on or after its date (the API refuses it earlier)
+      if (issuer && p.state === "closed" && !p.looked_back_at && p.look_back_on <= dayIso(new Date())) return button("holds", p.seq) + " " + button("relapsed", p.seq);
+      return "";
+    };
+    view.innerHTML = `<h1>${esc(n.number)} <span class="muted">${esc(n.estate_code)} · ${esc(tNotice(n.state))}</span></h1>
+      <p>${esc(t("issued_by"))} ${esc(n.issued_by)} · ${fmtTime(n.issued_at)} ·
+        ${esc(t("signed_for"))}: <span id="signed">${n.acknowledged_at ? fmtTime(n.acknowledged_at) : "—"}</span>
+        ${recipient && !n.acknowledged_at ? `<button id="ack" class="primary">${esc(t("sign_for"))}</button>` : ""}</p>
+      ${table(["seq", "problem", "measures", "responsible_person", "deadline", "state", "look_back", "action"], n.problems.map(p => `<tr data-seq="${p.seq}" data-state="${esc(p.state)}">
+        <td>${p.seq}</td><td>${esc(p.problem)}${p.device_code ? `<br>${devLink(n.estate_code, p.device_code)}` : ""}</td><td>${esc(p.measures)}</td>
+        <td>${esc(p.responsible_person || "—")}</td>
+        <td class="${p.overdue ? "overdue" : ""}">${esc(p.deadline)}${p.supervised_at && p.state !== "closed" ? `<br><span class="overdue">${esc(t("supervised"))}</span>` : ""}</td>
+        <td>${esc(tNotice(p.state))}${p.rectification ? `<br><span class="muted">${esc(p.rectification)}</span>` : ""}</td>
+        <td>${esc(p.look_back_on || "")}</td><td>${steps(p)}</td></tr>`), 'id="problem-table"')}
+      <h2>${esc(t("changes"))}</h2>
+      ${table(["time", "seq", "change", "actor", "note"], n.events.map(e => `<tr><td>${fmtTime(e.at)}</td><td>${e.problem ?? ""}</td>
+        <td>${esc(tNotice(e.change))}</td><td>${esc(e.actor)}</td><td>${esc(e.note)}</td></tr>`))}`;
+    const ack = $("#ack");
+    if (ack) ack.onclick = async () => { await api(`/notices/${id}/acknowledge`, { method: "POST" }).catch(e => alert(e.message)); await load(); };
+  };
+  view.onclick = async ev => {
+    const b = ev.target.closest("button[data-step]"); if (!b) return;
+    const step = b.dataset.step, body = {};
+    if (["rectify", "reject", "relapsed"].includes(step)) {
+      const note = prompt(t(step === "rectify" ? "what_was_done" : "what_was_found"));
+      if (!note) return;
+      body.note = note;
+    }
+    if (step === "relapsed") {
+      const d = prompt(t("new_deadline"), new Date(Date.now() + 7 * 864e5).toISOString().slice(0, 10));
+      if (!d) return;
+      body.new_deadline = d;
+    }
+    b.disabled = true;
+    try { await api(`/notices/${id}/problems/${b.dataset.seq}/${step}`, { method: "POST", json: body }); } catch (e) { alert(e.message); }
+    await load();
+  };
+  await load();
+}
+
+// ------------------------------------------------------------------ problem ledger (问题台账)
+const dayIso = d => d.toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });  // YYYY-MM-DD in Shanghai
+async function renderLedger(view) {
+  const $ = scoped(view);
+  const today = new Date(), first = `${dayIso(today).slice(0, 8)}01`;
+  view.innerHTML = `<h1>${esc(t("ledger"))}</h1>
+    <form class="inline" id="ledger-form">
+      <label>${esc(t("from"))}<input type="date" name="start" value="${first}"></label>
+      <label>${esc(t("to"))}<input type="date" name="end" value="${dayIso(today)}"></label>
+      <label>${esc(t("authority"))}<select name="authority"><option value="">${esc(t("any"))}</option>
+        ${["fire", "market", "housing", "street"].map(a => `<option value="${a}">${esc(t(`auth_${a}`))}</option>`).join("")}</select></label>
+      <label>${esc(t("type"))}<select name="type"><option value="">${esc(t("any"))}</option>
+        ${["elevator", "fire", "drainage", "water_supply", "general"].map(k => `<option value="${k}">${esc(t(k === "fire" ? "fire_kind" : k))}</option>`).join("")}</select></label>
+      <label>${esc(t("state"))}<select name="state"><option value="">${esc(t("any"))}</option>
+        <option value="open">${esc(tState("not_closed"))}</option><option value="closed">${esc(tNotice("closed"))}</option></select></label>
+      <button type="button" class="primary" id="export-xlsx">${esc(t("export_xlsx"))}</button>
+      <button type="button" id="export-csv">${esc(t("export_csv"))}</button></form>
+    <div id="ledger"></div>`;
+  const query = fmt => {
+    const f = new FormData($("#ledger-form")), q = new URLSearchParams();
+    const end = new Date(new Date(`${f.get("end")}T00:00:00+08:00`).getTime() + 864e5);  // the end day is included
+    q.set("start", `${f.get("start")}T00:00:00+08:00`); q.set("end", end.toISOString());
+    for (const k of ["authority", "type", "state"]) if (f.get(k)) q.set(k, f.get(k));
+    if (fmt) q.set("format", fmt);
+    return q;
+  };
+  const load = async () => {
+    const rows = await api(`/problems?${query()}`);
+    if (!view.isConnected) return;
+    $("#ledger").innerHTML = table(["source", "number", "estate", "device", "problem", "responsible", "deadline", "state"], rows.map(r => `<tr data-ref="${esc(r.ref)}">
+      <td>${esc(t(`source_${r.source}`))}</td><td>${esc(r.ref)}</td><td>${esc(r.estate_code)}</td><td>${r.device_code ? devLink(r.estate_code, r.device_code) : ""}</td>
+      <td>${esc(r.problem)}</td><td>${esc(r.responsible || "")} ${esc(r.responsible_person || "")}</td>
+      <td>${esc(r.due || "")}</td><td>${esc(r.open_at_end ? tState("not_closed") : tNotice("closed"))}${r.supervised ? ` <span class="overdue">${esc(t("supervised"))}</span>` : ""}</td></tr>`), 'id="ledger-table"');
+  };
+  const download = async fmt => {
+    const r = await fetch(`/api/v1/problems?${query(fmt)}`, { headers: { Authorization: `Bearer ${S.token}` } });
+    if (!r.ok) { alert((await r.json().catch(() => ({}))).detail || r.status); return; }
+    const f = new FormData($("#ledger-form"));
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(await r.blob());
+    a.download = `问题台账-${f.get("start")}-${f.get("end")}.${fmt}`;
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  };
+  $("#ledger-form").onchange = () => load().catch(e => alert(e.message));
+  $("#export-xlsx").onclick = () => download("xlsx");
+  $("#export-csv").onclick = () => download("csv");
+  await load();
+}
+
+// ------------------------------------------------------------------ lift maintenance records (维保)
+const localNow = (minus = 0) => new Date(Date.now() - minus * 60e3).toLocaleString("sv-SE", { timeZone: "Asia/Shanghai" }).replace(" ", "T").slice(0, 16);
+async function maintenanceSection(el, d) {
+  const path = `/devices/${encodeURIComponent(d.estate_code)}/${encodeURIComponent(d.code)}/maintenance`;
+  const mine = S.me.role === "maintenance" && d.maintenance_code === S.me.org_code;
+  const [rec, cl] = await Promise.all([api(path), mine ? api(`${path}/checklist`) : null]);
+  const today = dayIso(new Date());
+  el.innerHTML = `<h2>${esc(t("maintenance_records"))}</h2>
+    <p>${esc(t("last_maintenance"))} ${esc(rec.last_maintenance || "—")} ·
+      ${esc(t("next_maintenance"))} <b id="maintenance-due" class="${rec.maintenance_due && rec.maintenance_due < today ? "overdue" : ""}">${esc(rec.maintenance_due || "—")}</b> ·
+      ${esc(t("inspection_due"))} <b class="${rec.inspection_due && rec.inspection_due < today ? "overdue" : ""}">${esc(rec.inspection_due || "—")}</b></p>
+    ${table(["ended", "technician", "result", "findings"], rec.visits.map(v => `<tr data-visit="${v.id}"><td>${fmtTime(v.ended_at)}</td><td>${esc(v.technician)}</td>
+      <td>${Object.values(v.items).filter(x => x === "fault").length ? `<span class="overdue">${esc(tState("fault"))}</span>` : esc(tState("ok"))}</td>
+      <td>${esc(v.findings)}${v.photos.length ? ` <span class="muted">📷${v.photos.length}</span>` : ""}</td></tr>`), 'id="visit-table"')}
+    ${mine ? `<form id="visit-form" class="stack"><h2>${esc(t("record_visit"))}</h2>
+      <label>${esc(t("technician"))}<input name="technician" required value="${esc(S.me.name)}"></label>
+      <label>${esc(t("started"))}<input name="started_at" type="datetime-local" required value="${localNow(45)}"></label>
+      <label>${esc(t("ended"))}<input name="ended_at" type="datetime-local" required value="${localNow()}"></label>
+      <p class="muted">${esc(cl.title_zh)}</p>
+      <div class="checklist">${cl.items.map(i => `<label class="item"><span>${esc(i.code)} ${esc(i.zh)}</span>
+        <select name="item-${esc(i.code)}">${["ok", "adjusted", "fault"].map(r => `<option value="${r}">${esc(tState(r))}</option>`).join("")}</select></label>`).join("")}</div>
+      <label>${esc(t("findings"))}<textarea name="findings" rows="3"></textarea></label>
+      <label>${esc(t("photo"))}<input name="photo" type="file" accept="image/*,application/pdf" capture="environment"></label>
+      <button class="primary" type="submit">${esc(t("submit"))}</button><p class="error" id="visit-error"></p></form>` : ""}`;
+  if (!mine) return;
+  el.querySelector("#visit-form").onsubmit = async ev => {
+    ev.preventDefault();
+    const f = ev.target, items = {};
+    for (const s of f.querySelectorAll("select[name^=item-]")) items[s.name.slice(5)] = s.value;
+    const body = { technician: f.elements.technician.value, started_at: f.elements.started_at.value,
+      ended_at: f.elements.ended_at.value, items, findings: f.elements.findings.value };
+    try {
+      const v = await api(path, { method: "POST", json: body });
+      const file = f.elements.photo.files[0];
+      if (file) await api(`${path}/${v.id}/photos?filename=${encodeURIComponent(file.name)}`,
+        { method: "POST", body: file, headers: { "Content-Type": "application/octet-stream" } });
+      await maintenanceSection(el, d);
+    } catch (e) { el.querySelector("#visit-error").textContent = e.message; }
+  };
 }
 
 // ------------------------------------------------------------------ owners (public)

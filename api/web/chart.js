@@ -28,7 +28,7 @@ function drawChart(svg, series, opts) {
   for (let i = 0; i <= 4; i++) {
     const ts = t0 + (t1 - t0) * i / 4;
     el("text", { x: Math.min(x(ts), W - 90), y: H - 6 }, new Date(ts).toLocaleString(LANG ? "en-GB" : "zh-CN",
-      { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }));
+      { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", timeZone: "Asia/Shanghai" }));
   }
   if (series.kind === "numeric" && pts.length) {
     const band = pts.map(p => `${x(p.t)},${y(p.v[2])}`).concat(pts.slice().reverse().map(p => `${x(p.t)},${y(p.v[0])}`));

@@ -51,6 +51,27 @@ const WORDS = {
   session_over: ["登录已过期，请重新登录", "Your session has ended: log in again"],
   public_hint: ["业主可查看：本小区应急维修及每户分摊", "For owners: emergency repairs and each home's share"],
   range: ["时间范围", "Range"], level: ["粒度", "Level"], period: ["统计周期", "Period"],
+  notice_list: ["通知书列表", "Notices"], issue_notice: ["下发整改通知书", "Issue a rectification notice"],
+  measures: ["整改措施", "Measures"], responsible_person: ["责任人", "Responsible person"],
+  basis: ["依据", "Basis"], add_problem: ["增加一项问题", "Add a problem"], issue: ["下发", "Issue"],
+  supervised: ["挂牌督办", "under supervision"], accept: ["验收销号", "Accept"], reject: ["退回", "Send back"],
+  holds: ["回头看：未反弹", "Look-back: holds"], relapsed: ["回头看：反弹", "Look-back: relapsed"],
+  rectify: ["报告整改", "Report rectified"], sign_for: ["签收", "Sign for it"], signed_for: ["签收", "Signed for"],
+  issued_by: ["下发人", "Issued by"], seq: ["序号", "No."], look_back: ["回头看日期", "Look-back on"],
+  time: ["时间", "Time"], change: ["事项", "Change"], actor: ["操作人", "By"], note: ["说明", "Note"],
+  what_was_done: ["整改情况（做了什么）", "What was done"], what_was_found: ["情况说明", "What was found"],
+  new_deadline: ["新的整改期限（YYYY-MM-DD）", "New deadline (YYYY-MM-DD)"],
+  ledger: ["问题台账", "Problem ledger"], from: ["起", "From"], to: ["止", "To"], any: ["全部", "any"],
+  authority: ["主管部门", "Authority"], auth_fire: ["消防", "Fire"], auth_market: ["市场监管", "Market supervision"],
+  auth_housing: ["住建", "Housing"], auth_street: ["街道", "Street office"], general: ["综合", "General"],
+  export_xlsx: ["导出 Excel", "Export Excel"], export_csv: ["导出 CSV", "Export CSV"], source: ["来源", "Source"],
+  source_notice: ["整改通知", "notice"], source_overdue: ["维保/检验逾期", "overdue"], source_breach: ["工单超时", "order breach"],
+  responsible: ["责任单位/人", "Responsible"], maintenance_records: ["维保记录", "Maintenance records"],
+  last_maintenance: ["上次维保", "Last maintenance"], next_maintenance: ["下次维保", "Next maintenance"],
+  inspection_due: ["下次检验", "Next inspection"], ended: ["结束时间", "Ended"], started: ["开始时间", "Started"],
+  technician: ["维保人员", "Technician"], result: ["结果", "Result"], findings: ["发现问题", "Findings"],
+  photo: ["照片", "Photo"], submit: ["提交", "Submit"], record_visit: ["填写维保记录", "Record a visit"],
+  emergency_code: ["96333 救援识别码", "96333 rescue code"], registration_no: ["使用登记证", "Registration"],
 };
 const STATES = {
   created: ["已创建", "created"], dispatched: ["已派单", "dispatched"], acknowledged: ["已接单", "acknowledged"],
@@ -61,6 +82,9 @@ const STATES = {
   confirmed: ["已确认", "confirmed"], false_alarm: ["误报", "false alarm"],
   critical: ["紧急", "critical"], major: ["重要", "major"], warning: ["一般", "warning"], info: ["提示", "info"],
   maintenance_overdue: ["维保逾期", "maintenance overdue"], inspection_overdue: ["检验逾期", "inspection overdue"],
+  all: ["全部", "all"], not_closed: ["未销号", "open"], rejected: ["已退回", "sent back"], holds: ["回头看未反弹", "held"],
+  relapsed: ["回头看反弹", "relapsed"], supervised: ["挂牌督办", "supervised"],
+  ok: ["正常", "ok"], adjusted: ["已调整", "adjusted"], fault: ["有故障", "fault"],
 };
 const ALERT_NAMES = {
   "elevator.trapped": ["电梯困人", "trapped passengers"], "elevator.overspeed": ["电梯超速", "overspeed"],
@@ -76,6 +100,14 @@ const ALERT_NAMES = {
   "water_supply.hatch_open": ["水箱人孔开启", "tank hatch opened"], "water_supply.power_loss": ["供水设施停电", "pump room power lost"],
   "water_supply.chlorine_out_of_range": ["余氯超出限值", "chlorine out of range"], "water_supply.turbidity_high": ["浊度超标", "turbidity high"],
 };
+// a notice's problems and steps (整改通知书) in the words inspectors use
+const NOTICE_WORDS = {
+  issued: ["待整改", "to rectify"], rectified: ["已整改待验收", "rectified, to verify"], closed: ["已销号", "closed"],
+  reopened: ["复查反弹", "reopened"], acknowledged: ["签收", "signed for"], rejected: ["退回", "sent back"],
+  holds: ["回头看：未反弹", "look-back: holds"], relapsed: ["回头看：反弹", "look-back: relapsed"],
+  supervised: ["挂牌督办", "escalated (supervised)"],
+};
+function tNotice(s) { const w = NOTICE_WORDS[s]; return w ? w[LANG] : tState(s); }
 let LANG = localStorage.getItem("lang") === "en" ? 1 : 0;
 function t(key) { const w = WORDS[key]; return w ? w[LANG] : key; }
 function tState(s) { const w = STATES[s]; return w ? w[LANG] : s; }

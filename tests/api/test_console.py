@@ -11,6 +11,7 @@ view; the inspectors' views and the owners' public page are opened. Screenshots 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import threading
 import urllib.request
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
 
 from alerts.notify import MqttSender, Notifier
 from alerts.stage import AlertStage
@@ -332,3 +334,118 @@ def test_the_pages_carry_a_policy_and_the_api_docs_need_no_cdn(
     finally:
         context.close()
     assert blocked == []
+
+
+def test_an_inspector_issues_a_notice_and_the_firm_rectifies_it(site: Site, page: Page) -> None:
+    """整改通知书 in the browser: the fire inspector issues two problems, each with its
+    measures, responsible person and deadline; the property firm's control room signs for
+    it and reports one rectified; the inspector accepts it (动态销号)."""
+    deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).date().isoformat()
+    log_in(page, site, Role.FIRE_INSPECTOR)
+    page.click("#nav a[data-nav=notices]")
+    expect(page.locator("main h1")).to_contain_text("整改通知书")
+    form = page.locator("#notice-form")
+    form.locator("select[name=estate]").select_option("HXY")
+    form.locator("input[name=basis]").fill("GB 25201")
+    for i, (problem, measures, person) in enumerate(
+        [
+            ("地下室防火门常开", "更换闭门器", "王建国"),
+            ("消防控制室单人值班", "落实双人值班", "李秀英"),
+        ]
+    ):
+        if i:
+            page.click("#add-problem")
+        fs = form.locator("fieldset.problem").nth(i)
+        fs.locator("input[name=problem]").fill(problem)
+        fs.locator("input[name=measures]").fill(measures)
+        fs.locator("input[name=responsible_person]").fill(person)
+        fs.locator("input[name=deadline]").fill(deadline)
+    form.locator("button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"#/notice/\d+$"))
+    url = page.url
+    expect(page.locator("#problem-table tbody tr")).to_have_count(2)
+    expect(page.locator("#problem-table")).to_contain_text("王建国")
+    shot(page, "notice-issued")
+    page.click("#logout")
+
+    log_in(page, site, Role.OPERATOR)
+    page.goto(url)
+    page.click("#ack")
+    expect(page.locator("#signed")).not_to_have_text("—")
+    page.once("dialog", lambda d: d.accept("闭门器已更换"))
+    page.click("#problem-table button[data-step=rectify][data-seq='1']")
+    expect(page.locator("#problem-table tr[data-seq='1']")).to_have_attribute(
+        "data-state", "rectified"
+    )
+    page.click("#logout")
+
+    log_in(page, site, Role.FIRE_INSPECTOR)
+    page.goto(url)
+    page.click("#problem-table button[data-step=close][data-seq='1']")
+    expect(page.locator("#problem-table tr[data-seq='1']")).to_have_attribute(
+        "data-state", "closed"
+    )
+    expect(page.locator("#problem-table tr[data-seq='2']")).to_have_attribute(
+        "data-state", "issued"
+    )
+    shot(page, "notice-one-closed")
+
+
+def test_a_technician_records_a_visit_on_a_phone(site: Site, browser: Browser) -> None:
+    """维保记录 from a phone: the lift's checklist, one item a fault with its findings and a
+    photo; the visit is listed and the next maintenance falls due 15 days on."""
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, locale="zh-CN"
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        log_in(page, site, Role.MAINTENANCE)
+        page.goto(f"{site.base}/console/#/device/HXY/B3-L2")
+        form = page.locator("#visit-form")
+        expect(form).to_be_visible()
+        expect(form.locator(".checklist select")).to_have_count(31)
+        form.locator("select[name=item-A23]").select_option("fault")
+        form.locator("textarea[name=findings]").fill("平层误差 12 mm，已报修")
+        photo: FilePayload = {
+            "name": "轿厢.png",
+            "mimeType": "image/png",
+            "buffer": b"\x89PNG\r\n\x1a\n" + bytes(64),
+        }
+        form.locator("input[name=photo]").set_input_files(files=[photo])
+        shot(page, "phone-maintenance-form")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("#visit-table tbody tr")).to_have_count(1)
+        expect(page.locator("#visit-table")).to_contain_text("有故障")
+        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+        expect(page.locator("#maintenance-due")).to_have_text(
+            (today + dt.timedelta(days=15)).isoformat()
+        )
+        shot(page, "phone-maintenance-recorded")
+    finally:
+        context.close()
+    assert not errors, errors
+    photos = one(
+        site.url, "SELECT count(*) FROM attachments WHERE subject LIKE %s", "maintenance:%"
+    )
+    assert photos == 1
+    assert one(site.url, "SELECT items->>'A23' FROM maintenance_records") == "fault"
+
+
+def test_an_inspector_exports_the_problem_ledger(site: Site, page: Page) -> None:
+    """问题台账: the fire inspector's ledger in the browser, exported as an Excel workbook in
+    Chinese."""
+    log_in(page, site, Role.FIRE_INSPECTOR)
+    page.click("#nav a[data-nav=ledger]")
+    expect(page.locator("main h1")).to_contain_text("问题台账")
+    expect(page.locator("#ledger-table")).to_contain_text("消火栓压力不足")
+    shot(page, "ledger")
+    with page.expect_download() as got:
+        page.click("#export-xlsx")
+    assert got.value.suggested_filename.endswith(".xlsx")
+    wb = openpyxl.load_workbook(io.BytesIO(got.value.path().read_bytes()))
+    assert wb.sheetnames == ["问题台账", "每日状态", "各小区统计"]
+    rows = list(wb["问题台账"].iter_rows(values_only=True))
+    assert rows[0][:3] == ("来源", "编号", "主管部门")
+    assert any("消火栓压力不足" in str(r[8]) for r in rows[1:])
