@@ -26,6 +26,7 @@ from api import (
     alerts,
     console,
     deadletters,
+    duty,
     fund,
     login,
     maintenance,
@@ -137,8 +138,8 @@ def create_app(
 
     for router in (
         login.router, deadletters.router, alerts.router, workorders.router, notices.router,
-        problem_ledger.router, maintenance.router, fund.router, fund.public, stream.router,
-        console.router,
+        problem_ledger.router, maintenance.router, duty.router, duty.public, fund.router,
+        fund.public, stream.router, console.router,
     ):  # fmt: skip
         app.include_router(router)
 

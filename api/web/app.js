@@ -685,7 +685,7 @@ async function renderPublic(view, estate) {
   const base = `/api/v1/public/estates/${encodeURIComponent(estate)}`;
   const get = async p => { const r = await fetch(base + p); const b = await r.json(); if (!r.ok) throw new ApiError(r.status, b); return b; };
   try {
-    const [repairs, report] = await Promise.all([get("/disclosure"), get("/fund-report")]);
+    const [repairs, report, board] = await Promise.all([get("/disclosure"), get("/fund-report"), get("/noticeboard")]);
     view.innerHTML = `<h1>${esc(t("disclosure"))} · ${esc(estate)}</h1><p class="muted">${esc(t("public_hint"))}</p>
       <h2>${esc(t("repairs"))}</h2>
       ${repairs.length ? repairs.map(r => `<div class="card" data-case="${r.case_id}"><h3>${esc(r.item)} · ${esc(r.building || t("shared"))} · ¥${yuan(r.cost_fen)}</h3>
@@ -695,7 +695,15 @@ async function renderPublic(view, estate) {
       <h2>${esc(t("fund_report"))} ${esc(report.year ?? "")}</h2>
       ${table(["account", "opening", "deposits", "interest", "repairs", "closing"], (report.accounts || report).map(a => `<tr><td>${esc(a.name)}</td>
         <td class="num">${yuan(a.opening_fen)}</td><td class="num">${yuan(a.deposits_fen)}</td><td class="num">${yuan(a.interest_fen)}</td>
-        <td class="num">${yuan(a.repairs_fen)}</td><td class="num">${yuan(a.closing_fen)}</td></tr>`), 'id="fund-report"')}`;
+        <td class="num">${yuan(a.repairs_fen)}</td><td class="num">${yuan(a.closing_fen)}</td></tr>`), 'id="fund-report"')}
+      <h2>${esc(t("noticeboard"))}</h2>
+      <p>${esc(t("property_firm"))}: ${esc(board.property_firm ? `${board.property_firm.name} ${board.property_firm.phone || ""}` : t("none"))}</p>
+      ${table(["kind", "company", "phone", "devices"], board.companies.map(c => `<tr><td>${esc(t(c.kind === "fire" ? "fire_kind" : c.kind))}</td>
+        <td>${esc(c.name)}</td><td>${esc(c.phone || "—")}</td><td class="num">${c.devices}</td></tr>`), 'id="companies"')}
+      ${table(["device", "emergency_code", "registration_no", "last_maintenance", "inspection_due"], board.lifts.map(l => `<tr><td>${esc(l.code)} ${esc(l.location || "")}</td>
+        <td class="num">${esc(l.emergency_code || "—")}</td><td>${esc(l.registration_no || "—")}</td><td>${esc(l.last_maintenance || "—")}</td>
+        <td>${esc(l.inspection_due || "—")}</td></tr>`), 'id="lifts"')}
+      <p id="lift-spending">${esc(t("lift_spending"))} ${esc(board.year)}: ¥${yuan(board.lift_spending_fen)}</p>`;
   } catch (e) { view.innerHTML = `<p class="error">${esc(e.status === 404 ? t("not_found") : e.message)}</p>`; }
 }
 

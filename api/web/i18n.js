@@ -71,6 +71,8 @@ const WORDS = {
   inspection_due: ["下次检验", "Next inspection"], ended: ["结束时间", "Ended"], started: ["开始时间", "Started"],
   technician: ["维保人员", "Technician"], result: ["结果", "Result"], findings: ["发现问题", "Findings"],
   photo: ["照片", "Photo"], submit: ["提交", "Submit"], record_visit: ["填写维保记录", "Record a visit"],
+  noticeboard: ["小区公示栏", "Noticeboard"], property_firm: ["物业服务企业", "Property firm"], phone: ["电话", "Phone"],
+  lift_spending: ["本年度电梯维保费用", "Lift maintenance this year"],
   emergency_code: ["96333 救援识别码", "96333 rescue code"], registration_no: ["使用登记证", "Registration"],
 };
 const STATES = {

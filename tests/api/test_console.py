@@ -298,6 +298,10 @@ def test_english_on_a_phone_and_the_public_disclosure(site: Site, browser: Brows
     try:
         page.goto(f"{site.base}/console/#/public/HXY")  # no login
         expect(page.locator("#fund-report")).to_be_visible()
+        # the noticeboard: who keeps the lifts and how to reach them, the 96333 codes
+        expect(page.locator("#companies")).to_contain_text("通顺电梯工程有限公司")
+        expect(page.locator("#lifts")).to_contain_text("31001")
+        expect(page.locator("#lift-spending")).to_contain_text("本年度电梯维保费用")
         expect(page.locator("main h1")).to_contain_text("维修资金公示")
         page.click("#lang")
         expect(page.locator("main h1")).to_contain_text("Fund disclosure")

@@ -119,6 +119,11 @@ READ_ONLY: dict[str, tuple[str, Sees]] = {  # GET: who gets 200 (others 403)
     "/api/v1/problems/by-estate": ("/api/v1/problems/by-estate?start=2026-11-01T00:00:00Z"
                                    "&end=2026-12-01T00:00:00Z", ALL - {OW}),
     "/api/v1/notices/look-backs": ("/api/v1/notices/look-backs", frozenset({A, H, FI, MI, SO})),
+    "/api/v1/estates/{estate}/duty/shifts": (
+        "/api/v1/estates/HXY/duty/shifts?start=2026-11-22T00:00:00Z&end=2026-11-23T00:00:00Z",
+        frozenset({A, H, OP, MG, FI, SO})),
+    "/api/v1/estates/{estate}/duty/log": ("/api/v1/estates/HXY/duty/log",
+                                          frozenset({A, H, OP, MG, FI, SO})),
     "/api/v1/auth/me": ("/api/v1/auth/me", ALL),
     # scoped content, tested in tests/test_api_console.py; every role may ask
     "/api/v1/estates": ("/api/v1/estates", ALL),
@@ -164,6 +169,18 @@ ACTION: dict[tuple[str, str], tuple[str, str, str, dict[str, Any] | None, Sees]]
         "/api/v1/notices/{}/attachments?filename=a.png", "notice", "notice_out", None,
         frozenset({OP, MG})),
     ("PUT", "/api/v1/responsibility"): ("/api/v1/responsibility", "", "", {}, frozenset({A, H})),
+    ("POST", "/api/v1/estates/{estate}/duty/shifts"): (
+        "/api/v1/estates/HXY/duty/shifts", "", "",
+        {"starts_at": "2026-11-22T08:00:00+08:00", "ends_at": "2026-11-22T20:00:00+08:00",
+         "staff": [{"name": "王芳", "cert_no": "1"}, {"name": "刘强", "cert_no": "2"}]},
+        frozenset({A, OP, MG})),
+    ("POST", "/api/v1/estates/{estate}/duty/log"): (
+        "/api/v1/estates/HXY/duty/log", "", "",
+        {"at": "2026-11-22T08:00:00Z", "kind": "note", "text": "m"}, frozenset({A, OP, MG})),
+    ("PUT", "/api/v1/estates/{estate}/noticeboard/spending"): (
+        "/api/v1/estates/HXY/noticeboard/spending", "", "",
+        {"year": 2026, "kind": "elevator", "org_code": "EM-TS", "amount_fen": 1},
+        frozenset({A, OP, MG})),
     ("POST", "/api/v1/devices/{estate}/{code}/maintenance"): (
         "/api/v1/devices/HXY/B1-L1/maintenance", "", "", VISIT, frozenset({MT})),
     ("POST", "/api/v1/devices/{estate}/{code}/inspections"): (
@@ -204,6 +221,7 @@ NOT_IN_MATRIX = {  # and why
     ),
     ("GET", "/api/v1/public/estates/{estate}/disclosure"): "public by design (test_api_fund.py)",
     ("GET", "/api/v1/public/estates/{estate}/fund-report"): "public by design (test_api_fund.py)",
+    ("GET", "/api/v1/public/estates/{estate}/noticeboard"): "public by design (test_duty.py)",
 }
 
 
@@ -255,7 +273,7 @@ def check_actions(client: TestClient, w: World, role: Role, h: dict[str, str]) -
             if side == "outside" and not outside:
                 continue
             body = dict(given) if given is not None else None
-            if method == "PUT":
+            if path == "/api/v1/responsibility":
                 current = client.get("/api/v1/responsibility", headers=h).json()
                 body = {"based_on": current["version"], "comment": "m", "list": current["list"]}
             if body is not None and "alert_id" in body:
