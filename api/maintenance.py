@@ -74,6 +74,9 @@ class InspectionIn(BaseModel):
     result: InspectionResult
     next_due: Day
     report_no: str = Field(min_length=1, max_length=64)
+    certificate_no: str | None = Field(
+        default=None, max_length=64, description="安全检验合格标志: required unless it failed"
+    )
     inspector: str = Field(min_length=1, max_length=120, description="the inspection body")
     note: str = Field(default="", max_length=2000)
 
@@ -86,6 +89,7 @@ class InspectionOut(BaseModel):
     result: str
     next_due: dt.date
     report_no: str
+    certificate_no: str | None
     inspector: str
     note: str
     recorded_by: str
@@ -119,8 +123,8 @@ _VISIT = (
     " started_at, ended_at, checklist, items, findings, recorded_by, recorded_at"
 )
 _INSPECTION = (
-    "id, estate_code, device_code, inspected_on, result, next_due, report_no, inspector,"
-    " note, recorded_by, recorded_at"
+    "id, estate_code, device_code, inspected_on, result, next_due, report_no, certificate_no,"
+    " inspector, note, recorded_by, recorded_at"
 )
 
 
@@ -272,7 +276,8 @@ def add_inspection(
     try:
         rid = maintenance.record_inspection(
             c, estate, code, inspected_on=body.inspected_on, result=body.result,
-            next_due=body.next_due, report_no=body.report_no, inspector=body.inspector,
+            next_due=body.next_due, report_no=body.report_no,
+            certificate_no=body.certificate_no, inspector=body.inspector,
             note=body.note, actor=p.actor, now=clock(),
         )  # fmt: skip
     except maintenance.RecordError as err:

@@ -152,6 +152,7 @@ def record_inspection(
     result: InspectionResult,
     next_due: dt.date,
     report_no: str,
+    certificate_no: str | None,
     inspector: str,
     note: str,
     actor: str,
@@ -169,12 +170,14 @@ def record_inspection(
         raise RecordError("the next inspection falls due within two years")
     if result == "fail" and not note.strip():
         raise RecordError("a failed inspection says what failed (note)")
+    if result != "fail" and not (certificate_no or "").strip():
+        raise RecordError("a passed inspection records its inspection mark (certificate_no)")
     row = conn.execute(
         "INSERT INTO inspection_records (device_id, estate_code, device_code, inspected_on,"
-        " result, next_due, report_no, inspector, note, recorded_by, recorded_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (device_id, estate, code, inspected_on, result, next_due, report_no, inspector, note,
-         actor, now),
+        " result, next_due, report_no, certificate_no, inspector, note, recorded_by,"
+        " recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (device_id, estate, code, inspected_on, result, next_due, report_no,
+         (certificate_no or "").strip() or None, inspector, note, actor, now),
     ).fetchone()  # fmt: skip
     assert row is not None
     return int(row[0])

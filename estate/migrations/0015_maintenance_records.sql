@@ -39,6 +39,8 @@ CREATE TABLE inspection_records (
     result       text NOT NULL CHECK (result IN ('pass', 'pass_after_rectification', 'fail')),
     next_due     date NOT NULL CHECK (next_due > inspected_on),
     report_no    text NOT NULL CHECK (report_no <> ''),
+    certificate_no text,   -- the inspection mark (安全检验合格标志) issued on a pass
+    CHECK (result = 'fail' OR certificate_no IS NOT NULL),
     inspector    text NOT NULL CHECK (inspector <> ''),  -- the inspection body
     note         text NOT NULL DEFAULT '',
     recorded_by  text NOT NULL,

@@ -145,7 +145,8 @@ def test_inspections_are_recorded_by_market_supervision(
     conn.execute("UPDATE devices SET inspection_due = '2026-11-30' WHERE code = 'B3-L2'")
     assert ("B3-L2", "inspection_overdue") in overdue(conn, NOW)
     body = {"inspected_on": "2026-12-03", "result": "pass", "next_due": "2027-12-02",
-            "report_no": "SFX-DT-2026-1203", "inspector": "示范县特种设备检验所"}  # fmt: skip
+            "report_no": "SFX-DT-2026-1203", "certificate_no": "TSG-SFX-2026-88",
+            "inspector": "示范县特种设备检验所"}  # fmt: skip
     for who, status in (("lifts TS", 403), ("op HX", 403), ("fire", 403), ("market BH", 404)):
         assert client.post(f"{LIFT}/inspections", json=body, headers=keys[who]).status_code == (
             status
@@ -153,6 +154,9 @@ def test_inspections_are_recorded_by_market_supervision(
     failed = client.post(f"{LIFT}/inspections", json={**body, "result": "fail"},
                          headers=keys["market"])  # fmt: skip
     assert (failed.status_code, "says what failed" in failed.json()["detail"]) == (422, True)
+    no_mark = client.post(f"{LIFT}/inspections", json={**body, "certificate_no": None},
+                          headers=keys["market"])  # fmt: skip
+    assert (no_mark.status_code, "inspection mark" in no_mark.json()["detail"]) == (422, True)
     early = client.post(f"{LIFT}/inspections", json={**body, "next_due": "2026-12-01"},
                         headers=keys["market"])  # fmt: skip
     assert early.status_code == 422
@@ -160,7 +164,9 @@ def test_inspections_are_recorded_by_market_supervision(
     assert r.status_code == 201, r.text
     records = client.get(f"{LIFT}/maintenance", headers=keys["lifts TS"]).json()
     assert records["inspection_due"] == "2027-12-02"
-    assert [x["report_no"] for x in records["inspections"]] == ["SFX-DT-2026-1203"]
+    assert [(x["report_no"], x["certificate_no"]) for x in records["inspections"]] == [
+        ("SFX-DT-2026-1203", "TSG-SFX-2026-88")
+    ]
     assert ("B3-L2", "inspection_overdue") not in overdue(conn, NOW)
     # who sees the records: who sees the lift
     for who, sees in (("op HX", True), ("op AJ", False), ("fire", False), ("market", True)):

@@ -186,7 +186,8 @@ ACTION: dict[tuple[str, str], tuple[str, str, str, dict[str, Any] | None, Sees]]
     ("POST", "/api/v1/devices/{estate}/{code}/inspections"): (
         "/api/v1/devices/HXY/B1-L1/inspections", "", "",
         {"inspected_on": "2026-11-22", "result": "pass", "next_due": "2027-11-21",
-         "report_no": "R1", "inspector": "检验所"}, frozenset({A, MI})),
+         "report_no": "R1", "certificate_no": "C1", "inspector": "检验所"},
+        frozenset({A, MI})),
     ("POST", "/api/v1/fund/cases"): (
         "/api/v1/fund/cases", "alert", "alert_out", {"item": "elevator_danger", "alert_id": 0},
         frozenset({A, OP, MG, SO})),
