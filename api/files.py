@@ -25,9 +25,13 @@ UPLOAD_DOC: dict[str, Any] = {
     }
 }
 DOWNLOAD_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}},
+    200: {
+        "description": "the file, as its bytes say it is",
+        "content": {t: {"schema": {"type": "string", "format": "binary"}}
+                    for t in ("image/jpeg", "image/png", "application/pdf")},
+    },
     404: {},
-}
+}  # fmt: skip
 
 
 class AttachmentOut(BaseModel):

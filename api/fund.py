@@ -2,23 +2,29 @@
 ``/api/v1/public``: the owners' disclosure and the yearly fund report, open to anyone.
 
 Who does what: the housing authority (and admin) records deposits and interest and pays
-settlements; the estate's property firm (operator, manager) or, where there is none, the
-street office opens cases, estimates, invokes the standing authorisation and reports the
-repair; the street office or the housing authority approves. Every request that moves
-money needs an ``Idempotency-Key`` header: repeating it repeats nothing.
+settlements; the estate's property firm (operator, manager) or, only where there is none,
+the street office opens cases (from an alert or order, or by hand with photos), estimates,
+invokes the owners' standing authorisation and reports the repair; the street office or the
+housing authority approves, never the party that estimated; acceptance (竣工验收) is by the
+owners' committee's stand-in (the street office or the housing authority), a cost review
+(审价) by a second party; the owners' votes are recorded by the street office or the housing
+authority that witnessed them. Every request that moves money needs an
+``Idempotency-Key`` header: repeating it repeats nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from psycopg import sql
 from pydantic import BaseModel, Field, StrictInt
 
+from api import files
 from api.auth import Principal, Role
-from api.deps import Caller, ClockDep, Db, allow
+from api.deps import Caller, ClockDep, Day, Db, allow
 from api.pages import Cursor, Limit, Page, cursor_id, fetch_all, fetch_one, page
 from api.problems import Problem
 from api.throttle import SourceLimit, Throttled
@@ -48,6 +54,24 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", min_length=1, max_length=200,
            description="repeat it to retry safely: the money moves once"),
 ]  # fmt: skip
+
+
+def party(p: Principal) -> str:
+    """The party a caller acts for, as case decisions record it: its role and the
+    organisation or area it is bound to."""
+    return f"{p.role.value}:{p.org_code or p.area_code or p.name}"
+
+
+def _may_work(c: Conn, p: Principal, estate: str) -> None:
+    """A street office works cases only for an estate without a property firm (it acts
+    for the owners there, task 17); elsewhere the property firm does."""
+    if p.role is not Role.STREET_OFFICE:
+        return
+    row = c.execute("SELECT property_firm_code FROM estates WHERE code = %s", (estate,)).fetchone()
+    if row is not None and row[0] is not None:
+        raise Problem(403, "forbidden", "Forbidden",
+                      f"{estate} has a property firm ({row[0]}): it works the case; the street"
+                      " office approves or accepts it")  # fmt: skip
 
 
 def fund_scope(p: Principal) -> sql.Composable:
@@ -81,9 +105,15 @@ class JournalOut(BaseModel):
 
 
 class CaseIn(BaseModel):
+    """From an alert or a work order; or, for a manual item (no sensor reports it), by
+    hand: ``estate`` (and ``building``) with a ``description``, photos to follow."""
+
     item: str = Field(pattern=r"^[a-z0-9_]{1,64}$", description="an emergency-list item id")
     alert_id: int | None = None
     order_id: int | None = None
+    estate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    building: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
 class StepIn(BaseModel):
@@ -92,6 +122,34 @@ class StepIn(BaseModel):
         default=None, description="approve: your own authority, or the standing authorisation"
     )
     note: str = Field(default="", max_length=2000)
+    reviewed_fen: StrictInt | None = Field(
+        default=None, gt=0, le=10**13, description="review: the amount that may be paid"
+    )
+
+
+class VoteIn(BaseModel):
+    held_on: Day
+    valid_until: Day
+    participating_area_m2: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    participating_owners: StrictInt = Field(ge=0)
+    consenting_area_m2: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    consenting_owners: StrictInt = Field(ge=0)
+
+
+class VoteOut(BaseModel):
+    id: int
+    estate_code: str
+    rule: str
+    held_on: dt.date
+    valid_until: dt.date
+    total_area_m2: Decimal
+    total_owners: int
+    participating_area_m2: Decimal
+    participating_owners: int
+    consenting_area_m2: Decimal
+    consenting_owners: int
+    passed: bool
+    recorded_by: str
 
 
 class SettleIn(BaseModel):
@@ -109,9 +167,18 @@ class CaseOut(BaseModel):
     item: str
     alert_id: int | None
     order_id: int | None
-    state: Literal["opened", "estimated", "approved", "repaired", "settled", "refused"]
+    state: Literal["opened", "estimated", "approved", "repaired", "accepted", "settled", "refused"]
+    device_code: str | None
+    description: str | None = Field(description="a manual case: what failed")
     estimate_fen: int | None
+    estimated_by: str | None
     approval: str | None
+    approved_by: str | None
+    accepted_by: str | None = Field(description="completion acceptance (竣工验收)")
+    accepted_at: dt.datetime | None
+    reviewed_fen: int | None = Field(description="cost review (审价): what may be paid")
+    reviewed_by: str | None
+    review_reason: str | None
     cost_fen: int | None
     invoice_ref: str | None
     journal_id: int | None
@@ -209,25 +276,75 @@ def get_case(c: Db, p: Caller, case_id: int) -> CaseDetail:
     return CaseDetail(**base.model_dump(), evidence=evidence, events=events)
 
 
-@router.post("/cases", status_code=201, responses={404: {}, 422: {"description": "ineligible"}})
+@router.post(
+    "/cases", status_code=201, responses={403: {}, 404: {}, 422: {"description": "ineligible"}}
+)
 def open_case(c: Db, p: Caller, clock: ClockDep, body: CaseIn) -> CaseOut:
-    """Open a case from an alert or a work order the caller may see; an ineligible one is
-    refused with the reason (and kept on record)."""
+    """Open a case from an alert or a work order the caller may see, or by hand for a
+    manual item (``estate``, ``building``, ``description``; photos follow); an ineligible
+    one is refused with the reason (and kept on record)."""
     allow(p, *CASE_WORKERS)
-    if (body.alert_id is None) == (body.order_id is None):
+    if body.alert_id is None and body.order_id is None:
+        if body.estate is None or body.description is None:
+            raise Problem(422, "bad-case", "Bad case",
+                          "give one alert_id or one order_id, or estate and description for a"
+                          " failure no sensor reports")  # fmt: skip
+        q = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(
+            p.estate_scope("code") if p.role is not Role.ADMIN else sql.SQL("true")
+        )
+        if c.execute(q, (body.estate,)).fetchone() is None:
+            raise Problem(404, "not-found", "Not found", f"no estate {body.estate} of yours")
+        _may_work(c, p, body.estate)
+        try:
+            cid = cases.open_manual(
+                c, item=body.item, estate=body.estate, building=body.building,
+                description=body.description, actor=p.actor, now=clock(),
+            )  # fmt: skip
+        except cases.CaseError as err:
+            raise Problem(422, "ineligible", "Not eligible", str(err)) from None
+        return _case(c, p, cid)
+    if body.alert_id is not None and body.order_id is not None:
         raise Problem(422, "bad-case", "Bad case", "give one alert_id or one order_id")
     table, ident = ("alerts", body.alert_id) if body.alert_id else ("work_orders", body.order_id)
-    q = sql.SQL("SELECT 1 FROM {} WHERE id = %s AND {}").format(
+    q = sql.SQL("SELECT estate_code FROM {} WHERE id = %s AND {}").format(
         sql.Identifier(table), fund_scope(p)
     )
-    if c.execute(q, (ident,)).fetchone() is None:
+    found = c.execute(q, (ident,)).fetchone()
+    if found is None:
         raise Problem(404, "not-found", "Not found", f"no {table[:-1]} {ident} that you may see")
+    _may_work(c, p, str(found[0]))
     try:
         cid = cases.open_case(c, item=body.item, alert_id=body.alert_id, order_id=body.order_id,
                               actor=p.actor, now=clock())  # fmt: skip
     except cases.CaseError as err:
         raise Problem(422, "ineligible", "Not eligible", str(err)) from None
     return _case(c, p, cid)
+
+
+@router.post(
+    "/cases/{case_id}/photos", status_code=201, responses={403: {}, 404: {}, 413: {}, 422: {}},
+    openapi_extra=files.UPLOAD_DOC,
+)  # fmt: skip
+def add_photo(
+    *, c: Db, p: Caller, clock: ClockDep, case_id: int, data: files.Upload,
+    filename: Annotated[str, Query(min_length=1, max_length=255)],
+) -> files.AttachmentOut:  # fmt: skip
+    """A photo or document of the failure or the repair (who works the case)."""
+    allow(p, *CASE_WORKERS)
+    case = _case(c, p, case_id)
+    _may_work(c, p, case.estate_code)
+    return files.store(c, subject=f"fund_case:{case_id}", part="evidence", filename=filename,
+                       data=data, actor=p.actor, now=clock())  # fmt: skip
+
+
+@router.get("/cases/{case_id}/photos/{photo_id}", response_class=Response,
+            responses=files.DOWNLOAD_DOC)  # fmt: skip
+def get_photo(c: Db, p: Caller, case_id: int, photo_id: int) -> Response:
+    """One evidence file of a case, to the parties of the case."""
+    allow(p, *READERS)
+    _case(c, p, case_id)
+    return files.serve(c, f"fund_case:{case_id}", photo_id,
+                       missing=f"case {case_id} has no file {photo_id}")  # fmt: skip
 
 
 # declared before the generic step: /settle must not be read as an {action}
@@ -256,33 +373,103 @@ def step_case(
     p: Caller,
     clock: ClockDep,
     case_id: int,
-    action: Literal["estimate", "approve", "repaired"],
+    action: Literal["estimate", "approve", "repaired", "accept", "review"],
     body: StepIn,
 ) -> CaseOut:
     """``estimate`` (estimate_fen), ``approve`` (by: authority = a street office or the
-    housing authority deciding; standing = the owners' standing authorisation, checked
-    against its limits), ``repaired`` (note)."""
-    _case(c, p, case_id)
+    housing authority deciding, never the party that estimated; standing = the owners'
+    standing authorisation, voted and within its limits), ``repaired`` (note; the work
+    order resolved), ``accept`` (completion acceptance, note: the street office or the
+    housing authority for the owners, not the party that estimated), ``review`` (cost
+    review: reviewed_fen and the reason in note; the housing authority, a second party)."""
+    case = _case(c, p, case_id)
     now = clock()
     try:
         if action == "approve":
             if body.by == "authority":
                 allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY)
-                cases.approve(c, case_id, by=f"{p.role.value}:{p.name}", actor=p.actor, now=now)
+                cases.approve(c, case_id, by=f"{p.role.value}:{p.name}", actor=p.actor, now=now,
+                              party=party(p))  # fmt: skip
             else:
                 allow(p, *CASE_WORKERS)
-                cases.approve(c, case_id, by="standing", actor=p.actor, now=now)
+                _may_work(c, p, case.estate_code)
+                cases.approve(c, case_id, by="standing", actor=p.actor, now=now, party=party(p))
         elif action == "estimate":
             allow(p, *CASE_WORKERS)
+            _may_work(c, p, case.estate_code)
             if body.estimate_fen is None:
                 raise Problem(422, "bad-step", "Bad step", "estimate needs estimate_fen")
-            cases.estimate(c, case_id, body.estimate_fen, actor=p.actor, now=now)
+            cases.estimate(c, case_id, body.estimate_fen, actor=p.actor, now=now, party=party(p))
+        elif action == "accept":
+            allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY, Role.ADMIN)
+            cases.accept(c, case_id, party=party(p), note=body.note, actor=p.actor, now=now)
+        elif action == "review":
+            allow(p, Role.HOUSING_AUTHORITY, Role.ADMIN)
+            if body.reviewed_fen is None:
+                raise Problem(422, "bad-step", "Bad step", "review needs reviewed_fen")
+            cases.review(c, case_id, body.reviewed_fen, reason=body.note, party=party(p),
+                         actor=p.actor, now=now)  # fmt: skip
         else:
             allow(p, *CASE_WORKERS)
+            _may_work(c, p, case.estate_code)
             cases.repaired(c, case_id, note=body.note, actor=p.actor, now=now)
     except cases.CaseError as err:
         raise Problem(409, "not-applicable", "Conflict", str(err)) from None
     return _case(c, p, case_id)
+
+
+@router.post("/estates/{estate}/votes", status_code=201, responses={403: {}, 404: {}, 422: {}})
+def record_vote(*, c: Db, p: Caller, clock: ClockDep, estate: str, body: VoteIn) -> VoteOut:
+    """The owners' vote on a standing authorisation for emergency repairs, as counted
+    (民法典 art. 278, or the city's older rule), recorded by the street office (its area)
+    or the housing authority that witnessed it; passed or not is judged here."""
+    allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY, Role.ADMIN)
+    q = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(p.estate_scope("code"))
+    if p.role is not Role.ADMIN and c.execute(q, (estate,)).fetchone() is None:
+        raise Problem(404, "not-found", "Not found", f"no estate {estate} in your area")
+    try:
+        vid, _ = cases.record_vote(
+            c, estate, held_on=body.held_on, valid_until=body.valid_until,
+            participating=(body.participating_area_m2, body.participating_owners),
+            consenting=(body.consenting_area_m2, body.consenting_owners), actor=p.actor,
+            now=clock(),
+        )  # fmt: skip
+    except cases.CaseError as err:
+        raise Problem(422, "bad-vote", "Vote refused", str(err)) from None
+    return _votes(c, "id = %s", (vid,))[0]
+
+
+def _votes(c: Conn, where: str, args: tuple[Any, ...]) -> list[VoteOut]:
+    names = list(VoteOut.model_fields)
+    rows = c.execute(
+        f"SELECT {', '.join(names)} FROM owner_votes WHERE {where}"  # noqa: S608 (constants)
+        " ORDER BY held_on DESC, id DESC LIMIT 100",
+        args,
+    ).fetchall()
+    return [VoteOut(**dict(zip(names, r, strict=True))) for r in rows]
+
+
+@router.get("/estates/{estate}/votes", responses={403: {}})
+def list_votes(c: Db, p: Caller, estate: str) -> list[VoteOut]:
+    """The owners' recorded votes, newest first."""
+    allow(p, *READERS)
+    if p.role not in (Role.ADMIN, Role.HOUSING_AUTHORITY):
+        q = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(p.estate_scope("code"))
+        if c.execute(q, (estate,)).fetchone() is None:
+            raise Problem(404, "not-found", "Not found", f"no estate {estate} that you may see")
+    return _votes(c, "estate_code = %s", (estate,))
+
+
+@router.get("/accounts/{account_id}/homes", responses={403: {}, 404: {}})
+def account_homes(c: Db, p: Caller, account_id: int) -> list[cases.Home]:
+    """Every home's share of the account (分户账), derived from the ledger: deposits and
+    interest credited by floor area, every repair's share debited; the balances sum to the
+    account's to the fen."""
+    allow(p, *READERS)
+    q = sql.SQL("SELECT 1 FROM fund_accounts WHERE id = %s AND {}").format(fund_scope(p))
+    if c.execute(q, (account_id,)).fetchone() is None:
+        raise Problem(404, "not-found", "Not found", f"no fund account {account_id} of yours")
+    return cases.homes(c, account_id)
 
 
 # ---------------------------------------------------------------------- public

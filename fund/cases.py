@@ -1,12 +1,17 @@
 """Emergency repair cases (紧急维修) paid from the fund, from an alert or work order to the
 owners' disclosure.
 
-opened (eligibility checked against the city's emergency list, evidence attached) →
-estimated → approved (by the street office or housing authority, or by the owners'
-standing authorisation within its limits) → repaired → settled (the actual cost paid from
-the account, with the invoice reference; apportioned to owners by floor area) → disclosed
-to the building's owners. Refused, with the reason, wherever the rules say no. Every
-decision is a ``fund_case_events`` row.
+opened (from an alert or work order, eligibility checked against the city's emergency
+list, evidence attached; or by hand for a failure no sensor sees, with photos) → estimated
+→ approved (by the street office or housing authority, or by the owners' standing
+authorisation, voted as 民法典 art. 278 asks and within its limits; never by the party that
+estimated) → repaired (the work order resolved) → accepted (竣工验收, by another party than
+the one that estimated) → settled (the actual cost, checked against the estimate and every
+cap again; over the review margin it needs a cost review (审价) by a second party; paid
+from the account with the invoice reference and apportioned to owners by floor area) →
+disclosed to the building's owners. Refused, with the reason, wherever the rules say no.
+Every decision is a ``fund_case_events`` row. The per-home accounts (分户账) are derived
+from the ledger (``homes``) and reconcile to it to the fen.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from estate.db import Conn
 from estate.settings import load_settings
@@ -37,8 +42,17 @@ class Item(_Model):
     id: str
     title_zh: str
     title_en: str
-    alerts: list[str] = Field(min_length=1)
+    alerts: list[str] = []
     evidence: list[str] = []  # e.g. rectification_notice
+    # no sensor sees it (a roof leak, a facade at risk): opened by hand, with photos
+    manual: bool = False
+    min_photos: int = Field(default=0, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _how_it_is_known(self) -> Item:
+        if not self.alerts and not self.manual:
+            raise ValueError(f"{self.id}: an item names its alerts, or is manual")
+        return self
 
 
 class Standing(_Model):
@@ -49,6 +63,12 @@ class Standing(_Model):
 
 class City(_Model):
     standing_authorisation: Standing | None = None
+    # how owners' votes are judged: 民法典 art. 278 (two thirds take part by area and by
+    # head; more than half of those consent), or the older 双三分之二 (two thirds of all
+    # owners consent, by area and by head)
+    vote_rule: Literal["civil_code", "two_thirds"] = "civil_code"
+    # the cost paid may pass the estimate by this share without a cost review (审价)
+    cost_review_margin: float = Field(default=0.10, ge=0, le=1)
     items: list[Item] = Field(min_length=1)
 
 
@@ -222,11 +242,12 @@ def open_case(
             raise CaseError(f"no work order {order_id} with an alert")
         alert_id = int(row[0])
     found = conn.execute(
-        "SELECT alert_type, estate_code, building_code FROM alerts WHERE id = %s", (alert_id,)
+        "SELECT alert_type, estate_code, building_code, device_code FROM alerts WHERE id = %s",
+        (alert_id,),
     ).fetchone()
     if found is None:
         raise CaseError(f"no alert {alert_id}")
-    alert_type, estate, building = found
+    alert_type, estate, building, device = found
     # one failure, one case: the alert, its work order, or any alert under that order
     dup = conn.execute(
         "WITH o AS (SELECT coalesce(%(order)s, i.work_order_id) AS id FROM alerts a"
@@ -237,6 +258,15 @@ def open_case(
         " LIMIT 1",
         {"order": order_id, "alert": alert_id},
     ).fetchone()
+    if dup is None:
+        # a failure raises more than one alert (a trapped car: the controller's event and
+        # the telemetry pattern, a power loss with someone inside): one device, one item,
+        # one case until it is paid or refused
+        dup = conn.execute(
+            "SELECT id FROM fund_cases WHERE estate_code = %s AND device_code = %s"
+            " AND item = %s AND state NOT IN ('settled', 'refused') LIMIT 1",
+            (estate, device, item),
+        ).fetchone()
     if dup is not None:
         raise CaseError(f"case {dup[0]} is open for this failure already")
     city = city_of(conn, estate)
@@ -246,9 +276,10 @@ def open_case(
     with conn.transaction():
         got = conn.execute(
             "INSERT INTO fund_cases (account_id, estate_code, building_code, item, list_city,"
-            " alert_id, order_id, state, evidence, refused_reason, opened_by, opened_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (account, estate, building, item, city, alert_id, order_id,
+            " alert_id, order_id, device_code, state, evidence, refused_reason, opened_by,"
+            " opened_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " RETURNING id",
+            (account, estate, building, item, city, alert_id, order_id, device,
              "refused" if reason else "opened", Jsonb(_evidence(conn, alert_id, order_id)),
              reason, actor, now),
         ).fetchone()  # fmt: skip
@@ -261,6 +292,72 @@ def open_case(
     return case_id
 
 
+def open_manual(
+    conn: Conn,
+    *,
+    item: str,
+    estate: str,
+    building: str | None,
+    description: str,
+    actor: str,
+    now: dt.datetime,
+    rules: EmergencyList | None = None,
+) -> int:
+    """Open a case by hand for a failure no sensor reports (a roof or wall leak, a facade
+    at risk of falling, a drainage pipe burst): only for the list's manual items; photos
+    follow (``attachments``, subject ``fund_case:{id}``) before it can be estimated."""
+    rules = rules or load_list()
+    if not description.strip():
+        raise CaseError("describe the failure: what, where, since when")
+    city = city_of(conn, estate)
+    c = rules.cities.get(city)
+    found = next((i for i in c.items if i.id == item), None) if c else None
+    if found is None:
+        raise CaseError(f"{item} is not on {city}'s emergency repair list")
+    if not found.manual:
+        raise CaseError(f"{item} is reported by sensors: open it from its alert or work order")
+    if building is not None:
+        known = conn.execute(
+            "SELECT 1 FROM buildings WHERE estate_code = %s AND code = %s", (estate, building)
+        ).fetchone()
+        if known is None:
+            raise CaseError(f"no building {building} in {estate}")
+    dup = conn.execute(
+        "SELECT id FROM fund_cases WHERE estate_code = %s AND coalesce(building_code, '') ="
+        " coalesce(%s, '') AND item = %s AND alert_id IS NULL AND order_id IS NULL"
+        " AND state NOT IN ('settled', 'refused') LIMIT 1",
+        (estate, building, item),
+    ).fetchone()
+    if dup is not None:
+        raise CaseError(f"case {dup[0]} is open for this failure already")
+    account = account_of(conn, estate, building)
+    with conn.transaction():
+        got = conn.execute(
+            "INSERT INTO fund_cases (account_id, estate_code, building_code, item, list_city,"
+            " state, evidence, description, opened_by, opened_at)"
+            " VALUES (%s, %s, %s, %s, %s, 'opened', %s, %s, %s, %s) RETURNING id",
+            (account, estate, building, item, city, Jsonb({"manual": True}), description.strip(),
+             actor, now),
+        ).fetchone()  # fmt: skip
+        assert got is not None
+        case_id = int(got[0])
+        _event(conn, case_id, "opened", actor, now, item=item, manual=True)
+    return case_id
+
+
+def photos(conn: Conn, case_id: int) -> int:
+    """How many evidence files the case has."""
+    row = conn.execute(
+        "SELECT count(*) FROM attachments WHERE subject = %s", (f"fund_case:{case_id}",)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _item(rules: EmergencyList, city: str, item_id: str) -> Item | None:
+    c = rules.cities.get(city)
+    return next((i for i in c.items if i.id == item_id), None) if c else None
+
+
 def _ineligible(conn: Conn, rules: EmergencyList, *, city: str, item_id: str,
                 alert_type: str, estate: str) -> str | None:  # fmt: skip
     c = rules.cities.get(city)
@@ -270,6 +367,8 @@ def _ineligible(conn: Conn, rules: EmergencyList, *, city: str, item_id: str,
     if item is None:
         return f"{item_id} is not on {city}'s emergency repair list"
     if alert_type not in item.alerts:
+        if not item.alerts:
+            return f"{item_id} is opened by hand with photos (no sensor reports it)"
         return f"{alert_type} does not make {item_id} eligible (it needs one of {item.alerts})"
     if "rectification_notice" in item.evidence:
         notice = conn.execute(
@@ -295,35 +394,68 @@ def _step(conn: Conn, case_id: int, allowed: Sequence[str]) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def estimate(conn: Conn, case_id: int, amount_fen: int, *, actor: str, now: dt.datetime) -> None:
+def _parties(conn: Conn, case_id: int) -> tuple[str | None, str | None, str | None]:
+    row = conn.execute(
+        "SELECT estimated_by, approved_by, accepted_by FROM fund_cases WHERE id = %s",
+        (case_id,),
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def estimate(
+    conn: Conn, case_id: int, amount_fen: int, *, actor: str, now: dt.datetime,
+    party: str | None = None, rules: EmergencyList | None = None,
+) -> None:  # fmt: skip
+    """The repair's estimate, by ``party`` (who estimated may not approve or accept it); a
+    manual case first needs the item's photos."""
     if amount_fen <= 0:
         raise CaseError("an estimate must be positive")
     with conn.transaction():
-        _step(conn, case_id, ("opened", "estimated"))
+        _, _, _, city, _ = _step(conn, case_id, ("opened", "estimated"))
+        row = conn.execute(
+            "SELECT item, alert_id IS NULL AND order_id IS NULL FROM fund_cases WHERE id = %s",
+            (case_id,),
+        ).fetchone()
+        assert row is not None
+        item = _item(rules or load_list(), city, str(row[0]))
+        if row[1] and item is not None and photos(conn, case_id) < item.min_photos:
+            raise CaseError(
+                f"{item.id} needs {item.min_photos} photos of the failure before an estimate;"
+                f" it has {photos(conn, case_id)}"
+            )
         conn.execute(
-            "UPDATE fund_cases SET state = 'estimated', estimate_fen = %s WHERE id = %s",
-            (amount_fen, case_id),
+            "UPDATE fund_cases SET state = 'estimated', estimate_fen = %s, estimated_by = %s"
+            " WHERE id = %s",
+            (amount_fen, party or actor, case_id),
         )
         _event(conn, case_id, "estimated", actor, now, estimate_fen=amount_fen)
 
 
 def approve(conn: Conn, case_id: int, *, by: str, actor: str, now: dt.datetime,
-            rules: EmergencyList | None = None) -> str:  # fmt: skip
+            rules: EmergencyList | None = None, party: str | None = None) -> str:  # fmt: skip
     """``by``: 'street_office:<org>' / 'housing_authority:<org>' (a person decided), or
-    'standing' (the owners' standing authorisation, checked against its limits)."""
+    'standing' (the owners' standing authorisation: a vote in effect, within its limits).
+    The party that estimated does not approve its own estimate."""
     refused: str | None = None
+    who = party or actor
     with conn.transaction():
-        _, account, est, city, _estate = _step(conn, case_id, ("estimated",))
+        _, account, est, city, estate = _step(conn, case_id, ("estimated",))
+        estimated_by, _, _ = _parties(conn, case_id)
+        if by != "standing" and estimated_by == who:
+            raise CaseError(f"{who} estimated this repair and cannot approve it too")
         if by == "standing":
-            refused = _over_standing(conn, rules or load_list(), city=city, account=account,
-                                     est=int(est), now=now)  # fmt: skip
+            refused = standing_missing(conn, estate, now.date()) or _over_standing(
+                conn, rules or load_list(), city=city, account=account, amount=int(est), now=now
+            )
         if refused:
             # the refusal is a decision too: recorded, then reported (after the commit)
             _event(conn, case_id, "standing_refused", actor, now, reason=refused)
         else:
             conn.execute(
-                "UPDATE fund_cases SET state = 'approved', approval = %s WHERE id = %s",
-                (by, case_id),
+                "UPDATE fund_cases SET state = 'approved', approval = %s, approved_by = %s"
+                " WHERE id = %s",
+                (by, who, case_id),
             )
             _event(conn, case_id, "approved", actor, now, by=by, estimate_fen=est)
     if refused:
@@ -331,42 +463,216 @@ def approve(conn: Conn, case_id: int, *, by: str, actor: str, now: dt.datetime,
     return by
 
 
-def _over_standing(conn: Conn, rules: EmergencyList, *, city: str, account: int, est: int,
-                   now: dt.datetime) -> str | None:  # fmt: skip
+def _over_standing(conn: Conn, rules: EmergencyList, *, city: str, account: int, amount: int,
+                   now: dt.datetime, case_id: int | None = None) -> str | None:  # fmt: skip
+    """Why ``amount`` (an estimate, or the cost being paid for ``case_id``) is over the
+    standing authorisation's caps, or None."""
     c = rules.cities.get(city)
     s = c.standing_authorisation if c else None
     if s is None:
         return f"{city} has no standing authorisation"
-    if est > s.cap_per_item_fen:
-        return f"the estimate {est} fen is over the {s.cap_per_item_fen} fen cap per item"
+    if amount > s.cap_per_item_fen:
+        return f"{amount} fen is over the {s.cap_per_item_fen} fen cap per item"
     since = now - dt.timedelta(days=s.window_days)
     row = conn.execute(
         "SELECT (SELECT balance_fen FROM fund_accounts WHERE id = %(a)s),"
         " coalesce((SELECT sum(cost_fen) FROM fund_cases WHERE account_id = %(a)s"
         "   AND approval = 'standing' AND state = 'settled' AND settled_at >= %(since)s), 0),"
         " coalesce((SELECT sum(estimate_fen) FROM fund_cases WHERE account_id = %(a)s"
-        "   AND approval = 'standing' AND state IN ('approved', 'repaired')), 0)",
-        {"a": account, "since": since},
+        "   AND approval = 'standing' AND state IN ('approved', 'repaired', 'accepted')"
+        "   AND id IS DISTINCT FROM %(case)s), 0)",
+        {"a": account, "since": since, "case": case_id},
     ).fetchone()
     assert row is not None
     balance, spent, pending = (int(x) for x in row)
     fund_size = balance + spent  # the fund as it was before this window's standing spending
     limit = int(Decimal(fund_size) * Decimal(str(s.share_of_fund)))
-    if spent + pending + est > limit:
+    if spent + pending + amount > limit:
         return (
             f"{spent + pending} fen already spent or approved under it in {s.window_days} days;"
-            f" with {est} fen more it would pass {s.share_of_fund:.0%} of the fund ({limit} fen)"
+            f" with {amount} fen more it would pass {s.share_of_fund:.0%} of the fund ({limit} fen)"
         )
     return None
 
 
+_DONE_ORDER = ("resolved", "verifying", "closed")
+
+
+def _order_done(conn: Conn, case_id: int) -> str | None:
+    """Why the case's work order does not show the repair done yet, or None."""
+    row = conn.execute(
+        "SELECT o.id, o.state FROM fund_cases c JOIN work_orders o ON o.id = c.order_id"
+        " WHERE c.id = %(c)s UNION ALL"
+        " SELECT o.id, o.state FROM fund_cases c JOIN alerts a ON a.id = c.alert_id"
+        " JOIN incidents i ON i.id = a.incident_id JOIN work_orders o ON o.id = i.work_order_id"
+        " WHERE c.id = %(c)s AND c.order_id IS NULL LIMIT 1",
+        {"c": case_id},
+    ).fetchone()
+    if row is not None and row[1] not in _DONE_ORDER:
+        return f"work order {row[0]} is {row[1]}: the repair is paid once it is resolved"
+    return None
+
+
 def repaired(conn: Conn, case_id: int, *, note: str, actor: str, now: dt.datetime) -> None:
+    """The repair is done (先修后报: it may be reported before or after approval's
+    paperwork, but the work order must say so)."""
     if not note.strip():
         raise CaseError("say what was repaired")
     with conn.transaction():
         _step(conn, case_id, ("approved",))
+        why = _order_done(conn, case_id)
+        if why:
+            raise CaseError(why)
         conn.execute("UPDATE fund_cases SET state = 'repaired' WHERE id = %s", (case_id,))
         _event(conn, case_id, "repaired", actor, now, note=note)
+
+
+def accept(
+    conn: Conn, case_id: int, *, party: str, note: str, actor: str, now: dt.datetime
+) -> None:
+    """Completion acceptance (竣工验收), by the owners' committee or its stand-in: never the
+    party that estimated the repair (or did it)."""
+    with conn.transaction():
+        _step(conn, case_id, ("repaired",))
+        estimated_by, _, _ = _parties(conn, case_id)
+        if party == estimated_by:
+            raise CaseError(f"{party} estimated this repair and cannot accept it too")
+        why = _order_done(conn, case_id)
+        if why:
+            raise CaseError(why)
+        conn.execute(
+            "UPDATE fund_cases SET state = 'accepted', accepted_by = %s, accepted_at = %s"
+            " WHERE id = %s",
+            (party, now, case_id),
+        )
+        _event(conn, case_id, "accepted", actor, now, note=note)
+
+
+def review(
+    conn: Conn, case_id: int, reviewed_fen: int, *, reason: str, party: str, actor: str,
+    now: dt.datetime,
+) -> None:  # fmt: skip
+    """A cost review (审价): the amount that may be paid when the cost passes the estimate
+    by more than the margin, with the reason; a second approval, so never by the party that
+    approved (or estimated) the case."""
+    if reviewed_fen <= 0:
+        raise CaseError("a reviewed amount is positive")
+    if not reason.strip():
+        raise CaseError("say why the cost passes the estimate")
+    with conn.transaction():
+        _step(conn, case_id, ("repaired", "accepted"))
+        estimated_by, approved_by, _ = _parties(conn, case_id)
+        if party in (estimated_by, approved_by):
+            raise CaseError(f"{party} estimated or approved this repair: a second party reviews")
+        conn.execute(
+            "UPDATE fund_cases SET reviewed_fen = %s, reviewed_by = %s, review_reason = %s"
+            " WHERE id = %s",
+            (reviewed_fen, party, reason.strip(), case_id),
+        )
+        _event(conn, case_id, "reviewed", actor, now, reviewed_fen=reviewed_fen, reason=reason)
+
+
+def _payable(conn: Conn, rules: EmergencyList, case_id: int, cost_fen: int,
+             now: dt.datetime) -> str | None:  # fmt: skip
+    """Why ``cost_fen`` may not be paid for the case, or None: over the estimate by more
+    than the margin without a review, over the review, over a standing cap."""
+    row = conn.execute(
+        "SELECT estimate_fen, reviewed_fen, approval, list_city, account_id FROM fund_cases"
+        " WHERE id = %s",
+        (case_id,),
+    ).fetchone()
+    assert row is not None
+    est, reviewed, approval, city, account = row
+    c = rules.cities.get(city)
+    margin = c.cost_review_margin if c else 0.0
+    if reviewed is not None:
+        if cost_fen > reviewed:
+            return f"the cost {cost_fen} fen is over the reviewed {reviewed} fen"
+    elif cost_fen > int(Decimal(int(est)) * (1 + Decimal(str(margin)))):
+        return (
+            f"the cost {cost_fen} fen passes the estimate {est} fen by more than {margin:.0%}:"
+            " it needs a cost review (审价) with the reason, by a second party"
+        )
+    if approval == "standing":
+        over = _over_standing(conn, rules, city=city, account=account, amount=cost_fen,
+                              now=now, case_id=case_id)  # fmt: skip
+        if over:
+            return f"paid under the standing authorisation, {over}"
+    return None
+
+
+# ---------------------------------------------------------------------- owners' votes
+
+
+def vote_passes(
+    rule: str, *, total: tuple[Decimal, int], part: tuple[Decimal, int], yes: tuple[Decimal, int]
+) -> bool:
+    """Whether a vote passed: (area m², owners) in total, taking part, consenting.
+    civil_code: 民法典 art. 278, two thirds take part by area and by head, and more than half
+    of those consent by area and by head (using the maintenance fund); two_thirds: the older
+    rule, two thirds of all owners consent by area and by head."""
+    (ta, tn), (pa, pn), (ya, yn) = total, part, yes
+    if rule == "two_thirds":
+        return ya * 3 >= ta * 2 and yn * 3 >= tn * 2
+    return pa * 3 >= ta * 2 and pn * 3 >= tn * 2 and ya * 2 > pa and yn * 2 > pn
+
+
+def record_vote(
+    conn: Conn, estate: str, *, held_on: dt.date, valid_until: dt.date,
+    participating: tuple[Decimal, int], consenting: tuple[Decimal, int], actor: str,
+    now: dt.datetime, rules: EmergencyList | None = None,
+) -> tuple[int, bool]:  # fmt: skip
+    """Record the owners' vote on a standing authorisation for emergency repairs, judged by
+    the city's rule against the estate's registered floor area and homes. Returns (id,
+    passed)."""
+    if held_on > now.date():
+        raise CaseError("the vote has not been held yet")
+    if valid_until <= held_on:
+        raise CaseError("the authorisation is valid for some time after the vote")
+    row = conn.execute(
+        "SELECT coalesce(sum(u.area_m2), 0), count(u.id) FROM units u"
+        " JOIN buildings b ON b.id = u.building_id WHERE b.estate_code = %s",
+        (estate,),
+    ).fetchone()
+    assert row is not None
+    total = (Decimal(row[0]), int(row[1]))
+    if total[1] == 0:
+        raise CaseError(f"{estate} has no registered homes to vote")
+    (pa, pn), (ya, yn) = participating, consenting
+    if not (0 <= ya <= pa <= total[0] and 0 <= yn <= pn <= total[1]):
+        raise CaseError(
+            f"consenting ≤ taking part ≤ all ({total[0]} m², {total[1]} homes in {estate})"
+        )
+    rule = (rules or load_list()).cities.get(city_of(conn, estate))
+    name = rule.vote_rule if rule else "civil_code"
+    passed = vote_passes(name, total=total, part=(pa, pn), yes=(ya, yn))
+    got = conn.execute(
+        "INSERT INTO owner_votes (estate_code, subject, rule, held_on, valid_until,"
+        " total_area_m2, total_owners, participating_area_m2, participating_owners,"
+        " consenting_area_m2, consenting_owners, passed, recorded_by, recorded_at)"
+        " VALUES (%s, 'standing_authorisation', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id",
+        (estate, name, held_on, valid_until, total[0], total[1], pa, pn, ya, yn, passed, actor,
+         now),
+    ).fetchone()  # fmt: skip
+    assert got is not None
+    return int(got[0]), passed
+
+
+def standing_missing(conn: Conn, estate: str, today: dt.date) -> str | None:
+    """Why the estate has no standing authorisation in effect today, or None."""
+    row = conn.execute(
+        "SELECT held_on, valid_until FROM owner_votes WHERE estate_code = %s"
+        " AND subject = 'standing_authorisation' AND passed AND held_on <= %s"
+        " AND valid_until >= %s ORDER BY held_on DESC LIMIT 1",
+        (estate, today, today),
+    ).fetchone()
+    if row is None:
+        return (
+            f"the owners of {estate} have not voted a standing authorisation in effect"
+            " (民法典 art. 278): the street office or the housing authority decides instead"
+        )
+    return None
 
 
 def apportion(cost_fen: int, areas: Sequence[tuple[int, Decimal]]) -> dict[int, int]:
@@ -389,9 +695,11 @@ INVOICE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,63}")
 
 
 def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: str, actor: str,
-           now: dt.datetime) -> int:  # fmt: skip
-    """Pay the actual cost from the account (refused if it cannot cover it) and apportion
-    it to the owners by floor area. Idempotent by ``key``; a case is paid once."""
+           now: dt.datetime, rules: EmergencyList | None = None) -> int:  # fmt: skip
+    """Pay the actual cost of an accepted repair from the account (refused if it cannot
+    cover it, if it passes the estimate by more than the margin without a review, or a
+    standing cap) and apportion it to the owners by floor area. Idempotent by ``key``; a
+    case is paid once."""
     if cost_fen <= 0:
         raise CaseError("the cost must be positive")
     if not INVOICE_REF.fullmatch(invoice_ref):
@@ -402,7 +710,7 @@ def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: st
     if not invoice_ref.strip():
         raise CaseError("the invoice reference is required")
     with conn.transaction():
-        state, account, _est, _city, estate = _step(conn, case_id, ("repaired", "settled"))
+        state, account, _est, _city, estate = _step(conn, case_id, ("accepted", "settled"))
         if state == "settled":
             row = conn.execute(
                 "SELECT j.id, c.cost_fen, c.invoice_ref FROM fund_cases c"
@@ -418,6 +726,9 @@ def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: st
                     " invoice: send a new key for a new request"
                 )
             return int(row[0])  # the same request again: its first answer
+        why = _payable(conn, rules or load_list(), case_id, cost_fen, now)
+        if why:
+            raise CaseError(why)
         jid, _ = ledger.post(
             conn, kind="repair", key=key, actor=actor, now=now, case_id=case_id,
             memo=f"case {case_id}, invoice {invoice_ref}",
@@ -523,3 +834,66 @@ def yearly_report(conn: Conn, estate: str, year: int) -> list[dict[str, Any]]:
     keys = ("account", "name", "building", "opening_fen", "deposits_fen", "interest_fen",
             "repairs_fen", "closing_fen")  # fmt: skip
     return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+# ---------------------------------------------------------------------- per-home accounts
+
+
+class Movement(_Model):
+    at: dt.datetime
+    kind: str  # deposit | interest | refund | repair
+    amount_fen: int  # + into the home's share of the fund, - out of it
+    case_id: int | None = None
+
+
+class Home(_Model):
+    unit_id: int
+    building: str
+    unit: str
+    area_m2: Decimal
+    balance_fen: int
+    movements: list[Movement]
+
+
+def homes(conn: Conn, account_id: int) -> list[Home]:
+    """Every home's share of an account (分户账), derived from the ledger: each deposit,
+    interest or refund credited by floor area (``apportion``, exact to the fen), each
+    settled repair's share debited. The balances sum to the account's balance exactly."""
+    acc = conn.execute(
+        "SELECT estate_code, building_code FROM fund_accounts WHERE id = %s", (account_id,)
+    ).fetchone()
+    if acc is None:
+        raise CaseError(f"no fund account {account_id}")
+    units = conn.execute(
+        "SELECT u.id, b.code, u.code, u.area_m2 FROM units u JOIN buildings b ON b.id ="
+        " u.building_id WHERE b.estate_code = %s AND (%s::text IS NULL OR b.code = %s)"
+        " ORDER BY u.id",
+        (acc[0], acc[1], acc[1]),
+    ).fetchall()
+    areas = [(int(u), Decimal(a)) for u, _, _, a in units]
+    moves: dict[int, list[Movement]] = {u: [] for u, _ in areas}
+    if areas:
+        for at, kind, amount in conn.execute(
+            "SELECT j.at, j.kind, l.amount_fen FROM fund_legs l JOIN fund_journal j"
+            " ON j.id = l.journal_id WHERE l.account = %s AND j.kind <> 'repair' ORDER BY j.id",
+            (ledger.fund(account_id),),
+        ):
+            sign = 1 if amount > 0 else -1
+            for u, share in apportion(abs(int(amount)), areas).items():
+                if share:
+                    moves[u].append(Movement(at=at, kind=kind, amount_fen=sign * share))
+    for u, share, at, case in conn.execute(
+        "SELECT s.unit_id, s.share_fen, c.settled_at, c.id FROM fund_shares s"
+        " JOIN fund_cases c ON c.id = s.case_id WHERE c.account_id = %s ORDER BY c.settled_at",
+        (account_id,),
+    ):
+        if int(u) in moves and share:
+            moves[int(u)].append(
+                Movement(at=at, kind="repair", amount_fen=-int(share), case_id=int(case))
+            )
+    return [
+        Home(unit_id=int(u), building=str(b), unit=str(code), area_m2=Decimal(a),
+             balance_fen=sum(m.amount_fen for m in moves[int(u)]),
+             movements=sorted(moves[int(u)], key=lambda m: m.at))
+        for u, b, code, a in units
+    ]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -57,15 +58,29 @@ def test_a_repair_case_through_the_api_to_the_public_disclosure(
                        headers=k["lifts"]).status_code == 404  # not theirs to see  # fmt: skip
     r = client.post(f"{url}/estimate", json={"estimate_fen": 80_000}, headers=k["op"])
     assert r.json()["state"] == "estimated"
-    # 5 % of the 1,000,000 fen fund is 50,000: the standing authorisation cannot cover it
+    # the owners of HXY voted no standing authorisation: the street office decides
     r = client.post(f"{url}/approve", json={"by": "standing"}, headers=k["op"])
     assert r.status_code == 409
-    assert "would pass 5% of the fund" in r.json()["detail"]
+    assert "have not voted a standing authorisation" in r.json()["detail"]
     assert client.post(f"{url}/approve", json={"by": "authority"},
                        headers=k["op"]).status_code == 403  # fmt: skip
     r = client.post(f"{url}/approve", json={"by": "authority"}, headers=k["street"])
     assert r.json()["approval"] == "street_office:street"
+    assert r.json()["approved_by"] == "street_office:SFX-CG-CGJD"
+    # paid for a repair the work order shows done, and accepted by another party
+    early = client.post(f"{url}/repaired", json={"note": "brake replaced"}, headers=k["op"])
+    assert (early.status_code, "once it is resolved" in early.json()["detail"]) == (409, True)
+    order = f"/api/v1/work-orders/{ids['lift_order']}"
+    assert client.post(f"{order}/resolve", headers=k["lifts"]).status_code == 200
     client.post(f"{url}/repaired", json={"note": "brake replaced"}, headers=k["op"])
+    unaccepted = client.post(f"{url}/settle", json={"cost_fen": 76_543, "invoice_ref": "INV-7"},
+                             headers={**k["housing"], "Idempotency-Key": "early"})  # fmt: skip
+    assert unaccepted.status_code == 409
+    assert (
+        client.post(f"{url}/accept", json={"note": "验收合格"}, headers=k["op"]).status_code == 403
+    )
+    r = client.post(f"{url}/accept", json={"note": "验收合格"}, headers=k["street"])
+    assert (r.json()["state"], r.json()["accepted_by"]) == ("accepted", "street_office:SFX-CG-CGJD")
     bad = client.post(f"{url}/settle", json={"cost_fen": 1, "invoice_ref": "<b>call 123</b>"},
                       headers={**k["housing"], "Idempotency-Key": "bad-ref"})  # fmt: skip
     assert bad.status_code == 422  # published to owners: an invoice number and nothing else
@@ -100,7 +115,7 @@ def test_a_repair_case_through_the_api_to_the_public_disclosure(
     assert client.get("/api/v1/public/estates/NOPE/disclosure").status_code == 404
     detail = client.get(url, headers=k["housing"]).json()
     assert [e["change"] for e in detail["events"]] == [
-        "opened", "estimated", "standing_refused", "approved", "repaired", "settled",
+        "opened", "estimated", "standing_refused", "approved", "repaired", "accepted", "settled",
     ]  # fmt: skip
     assert detail["evidence"]["alert"]["type"] == "elevator.overspeed"
 
@@ -122,3 +137,121 @@ def test_deposits_need_a_key_and_the_right_role(
     reused = client.post(url, json={**body, "amount_fen": 9}, headers=h)
     assert reused.status_code == 422  # a key bound to its request: refused, not replayed
     assert "used for another request" in reused.json()["detail"]
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(32)
+
+
+def test_the_fund_process_per_role(
+    client: TestClient, world: tuple[dict[str, int], dict[str, dict[str, str]]], conn: Conn
+) -> None:
+    """Votes, manual cases with photos, the street office only where there is no property
+    firm, nobody approving its own estimate, acceptance and review by the right parties,
+    and the per-home accounts."""
+    ids, k = world
+    # the owners' vote is recorded by who witnessed it, and judged here
+    votes = "/api/v1/fund/estates/HXY/votes"
+    vote = {"held_on": "2026-11-21", "valid_until": "2029-11-20",
+            "participating_area_m2": "999999", "participating_owners": 10,
+            "consenting_area_m2": "1", "consenting_owners": 1}  # fmt: skip
+    assert client.post(votes, json=vote, headers=k["op"]).status_code == 403
+    too_many = client.post(votes, json=vote, headers=k["street"])
+    assert too_many.status_code == 422
+    assert "consenting ≤ taking part ≤ all" in too_many.json()["detail"]
+    (area, homes), *_ = conn.execute(
+        "SELECT sum(u.area_m2), count(*) FROM units u JOIN buildings b ON b.id = u.building_id"
+        " WHERE b.estate_code = 'HXY'"
+    ).fetchall()
+    two_thirds = (area * 2 / 3).quantize(Decimal("0.01"))
+    ok = {**vote, "participating_area_m2": str(area), "participating_owners": homes,
+          "consenting_area_m2": str(two_thirds), "consenting_owners": homes * 2 // 3}  # fmt: skip
+    r = client.post(votes, json=ok, headers=k["street"])
+    assert (r.status_code, r.json()["passed"], r.json()["rule"]) == (201, True, "civil_code")
+    assert [v["passed"] for v in client.get(votes, headers=k["op"]).json()] == [True]
+
+    # a roof leak no sensor reports: opened by hand, photographed, then estimated
+    cases_url = "/api/v1/fund/cases"
+    leak = {"item": "roof_leak", "estate": "HXY", "building": "B1",
+            "description": "26 层屋面渗漏，2601、2602 室顶棚滴水"}  # fmt: skip
+    assert client.post(cases_url, json=leak, headers=k["street"]).status_code == 403  # a firm
+    r = client.post(cases_url, json=leak, headers=k["op"])
+    assert r.status_code == 201, r.text
+    case = r.json()["id"]
+    url = f"{cases_url}/{case}"
+    no_photo = client.post(f"{url}/estimate", json={"estimate_fen": 40_000}, headers=k["op"])
+    assert (no_photo.status_code, "needs 2 photos" in no_photo.json()["detail"]) == (409, True)
+    for name, data in (("屋面1.png", PNG), ("屋面2.png", PNG + b"2")):
+        got = client.post(f"{url}/photos", params={"filename": name}, content=data,
+                          headers=k["op"])  # fmt: skip
+        assert got.status_code == 201, got.text
+    assert client.post(f"{url}/estimate", json={"estimate_fen": 40_000},
+                       headers=k["op"]).json()["estimated_by"] == "operator:PF-HX"  # fmt: skip
+    # voted and within its caps: the standing authorisation covers it
+    r = client.post(f"{url}/approve", json={"by": "standing"}, headers=k["op"])
+    assert r.status_code == 200, r.text
+    assert r.json()["approval"] == "standing"
+    client.post(f"{url}/repaired", json={"note": "防水层重做"}, headers=k["op"])
+    assert client.post(f"{url}/accept", json={}, headers=k["op"]).status_code == 403
+    assert client.post(f"{url}/accept", json={"note": "验收合格"},
+                       headers=k["street"]).json()["state"] == "accepted"  # fmt: skip
+
+    def settle(cost: int, key: str) -> Any:
+        return client.post(f"{url}/settle", json={"cost_fen": cost, "invoice_ref": "R-1"},
+                           headers={**k["housing"], "Idempotency-Key": key})  # fmt: skip
+
+    over = settle(60_000, "r1")  # 50 % over the estimate
+    assert (over.status_code, "cost review" in over.json()["detail"]) == (409, True)
+    r = client.post(f"{url}/review", json={"reviewed_fen": 60_000, "note": "增加天沟修补"},
+                    headers=k["housing"])  # fmt: skip
+    assert r.json()["reviewed_by"] == "housing_authority:housing"
+    # reviewed, but the standing authorisation's cap holds on the amount paid: 5 % of the
+    # 1,000,000 fen fund is 50,000
+    capped = settle(60_000, "r2")
+    assert (capped.status_code, "would pass 5% of the fund" in capped.json()["detail"]) == (
+        409, True,
+    )  # fmt: skip
+    client.post(f"{url}/review", json={"reviewed_fen": 48_000, "note": "按定额审减"},
+                headers=k["housing"])  # fmt: skip
+    paid = settle(48_000, "r3")
+    assert paid.json()["state"] == "settled", paid.text
+
+    # the street office works cases where there is no property firm, and cannot approve
+    # what it estimated itself
+    out = "/api/v1/fund/cases"
+    fence = {"item": "facade_falling", "estate": "CGXC", "building": "B1",
+             "description": "3 层外墙瓷砖空鼓，有脱落危险"}  # fmt: skip
+    street_bh = {"Authorization": k["street"]["Authorization"]}
+    assert client.post(out, json=fence, headers=street_bh).status_code == 404  # not its area
+
+    # per-home accounts: every home of building 1, summing to the account
+    homes = client.get(f"/api/v1/fund/accounts/{ids['account']}/homes", headers=k["housing"])
+    assert homes.status_code == 200
+    (balance,) = conn.execute(
+        "SELECT balance_fen FROM fund_accounts WHERE id = %s", (ids["account"],)
+    ).fetchone() or (0,)
+    assert sum(h["balance_fen"] for h in homes.json()) == balance
+    assert client.get(f"/api/v1/fund/accounts/{ids['account']}/homes",
+                      headers=k["lifts"]).status_code == 403  # fmt: skip
+
+
+def test_a_street_office_acting_for_owners_does_not_approve_its_own_estimate(
+    database_url: str, conn: Conn
+) -> None:
+    county_world(conn, T0, NOW)
+    bh = create_key(conn, "bh", Role.STREET_OFFICE, area_code="SFX-CG-BHJD")
+    ha = create_key(conn, "ha", Role.HOUSING_AUTHORITY)
+    hb, hh = {"Authorization": f"Bearer {bh}"}, {"Authorization": f"Bearer {ha}"}
+    with TestClient(create_app(database_url, clock=lambda: NOW)) as client:
+        body = {"item": "facade_falling", "estate": "CGXC", "building": "B1",
+                "description": "3 层外墙瓷砖空鼓，有脱落危险"}  # fmt: skip
+        r = client.post("/api/v1/fund/cases", json=body, headers=hb)
+        assert r.status_code == 201, r.text
+        url = f"/api/v1/fund/cases/{r.json()['id']}"
+        for n in (1, 2):
+            client.post(f"{url}/photos", params={"filename": f"{n}.png"},
+                        content=PNG + bytes([n]), headers=hb)  # fmt: skip
+        client.post(f"{url}/estimate", json={"estimate_fen": 30_000}, headers=hb)
+        own = client.post(f"{url}/approve", json={"by": "authority"}, headers=hb)
+        assert (own.status_code, "cannot approve it too" in own.json()["detail"]) == (409, True)
+        r = client.post(f"{url}/approve", json={"by": "authority"}, headers=hh)
+        assert r.json()["state"] == "approved", r.text

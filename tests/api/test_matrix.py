@@ -78,6 +78,9 @@ ITEM: dict[str, tuple[str, str, str, Sees]] = {  # GET one: path, inside key, ou
                                     frozenset({A, H, OP, MG, FI, SO})),
     "/api/v1/fund/cases/{case_id}": ("/api/v1/fund/cases/{}", "fund_case", "fund_case_out",
                                      frozenset({A, H, OP, MG, SO})),
+    "/api/v1/fund/accounts/{account_id}/homes": (
+        "/api/v1/fund/accounts/{}/homes", "account", "account_out",
+        frozenset({A, H, OP, MG, SO})),
 }  # fmt: skip
 LIST: dict[str, tuple[str, str, str, str, Sees]] = {  # GET list: path, id field, in, out
     "/api/v1/alerts": ("/api/v1/alerts?state=all", "id", "alert", "alert_out",
@@ -119,6 +122,8 @@ READ_ONLY: dict[str, tuple[str, Sees]] = {  # GET: who gets 200 (others 403)
     "/api/v1/problems/by-estate": ("/api/v1/problems/by-estate?start=2026-11-01T00:00:00Z"
                                    "&end=2026-12-01T00:00:00Z", ALL - {OW}),
     "/api/v1/notices/look-backs": ("/api/v1/notices/look-backs", frozenset({A, H, FI, MI, SO})),
+    "/api/v1/fund/estates/{estate}/votes": ("/api/v1/fund/estates/HXY/votes",
+                                            frozenset({A, H, OP, MG, SO})),
     "/api/v1/estates/{estate}/duty/shifts": (
         "/api/v1/estates/HXY/duty/shifts?start=2026-11-22T00:00:00Z&end=2026-11-23T00:00:00Z",
         frozenset({A, H, OP, MG, FI, SO})),
@@ -188,12 +193,21 @@ ACTION: dict[tuple[str, str], tuple[str, str, str, dict[str, Any] | None, Sees]]
         {"inspected_on": "2026-11-22", "result": "pass", "next_due": "2027-11-21",
          "report_no": "R1", "certificate_no": "C1", "inspector": "检验所"},
         frozenset({A, MI})),
+    # the street office works cases only for estates without a property firm (HXY has one)
     ("POST", "/api/v1/fund/cases"): (
         "/api/v1/fund/cases", "alert", "alert_out", {"item": "elevator_danger", "alert_id": 0},
-        frozenset({A, OP, MG, SO})),
+        frozenset({A, OP, MG})),
     ("POST", "/api/v1/fund/cases/{case_id}/{action}"): (
         "/api/v1/fund/cases/{}/estimate", "fund_case", "fund_case_out", {"estimate_fen": 100},
-        frozenset({A, OP, MG, SO})),
+        frozenset({A, OP, MG})),
+    ("POST", "/api/v1/fund/cases/{case_id}/photos"): (
+        "/api/v1/fund/cases/{}/photos?filename=a.png", "fund_case", "fund_case_out", None,
+        frozenset({A, OP, MG})),
+    ("POST", "/api/v1/fund/estates/{estate}/votes"): (
+        "/api/v1/fund/estates/HXY/votes", "", "",
+        {"held_on": "2026-11-21", "valid_until": "2029-11-20", "participating_area_m2": "1",
+         "participating_owners": 1, "consenting_area_m2": "1", "consenting_owners": 1},
+        frozenset({A, H, SO})),
     ("POST", "/api/v1/fund/cases/{case_id}/settle"): (
         "/api/v1/fund/cases/{}/settle", "fund_case", "fund_case_out",
         {"cost_fen": 1, "invoice_ref": "x"}, frozenset({A, H})),
@@ -223,6 +237,9 @@ NOT_IN_MATRIX = {  # and why
     ("GET", "/api/v1/public/estates/{estate}/disclosure"): "public by design (test_api_fund.py)",
     ("GET", "/api/v1/public/estates/{estate}/fund-report"): "public by design (test_api_fund.py)",
     ("GET", "/api/v1/public/estates/{estate}/noticeboard"): "public by design (test_duty.py)",
+    ("GET", "/api/v1/fund/cases/{case_id}/photos/{photo_id}"): (
+        "whoever sees the case (its scope is in this matrix); tests/api/test_fund.py"
+    ),
 }
 
 

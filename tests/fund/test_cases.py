@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts import store
+from alerts import dispatch, store
 from alerts.judge import Op
 from alerts.rules import Severity
 from alerts.supervise import Supervisor
@@ -72,13 +72,32 @@ def test_from_a_trapped_passenger_to_the_owners_disclosure(county: Conn) -> None
     assert len(evidence["readings"]) > 10  # the lift's telemetry around the alarm
     assert [e["change"] for e in evidence["work_order"]][:2] == ["created", "dispatched"]
 
-    cases.estimate(conn, case, 1_234_567, actor="PF-HX:li", now=later)
-    # 5 % of the fund is 250,617 fen: the standing authorisation cannot cover 1,234,567
+    cases.estimate(conn, case, 1_234_567, actor="PF-HX:li", now=later, party="operator:PF-HX")
+    # no vote, no standing authorisation
+    with pytest.raises(cases.CaseError, match="have not voted a standing authorisation"):
+        cases.approve(conn, case, by="standing", actor="PF-HX:li", now=later)
+    vote_for_standing(conn, "HXY", later)
+    # 5 % of the fund is 250,617 fen: the standing authorisation cannot cover it
     with pytest.raises(cases.CaseError, match="would pass 5% of the fund"):
         cases.approve(conn, case, by="standing", actor="PF-HX:li", now=later)
-    cases.approve(conn, case, by="street_office:SO-CG", actor="SO-CG:zhao", now=later)
+    with pytest.raises(cases.CaseError, match="cannot approve it too"):
+        cases.approve(conn, case, by="street_office:x", actor="x", now=later,
+                      party="operator:PF-HX")  # fmt: skip
+    cases.approve(conn, case, by="street_office:SO-CG", actor="SO-CG:zhao", now=later,
+                  party="street_office:SFX-CG-CGJD")  # fmt: skip
+    # 先修后报 is paid once the work order says the repair is done
+    with pytest.raises(cases.CaseError, match="the repair is paid once it is resolved"):
+        cases.repaired(conn, case, note="主机板更换", actor="EM-TS", now=later)
+    dispatch.act(conn, order_id, "resolve", actor="EM-TS", now=later)
     cases.repaired(conn, case, note="主机板更换 / controller board replaced", actor="EM-TS",
                    now=later)  # fmt: skip
+    with pytest.raises(cases.CaseError, match="not possible now"):
+        cases.settle(conn, case, cost_fen=1_200_001, invoice_ref="INV-88", key="early",
+                     actor="HA-SFX:qian", now=later)  # fmt: skip
+    with pytest.raises(cases.CaseError, match="cannot accept it too"):
+        cases.accept(conn, case, party="operator:PF-HX", note="", actor="x", now=later)
+    cases.accept(conn, case, party="street_office:SFX-CG-CGJD", note="验收合格", actor="SO-CG",
+                 now=later)  # fmt: skip
     jid = cases.settle(conn, case, cost_fen=1_200_001, invoice_ref="INV-88", key="settle-1",
                        actor="HA-SFX:qian", now=later)  # fmt: skip
     assert (
@@ -117,8 +136,8 @@ def test_from_a_trapped_passenger_to_the_owners_disclosure(county: Conn) -> None
     assert b1["closing_fen"] == balance
     changes = [c for (c,) in conn.execute(
         "SELECT change FROM fund_case_events WHERE case_id = %s ORDER BY id", (case,))]  # fmt: skip
-    assert changes == ["opened", "estimated", "standing_refused", "approved", "repaired",
-                       "settled"]  # fmt: skip
+    assert changes == ["opened", "estimated", "standing_refused", "standing_refused",
+                       "approved", "repaired", "accepted", "settled"]  # fmt: skip
     assert ledger.verify(conn).ok
 
 
@@ -177,7 +196,7 @@ def test_ineligible_cases_are_refused_with_the_reason(county: Conn) -> None:
     with pytest.raises(cases.CaseError, match="needs the fire authority's open rectification"):
         cases.open_case(conn, item="fire_system_failure", alert_id=pressure, actor="x", now=T0)
     with pytest.raises(cases.CaseError, match="not on SFX's emergency repair list"):
-        cases.open_case(conn, item="roof_leak", alert_id=lift, actor="x", now=T0)
+        cases.open_case(conn, item="garden_fence", alert_id=lift, actor="x", now=T0)
     refused = conn.execute(
         "SELECT count(*) FROM fund_cases WHERE state = 'refused' AND refused_reason <> ''"
     ).fetchone()
@@ -185,12 +204,30 @@ def test_ineligible_cases_are_refused_with_the_reason(county: Conn) -> None:
 
 
 def _repaired_case(conn: Conn, device: str, rule: str, est: int) -> int:
+    """An accepted repair, ready to be paid (its alert has no work order here)."""
     alert = raise_alert(conn, "HXY", device, rule)
     case = cases.open_case(conn, item="elevator_danger", alert_id=alert, actor="x", now=T0)
-    cases.estimate(conn, case, est, actor="x", now=T0)
-    cases.approve(conn, case, by="housing_authority:HA-SFX", actor="x", now=T0)
+    cases.estimate(conn, case, est, actor="x", now=T0, party="operator:PF-HX")
+    cases.approve(conn, case, by="housing_authority:HA-SFX", actor="y", now=T0,
+                  party="housing_authority:HA-SFX")  # fmt: skip
     cases.repaired(conn, case, note="done", actor="x", now=T0)
+    cases.accept(conn, case, party="street_office:SFX-CG-CGJD", note="ok", actor="z", now=T0)
     return case
+
+
+def vote_for_standing(conn: Conn, estate: str, now: dt.datetime) -> None:
+    """A standing authorisation the owners voted: 80 % take part, half of all agree."""
+    (area, homes), *_ = conn.execute(
+        "SELECT sum(u.area_m2), count(*) FROM units u JOIN buildings b ON b.id = u.building_id"
+        " WHERE b.estate_code = %s",
+        (estate,),
+    ).fetchall()
+    _, passed = cases.record_vote(
+        conn, estate, held_on=now.date(), valid_until=now.date() + dt.timedelta(days=1095),
+        participating=(area * Decimal("0.8"), int(homes * 0.8)),
+        consenting=(area * Decimal("0.5"), int(homes * 0.5)), actor="SO-CG", now=now,
+    )  # fmt: skip
+    assert passed
 
 
 def test_concurrent_settlements_cannot_overdraw(county: Conn, database_url: str) -> None:
