@@ -67,6 +67,7 @@ class Principal:
     org_code: str | None
     area_code: str | None
     kind: str = "key"  # "key" or "user"
+    home_unit: int | None = None  # an owner's home (units.id)
 
     @property
     def actor(self) -> str:
@@ -200,23 +201,45 @@ def create_user(
     org_code: str | None = None,
     area_code: str | None = None,
     display_name: str = "",
+    home: str | None = None,
 ) -> int:
-    """Store a user with an argon2id hash of ``password``; returns the id."""
+    """Store a user with an argon2id hash of ``password``; returns the id. An owner may
+    name their home, ``ESTATE/BUILDING/UNIT``: they then see its fund account."""
     weak = passwords.problem(password, context=(name, display_name, org_code, area_code))
     if weak is not None:
         raise ApiKeyError(weak)
     _check_binding(conn, role, org_code, area_code)
+    unit_id = _home(conn, role, home)
     try:
         row = conn.execute(
-            "INSERT INTO users (name, display_name, role, org_code, area_code, password_hash)"
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (name, display_name, role.value, org_code, area_code, _hasher.hash(password)),
-        ).fetchone()
+            "INSERT INTO users (name, display_name, role, org_code, area_code, password_hash,"
+            " home_unit_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (name, display_name, role.value, org_code, area_code, _hasher.hash(password),
+             unit_id),
+        ).fetchone()  # fmt: skip
     except psycopg.errors.UniqueViolation:
         raise ApiKeyError(f"a user named {name!r} exists already") from None
     except psycopg.errors.CheckViolation:
         raise ApiKeyError(f"{name!r} is not a valid user name ([A-Za-z0-9_.@-])") from None
     assert row is not None
+    return int(row[0])
+
+
+def _home(conn: Conn, role: Role, home: str | None) -> int | None:
+    if home is None:
+        return None
+    if role is not Role.OWNER:
+        raise ApiKeyError("only an owner names a home (--home)")
+    parts = home.split("/")
+    if len(parts) != 3:
+        raise ApiKeyError(f"home {home!r} is ESTATE/BUILDING/UNIT, e.g. HXY/B1/101")
+    row = conn.execute(
+        "SELECT u.id FROM units u JOIN buildings b ON b.id = u.building_id"
+        " WHERE b.estate_code = %s AND b.code = %s AND u.code = %s",
+        tuple(parts),
+    ).fetchone()
+    if row is None:
+        raise ApiKeyError(f"no home {home} in the registry")
     return int(row[0])
 
 
@@ -275,14 +298,16 @@ def _token_row(conn: Conn, token: str, now: dt.datetime) -> tuple[int, Principal
     if m is None:
         return None
     row = conn.execute(
-        "SELECT t.id, t.secret_hash, u.id, u.name, u.role, u.org_code, u.area_code"
-        " FROM user_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = %s"
+        "SELECT t.id, t.secret_hash, u.id, u.name, u.role, u.org_code, u.area_code,"
+        " u.home_unit_id FROM user_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = %s"
         " AND t.revoked_at IS NULL AND t.expires_at > %s AND u.disabled_at IS NULL",
         (int(m.group(1)), now),
     ).fetchone()
     if row is None or not hmac.compare_digest(bytes(row[1]), _hash(m.group(2))):
         return None
-    return int(row[0]), Principal(int(row[2]), str(row[3]), Role(row[4]), row[5], row[6], "user")
+    return int(row[0]), Principal(
+        int(row[2]), str(row[3]), Role(row[4]), row[5], row[6], "user", home_unit=row[7]
+    )
 
 
 def authenticate_token(conn: Conn, token: str, now: dt.datetime) -> Principal | None:

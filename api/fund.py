@@ -154,6 +154,7 @@ class VoteOut(BaseModel):
 
 class SettleIn(BaseModel):
     cost_fen: StrictInt = Field(gt=0, le=10**13)
+    contractor: str | None = Field(default=None, max_length=120, description="disclosed")
     invoice_ref: str = Field(
         pattern=f"^{cases.INVOICE_REF.pattern}$", description="the invoice number (published)"
     )
@@ -167,7 +168,12 @@ class CaseOut(BaseModel):
     item: str
     alert_id: int | None
     order_id: int | None
-    state: Literal["opened", "estimated", "approved", "repaired", "accepted", "settled", "refused"]
+    state: Literal[
+        "opened", "estimated", "approved", "repaired", "accepted", "settled", "closed", "refused"
+    ]
+    contractor: str | None
+    work: str | None
+    disclosed_until: dt.datetime | None = Field(description="the end of the 公示期")
     device_code: str | None
     description: str | None = Field(description="a manual case: what failed")
     estimate_fen: int | None
@@ -188,9 +194,37 @@ class CaseOut(BaseModel):
     settled_at: dt.datetime | None
 
 
+class ObjectionOut(BaseModel):
+    id: int
+    unit: str
+    text: str
+    filed_at: dt.datetime
+    answer: str | None
+    answered_by: str | None
+    answered_at: dt.datetime | None
+
+
 class CaseDetail(CaseOut):
     evidence: dict[str, Any]
     events: list[dict[str, Any]]
+    objections: list[ObjectionOut]
+
+
+class TextIn(BaseModel):
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class MyAccountOut(BaseModel):
+    account_id: int
+    home: cases.Home
+
+
+class MyHomeOut(BaseModel):
+    estate_code: str
+    building: str
+    unit: str
+    accounts: list[MyAccountOut]
+    repairs: list[cases.Disclosed] = Field(description="repairs this home paid a share of")
 
 
 _CASE_COLUMNS = ", ".join(CaseOut.model_fields)
@@ -273,7 +307,19 @@ def get_case(c: Db, p: Caller, case_id: int) -> CaseDetail:
             (case_id,),
         )
     ]
-    return CaseDetail(**base.model_dump(), evidence=evidence, events=events)
+    objections = [
+        ObjectionOut(
+            id=i, unit=f"{b}/{u}", text=t, filed_at=f, answer=a, answered_by=ab, answered_at=at
+        )
+        for i, b, u, t, f, a, ab, at in c.execute(
+            "SELECT o.id, b.code, u.code, o.text, o.filed_at, o.answer, o.answered_by,"
+            " o.answered_at FROM fund_objections o JOIN units u ON u.id = o.unit_id"
+            " JOIN buildings b ON b.id = u.building_id WHERE o.case_id = %s ORDER BY o.id",
+            (case_id,),
+        )
+    ]
+    return CaseDetail(**base.model_dump(), evidence=evidence, events=events,
+                      objections=objections)  # fmt: skip
 
 
 @router.post(
@@ -358,63 +404,11 @@ def settle_case(
     _case(c, p, case_id)
     try:
         cases.settle(c, case_id, cost_fen=body.cost_fen, invoice_ref=body.invoice_ref, key=key,
-                     actor=p.actor, now=clock())  # fmt: skip
+                     actor=p.actor, now=clock(), contractor=body.contractor)  # fmt: skip
     except ledger.KeyReused as err:
         raise Problem(422, "key-reused", "Idempotency key reused", str(err)) from None
     except (cases.CaseError, ledger.LedgerError) as err:
         raise Problem(409, "refused", "Refused", str(err)) from None
-    return _case(c, p, case_id)
-
-
-@router.post("/cases/{case_id}/{action}", responses={403: {}, 404: {}, 409: {}})
-def step_case(
-    *,
-    c: Db,
-    p: Caller,
-    clock: ClockDep,
-    case_id: int,
-    action: Literal["estimate", "approve", "repaired", "accept", "review"],
-    body: StepIn,
-) -> CaseOut:
-    """``estimate`` (estimate_fen), ``approve`` (by: authority = a street office or the
-    housing authority deciding, never the party that estimated; standing = the owners'
-    standing authorisation, voted and within its limits), ``repaired`` (note; the work
-    order resolved), ``accept`` (completion acceptance, note: the street office or the
-    housing authority for the owners, not the party that estimated), ``review`` (cost
-    review: reviewed_fen and the reason in note; the housing authority, a second party)."""
-    case = _case(c, p, case_id)
-    now = clock()
-    try:
-        if action == "approve":
-            if body.by == "authority":
-                allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY)
-                cases.approve(c, case_id, by=f"{p.role.value}:{p.name}", actor=p.actor, now=now,
-                              party=party(p))  # fmt: skip
-            else:
-                allow(p, *CASE_WORKERS)
-                _may_work(c, p, case.estate_code)
-                cases.approve(c, case_id, by="standing", actor=p.actor, now=now, party=party(p))
-        elif action == "estimate":
-            allow(p, *CASE_WORKERS)
-            _may_work(c, p, case.estate_code)
-            if body.estimate_fen is None:
-                raise Problem(422, "bad-step", "Bad step", "estimate needs estimate_fen")
-            cases.estimate(c, case_id, body.estimate_fen, actor=p.actor, now=now, party=party(p))
-        elif action == "accept":
-            allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY, Role.ADMIN)
-            cases.accept(c, case_id, party=party(p), note=body.note, actor=p.actor, now=now)
-        elif action == "review":
-            allow(p, Role.HOUSING_AUTHORITY, Role.ADMIN)
-            if body.reviewed_fen is None:
-                raise Problem(422, "bad-step", "Bad step", "review needs reviewed_fen")
-            cases.review(c, case_id, body.reviewed_fen, reason=body.note, party=party(p),
-                         actor=p.actor, now=now)  # fmt: skip
-        else:
-            allow(p, *CASE_WORKERS)
-            _may_work(c, p, case.estate_code)
-            cases.repaired(c, case_id, note=body.note, actor=p.actor, now=now)
-    except cases.CaseError as err:
-        raise Problem(409, "not-applicable", "Conflict", str(err)) from None
     return _case(c, p, case_id)
 
 
@@ -470,6 +464,117 @@ def account_homes(c: Db, p: Caller, account_id: int) -> list[cases.Home]:
     if c.execute(q, (account_id,)).fetchone() is None:
         raise Problem(404, "not-found", "Not found", f"no fund account {account_id} of yours")
     return cases.homes(c, account_id)
+
+
+def _owner_home(p: Principal) -> int:
+    allow(p, Role.OWNER)
+    if p.home_unit is None:
+        raise Problem(
+            404, "no-home", "No home", "this login names no home (estate users add --home)"
+        )
+    return p.home_unit
+
+
+@router.get("/my-home", responses={403: {}, 404: {}})
+def my_home(c: Db, p: Caller) -> MyHomeOut:
+    """An owner's own home (分户账): its balance in each account that covers it, every
+    movement (deposits, interest by floor area; its share of each repair), and the repairs
+    it paid for."""
+    unit = _owner_home(p)
+    row = c.execute(
+        "SELECT b.estate_code, b.code, u.code FROM units u JOIN buildings b ON b.id ="
+        " u.building_id WHERE u.id = %s",
+        (unit,),
+    ).fetchone()
+    assert row is not None
+    paid = {
+        int(x) for (x,) in c.execute("SELECT case_id FROM fund_shares WHERE unit_id = %s", (unit,))
+    }
+    repairs = [d for d in cases.disclosure(c, str(row[0])) if d.case_id in paid]
+    return MyHomeOut(
+        estate_code=row[0], building=row[1], unit=row[2],
+        accounts=[MyAccountOut(account_id=a, home=h) for a, h in cases.home_of(c, unit)],
+        repairs=repairs,
+    )  # fmt: skip
+
+
+@router.post("/cases/{case_id}/objections", status_code=201, responses={403: {}, 404: {}, 409: {}})
+def object_to(c: Db, p: Caller, clock: ClockDep, case_id: int, body: TextIn) -> ObjectionOut:
+    """An owner objects to a disclosed repair their home paid for, within its 公示期; the
+    housing authority must answer before the case is closed."""
+    unit = _owner_home(p)
+    try:
+        oid = cases.object_to(c, case_id, unit_id=unit, text=body.text, actor=p.actor, now=clock())
+    except cases.CaseError as err:
+        raise Problem(409, "not-applicable", "Conflict", str(err)) from None
+    return ObjectionOut(id=oid, unit=str(unit), text=body.text.strip(), filed_at=clock(),
+                        answer=None, answered_by=None, answered_at=None)  # fmt: skip
+
+
+@router.post("/objections/{objection_id}/answer", responses={403: {}, 409: {}})
+def answer_objection(
+    c: Db, p: Caller, clock: ClockDep, objection_id: int, body: TextIn
+) -> dict[str, str]:
+    """The housing authority answers an owner's objection."""
+    allow(p, Role.HOUSING_AUTHORITY, Role.ADMIN)
+    try:
+        cases.answer(c, objection_id, text=body.text, actor=p.actor, now=clock())
+    except cases.CaseError as err:
+        raise Problem(409, "not-applicable", "Conflict", str(err)) from None
+    return {"status": "answered"}
+
+
+# the generic step last: /photos, /objections, /settle are not an {action}
+@router.post("/cases/{case_id}/{action}", responses={403: {}, 404: {}, 409: {}})
+def step_case(
+    *,
+    c: Db,
+    p: Caller,
+    clock: ClockDep,
+    case_id: int,
+    action: Literal["estimate", "approve", "repaired", "accept", "review"],
+    body: StepIn,
+) -> CaseOut:
+    """``estimate`` (estimate_fen), ``approve`` (by: authority = a street office or the
+    housing authority deciding, never the party that estimated; standing = the owners'
+    standing authorisation, voted and within its limits), ``repaired`` (note; the work
+    order resolved), ``accept`` (completion acceptance, note: the street office or the
+    housing authority for the owners, not the party that estimated), ``review`` (cost
+    review: reviewed_fen and the reason in note; the housing authority, a second party)."""
+    case = _case(c, p, case_id)
+    now = clock()
+    try:
+        if action == "approve":
+            if body.by == "authority":
+                allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY)
+                cases.approve(c, case_id, by=f"{p.role.value}:{p.name}", actor=p.actor, now=now,
+                              party=party(p))  # fmt: skip
+            else:
+                allow(p, *CASE_WORKERS)
+                _may_work(c, p, case.estate_code)
+                cases.approve(c, case_id, by="standing", actor=p.actor, now=now, party=party(p))
+        elif action == "estimate":
+            allow(p, *CASE_WORKERS)
+            _may_work(c, p, case.estate_code)
+            if body.estimate_fen is None:
+                raise Problem(422, "bad-step", "Bad step", "estimate needs estimate_fen")
+            cases.estimate(c, case_id, body.estimate_fen, actor=p.actor, now=now, party=party(p))
+        elif action == "accept":
+            allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY, Role.ADMIN)
+            cases.accept(c, case_id, party=party(p), note=body.note, actor=p.actor, now=now)
+        elif action == "review":
+            allow(p, Role.HOUSING_AUTHORITY, Role.ADMIN)
+            if body.reviewed_fen is None:
+                raise Problem(422, "bad-step", "Bad step", "review needs reviewed_fen")
+            cases.review(c, case_id, body.reviewed_fen, reason=body.note, party=party(p),
+                         actor=p.actor, now=now)  # fmt: skip
+        else:
+            allow(p, *CASE_WORKERS)
+            _may_work(c, p, case.estate_code)
+            cases.repaired(c, case_id, note=body.note, actor=p.actor, now=now)
+    except cases.CaseError as err:
+        raise Problem(409, "not-applicable", "Conflict", str(err)) from None
+    return _case(c, p, case_id)
 
 
 # ---------------------------------------------------------------------- public

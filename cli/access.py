@@ -63,7 +63,7 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 create_user(
                     conn, args.name, Role(args.role), password, org_code=args.org,
-                    area_code=args.area, display_name=args.display_name or "",
+                    area_code=args.area, display_name=args.display_name or "", home=args.home,
                 )  # fmt: skip
             except ApiKeyError as err:
                 raise SettingsError(str(err)) from None
@@ -99,5 +99,6 @@ def register(sub: common.SubParsers) -> None:
     s.add_argument("--org", help="organisation code (operator, manager, maintenance)")
     s.add_argument("--area", help="area code (inspectors, street office)")
     s.add_argument("--display-name")
+    s.add_argument("--home", help="an owner's home: ESTATE/BUILDING/UNIT (its fund account)")
     s.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     s.set_defaults(func=cmd_users)

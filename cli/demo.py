@@ -59,6 +59,7 @@ class DemoLogin:
     org_code: str | None
     area_code: str | None
     what: str  # what this login sees, for the banner
+    home: str | None = None  # an owner's home
 
 
 DEMO_LOGINS = (
@@ -70,6 +71,14 @@ DEMO_LOGINS = (
     DemoLogin("market-inspector", Role.MARKET_INSPECTOR, None, "SFX", "lifts, the county"),
     DemoLogin("housing", Role.HOUSING_AUTHORITY, None, None, "fund decisions, reads all"),
     DemoLogin("cgjd-office", Role.STREET_OFFICE, None, "SFX-CG-CGJD", "城关街道"),
+    DemoLogin(
+        "owner-hxy-b1-101",
+        Role.OWNER,
+        None,
+        None,
+        "an owner: home HXY/B1/101's fund",
+        home="HXY/B1/101",
+    ),
 )
 
 
@@ -94,6 +103,7 @@ def demo_logins(conn: db.Conn, var_dir: Path) -> list[tuple[DemoLogin, str]]:
             create_user(
                 conn, login.name, login.role, password,
                 org_code=login.org_code, area_code=login.area_code, display_name=login.what,
+                home=login.home,
             )  # fmt: skip
         out.append((login, password))
     path.write_text(json.dumps(saved, indent=1))

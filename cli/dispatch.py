@@ -16,6 +16,7 @@ from alerts.supervise import SupervisorService
 from cli import common
 from estate.mqtt import service_publisher
 from estate.settings import Settings, SettingsError
+from fund import cases as fund_cases
 from oversight import ledger, notices
 
 
@@ -147,7 +148,7 @@ def supervisor(database_url: str, publish: Callable[[str, bytes], None]) -> Supe
     return SupervisorService(
         database_url,
         Notifier({"mqtt": mqtt_sender, "stream": mqtt_sender, "webhook": WebhookSender()}),
-        extra_rounds=(notices.supervise,),
+        extra_rounds=(notices.supervise, fund_cases.close_disclosed),
     )
 
 

@@ -69,6 +69,8 @@ class City(_Model):
     vote_rule: Literal["civil_code", "two_thirds"] = "civil_code"
     # the cost paid may pass the estimate by this share without a cost review (审价)
     cost_review_margin: float = Field(default=0.10, ge=0, le=1)
+    # a settled repair is disclosed this long (公示期); owners who paid may object meanwhile
+    disclosure_days: int = Field(default=7, ge=1, le=90)
     items: list[Item] = Field(min_length=1)
 
 
@@ -695,7 +697,8 @@ INVOICE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,63}")
 
 
 def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: str, actor: str,
-           now: dt.datetime, rules: EmergencyList | None = None) -> int:  # fmt: skip
+           now: dt.datetime, rules: EmergencyList | None = None,
+           contractor: str | None = None) -> int:  # fmt: skip
     """Pay the actual cost of an accepted repair from the account (refused if it cannot
     cover it, if it passes the estimate by more than the margin without a review, or a
     standing cap) and apportion it to the owners by floor area. Idempotent by ``key``; a
@@ -710,8 +713,10 @@ def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: st
     if not invoice_ref.strip():
         raise CaseError("the invoice reference is required")
     with conn.transaction():
-        state, account, _est, _city, estate = _step(conn, case_id, ("accepted", "settled"))
-        if state == "settled":
+        state, account, _est, _city, estate = _step(
+            conn, case_id, ("accepted", "settled", "closed")
+        )
+        if state in ("settled", "closed"):
             row = conn.execute(
                 "SELECT j.id, c.cost_fen, c.invoice_ref FROM fund_cases c"
                 " JOIN fund_journal j ON j.id = c.journal_id"
@@ -753,11 +758,21 @@ def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: st
                 " VALUES (%s, %s, %s, %s)",
                 [(case_id, u, a, shares[u]) for u, a in areas],
             )
+        city = (rules or load_list()).cities.get(str(_city))
+        days = city.disclosure_days if city else 7
+        # what was done, as the repair was reported, is disclosed with the cost
+        work = conn.execute(
+            "SELECT detail->>'note' FROM fund_case_events WHERE case_id = %s"
+            " AND change = 'repaired' ORDER BY id DESC LIMIT 1",
+            (case_id,),
+        ).fetchone()
         conn.execute(
             "UPDATE fund_cases SET state = 'settled', cost_fen = %s, invoice_ref = %s,"
-            " journal_id = %s, settled_at = %s WHERE id = %s",
-            (cost_fen, invoice_ref, jid, now, case_id),
-        )
+            " journal_id = %s, settled_at = %s, disclosed_until = %s, contractor = %s,"
+            " work = %s WHERE id = %s",
+            (cost_fen, invoice_ref, jid, now, now + dt.timedelta(days=days), contractor,
+             work[0] if work else None, case_id),
+        )  # fmt: skip
         _event(conn, case_id, "settled", actor, now, cost_fen=cost_fen, invoice=invoice_ref,
                journal=jid, owners=len(shares))  # fmt: skip
     return jid
@@ -782,15 +797,23 @@ class Disclosed(_Model):
     cost_fen: int
     invoice_ref: str
     approval: str
+    work: str | None = None  # what was done
+    contractor: str | None = None
+    disclosed_until: dt.datetime | None = None  # the end of the 公示期
+    objections: int = 0
+    state: str = "settled"  # closed once the period is over and every objection answered
     shares: list[Share]
 
 
 def disclosure(conn: Conn, estate: str) -> list[Disclosed]:
     """Completed emergency repairs of an estate, each with every owner's share."""
     out = []
-    for cid, building, item, at, cost, inv, appr in conn.execute(
-        "SELECT id, building_code, item, settled_at, cost_fen, invoice_ref, approval"
-        " FROM fund_cases WHERE estate_code = %s AND state = 'settled' ORDER BY settled_at",
+    for cid, building, item, at, cost, inv, appr, work, contractor, until, n, st in conn.execute(
+        "SELECT id, building_code, item, settled_at, cost_fen, invoice_ref, approval, work,"
+        " contractor, disclosed_until,"
+        " (SELECT count(*) FROM fund_objections o WHERE o.case_id = c.id), state"
+        " FROM fund_cases c WHERE estate_code = %s AND state IN ('settled', 'closed')"
+        " ORDER BY settled_at",
         (estate,),
     ).fetchall():
         shares = [
@@ -806,7 +829,8 @@ def disclosure(conn: Conn, estate: str) -> list[Disclosed]:
         out.append(
             Disclosed(case_id=int(cid), building=building, item=item, settled_at=at,
                       cost_fen=int(cost), invoice_ref=inv, approval=str(appr).split(":")[0],
-                      shares=shares)
+                      work=work, contractor=contractor, disclosed_until=until,
+                      objections=int(n), state=str(st), shares=shares)
         )  # fmt: skip
     return out
 
@@ -897,3 +921,87 @@ def homes(conn: Conn, account_id: int) -> list[Home]:
              movements=sorted(moves[int(u)], key=lambda m: m.at))
         for u, b, code, a in units
     ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------- objections
+
+
+def object_to(conn: Conn, case_id: int, *, unit_id: int, text: str, actor: str,
+              now: dt.datetime) -> int:  # fmt: skip
+    """An owner's objection to a settled repair, during its disclosure period, from a home
+    that paid a share of it."""
+    if not text.strip():
+        raise CaseError("say what you object to")
+    row = conn.execute(
+        "SELECT state, disclosed_until FROM fund_cases WHERE id = %s", (case_id,)
+    ).fetchone()
+    if row is None or row[0] not in ("settled", "closed"):
+        raise CaseError(f"case {case_id} is not disclosed")
+    if row[1] is None or now >= row[1]:
+        raise CaseError(
+            f"the disclosure period of case {case_id} ended at {row[1]:%Y-%m-%d %H:%M} UTC"
+        )
+    paid = conn.execute(
+        "SELECT 1 FROM fund_shares WHERE case_id = %s AND unit_id = %s", (case_id, unit_id)
+    ).fetchone()
+    if paid is None:
+        raise CaseError(f"your home paid no share of case {case_id}")
+    got = conn.execute(
+        "INSERT INTO fund_objections (case_id, unit_id, text, filed_by, filed_at)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (case_id, unit_id, text.strip(), actor, now),
+    ).fetchone()
+    assert got is not None
+    _event(conn, case_id, "objection", actor, now, objection=int(got[0]))
+    return int(got[0])
+
+
+def answer(conn: Conn, objection_id: int, *, text: str, actor: str, now: dt.datetime) -> None:
+    """The housing authority's answer to an objection (once)."""
+    if not text.strip():
+        raise CaseError("an answer says something")
+    row = conn.execute(
+        "UPDATE fund_objections SET answer = %s, answered_by = %s, answered_at = %s"
+        " WHERE id = %s AND answered_at IS NULL RETURNING case_id",
+        (text.strip(), actor, now, objection_id),
+    ).fetchone()
+    if row is None:
+        raise CaseError(f"no unanswered objection {objection_id}")
+    _event(conn, int(row[0]), "answered", actor, now, objection=objection_id)
+
+
+def close_disclosed(conn: Conn, now: dt.datetime) -> int:
+    """Close settled cases whose disclosure period is over and whose every objection is
+    answered (a supervisor round); returns how many."""
+    closed = 0
+    for (case_id,) in conn.execute(
+        "SELECT id FROM fund_cases c WHERE state = 'settled' AND disclosed_until <= %s"
+        " AND NOT EXISTS (SELECT 1 FROM fund_objections o WHERE o.case_id = c.id"
+        "   AND o.answered_at IS NULL) ORDER BY id",
+        (now,),
+    ).fetchall():
+        with conn.transaction():
+            conn.execute(
+                "UPDATE fund_cases SET state = 'closed', closed_at = %s WHERE id = %s"
+                " AND state = 'settled'",
+                (now, case_id),
+            )
+            _event(conn, int(case_id), "closed", "system", now)
+        closed += 1
+    return closed
+
+
+def home_of(conn: Conn, unit_id: int) -> list[tuple[int, Home]]:
+    """An owner's home in each account that covers it (its building's, the estate's):
+    (account id, the home's derived account)."""
+    accounts = conn.execute(
+        "SELECT a.id FROM fund_accounts a JOIN buildings b ON b.estate_code = a.estate_code"
+        " JOIN units u ON u.building_id = b.id WHERE u.id = %s"
+        " AND (a.building_code IS NULL OR a.building_code = b.code) ORDER BY a.id",
+        (unit_id,),
+    ).fetchall()
+    out: list[tuple[int, Home]] = []
+    for (account,) in accounts:
+        mine = [h for h in homes(conn, int(account)) if h.unit_id == unit_id]
+        out.extend((int(account), h) for h in mine)
+    return out

@@ -114,6 +114,8 @@ OWNERS: dict[str, set[str]] = {
     "duty_shifts": {"oversight/duty.py"},
     "duty_log": {"oversight/duty.py"},
     "maintenance_spending": {"oversight/noticeboard.py"},
+    "owner_votes": {"fund/cases.py"},
+    "fund_objections": {"fund/cases.py"},
     "fund_accounts": {"fund/cases.py"},
     "fund_cases": {"fund/cases.py"},
     "fund_case_events": {"fund/cases.py"},

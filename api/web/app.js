@@ -16,7 +16,7 @@ const NAV = {  // what each role looks at, first = home
   market_inspector: ["elevators", "notices", "ledger", "board", "orders", "estates"],
   housing_authority: ["estates", "elevators", "fire", "notices", "ledger", "board"],
   street_office: ["board", "orders", "estates", "fire", "elevators", "notices", "ledger"],
-  owner: ["disclosure"],
+  owner: ["myhome", "disclosure"],
 };
 const S = { token: sessionStorage.getItem("token"), me: null, stream: null, timers: [], sound: false, audio: null };
 
@@ -158,7 +158,7 @@ async function route() {
   const pages = { board: renderBoard, alert: renderAlert, estates: renderEstates, estate: renderEstate,
     device: renderDevice, orders: renderOrders, silences: renderSilences, fire: renderFire,
     elevators: renderElevators, disclosure: renderDisclosureChooser, notices: renderNotices,
-    notice: renderNotice, ledger: renderLedger };
+    notice: renderNotice, ledger: renderLedger, myhome: renderMyHome };
   const home = (NAV[S.me.role] || ["board"])[0];
   const f = pages[page] || pages[home];
   view.innerHTML = `<p class="muted">${t("loading")}</p>`;
@@ -668,6 +668,32 @@ async function maintenanceSection(el, d) {
         { method: "POST", body: file, headers: { "Content-Type": "application/octet-stream" } });
       await maintenanceSection(el, d);
     } catch (e) { el.querySelector("#visit-error").textContent = e.message; }
+  };
+}
+
+// ------------------------------------------------------------------ an owner's home (分户账)
+async function renderMyHome(view) {
+  const $ = scoped(view);
+  let h;
+  try { h = await api("/fund/my-home"); } catch (e) {
+    if (e.status === 404) { view.innerHTML = `<h1>${esc(t("myhome"))}</h1><p class="empty">${esc(t("no_home"))}</p>`; return; }
+    throw e;
+  }
+  const now = new Date();
+  view.innerHTML = `<h1>${esc(t("myhome"))} · ${esc(h.estate_code)} ${esc(h.building)}-${esc(h.unit)}</h1>
+    ${h.accounts.map(a => `<div class="card"><h3>${esc(t("account"))} #${a.account_id} · ${esc(t("balance"))} <span class="num" data-balance="${a.account_id}">¥${yuan(a.home.balance_fen)}</span></h3>
+      ${table(["time", "kind", "amount"], a.home.movements.map(m => `<tr><td>${fmtTime(m.at)}</td><td>${esc(t(`mv_${m.kind}`))}${m.case_id ? ` #${m.case_id}` : ""}</td>
+        <td class="num">${m.amount_fen < 0 ? "-" : ""}¥${yuan(Math.abs(m.amount_fen))}</td></tr>`))}</div>`).join("")}
+    <h2>${esc(t("repairs"))}</h2>
+    ${h.repairs.length ? h.repairs.map(r => `<div class="card" data-case="${r.case_id}"><h3>${esc(r.item)} · ¥${yuan(r.cost_fen)} · ${esc(r.contractor || "")}</h3>
+      <div class="muted">${esc(r.work || "")} · ${esc(t("disclosed_until"))} ${fmtTime(r.disclosed_until)} · ${esc(t("objections"))} ${r.objections}</div>
+      ${r.disclosed_until && new Date(r.disclosed_until) > now ? `<form class="inline objection"><input name="text" required placeholder="${esc(t("objection_hint"))}" size="30">
+        <button type="submit">${esc(t("object"))}</button></form>` : ""}</div>`).join("") : `<p class="empty">${esc(t("none"))}</p>`}`;
+  for (const f of view.querySelectorAll("form.objection")) f.onsubmit = async ev => {
+    ev.preventDefault();
+    const id = ev.target.closest("[data-case]").dataset.case;
+    try { await api(`/fund/cases/${id}/objections`, { method: "POST", json: { text: ev.target.elements.text.value } }); await renderMyHome(view); }
+    catch (e) { alert(e.message); }
   };
 }
 

@@ -56,7 +56,7 @@ LOGINS: dict[Role, tuple[str, dict[str, str], str]] = {
     Role.MARKET_INSPECTOR: ("c-market", {"area_code": "SFX"}, "电梯监管"),
     Role.HOUSING_AUTHORITY: ("c-housing", {}, "小区概况"),
     Role.STREET_OFFICE: ("c-street", {"area_code": "SFX-CG-CGJD"}, "告警看板"),
-    Role.OWNER: ("c-owner", {}, "维修资金公示"),
+    Role.OWNER: ("c-owner", {"home": "HXY/B1/101"}, "我家的维修资金"),
 }
 PASSWORD = "console-test-password"
 
@@ -453,3 +453,24 @@ def test_an_inspector_exports_the_problem_ledger(site: Site, page: Page) -> None
     rows = list(wb["问题台账"].iter_rows(values_only=True))
     assert rows[0][:3] == ("来源", "编号", "主管部门")
     assert any("消火栓压力不足" in str(r[8]) for r in rows[1:])
+
+
+def test_an_owner_sees_their_homes_fund(site: Site, page: Page) -> None:
+    """分户账 in the browser: the owner's login names the home; a deposit into building 1's
+    account shows as the home's share by floor area, summing with every other home's to
+    the deposit."""
+    with psycopg.connect(site.url, autocommit=True) as conn:
+        account = fund_cases.account_of(conn, "HXY", "B1")
+        fund_cases.deposit(conn, account, 10_000_000, kind="deposit", key="console-owner",
+                           actor="t", now=dt.datetime.now(dt.UTC))  # fmt: skip
+        homes = fund_cases.homes(conn, account)
+        (mine,) = [h for h in homes if h.unit == "101"]
+        assert sum(h.balance_fen for h in homes) == one(
+            site.url, "SELECT balance_fen FROM fund_accounts WHERE id = %s", account
+        )
+    log_in(page, site, Role.OWNER)
+    expect(page.locator("main h1")).to_contain_text("HXY B1-101")
+    balance = page.locator(f"[data-balance='{account}']")
+    expect(balance).to_contain_text(f"{mine.balance_fen / 100:,.2f}")
+    expect(page.locator("main")).to_contain_text("缴存")
+    shot(page, "owner-home")

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from alerts import dispatch
 from api.app import create_app
-from api.auth import Role, create_key
+from api.auth import ApiKeyError, Role, create_key, create_user
 from estate.db import Conn
+from fund import cases
 from tests.support.data import county_world
 
 pytestmark = pytest.mark.integration
@@ -139,6 +141,7 @@ def test_deposits_need_a_key_and_the_right_role(
     assert "used for another request" in reused.json()["detail"]
 
 
+OWNER_PASSWORD = "correct horse battery staple 9"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(32)
 
 
@@ -255,3 +258,81 @@ def test_a_street_office_acting_for_owners_does_not_approve_its_own_estimate(
         assert (own.status_code, "cannot approve it too" in own.json()["detail"]) == (409, True)
         r = client.post(f"{url}/approve", json={"by": "authority"}, headers=hh)
         assert r.json()["state"] == "approved", r.text
+
+
+def test_owners_see_their_home_and_object_within_the_disclosure_period(
+    database_url: str, conn: Conn
+) -> None:
+    """An owner's login names the home: its account (分户账) with every movement, the repairs
+    it paid for; an objection during the 公示期, answered by the housing authority before
+    the case closes; none after the period or from a home that paid nothing."""
+    w = county_world(conn, T0, NOW)
+    ha = {"Authorization": f"Bearer {create_key(conn, 'ha', Role.HOUSING_AUTHORITY)}"}
+    for name, home in (("owner101", "HXY/B1/101"), ("owner-b2", "HXY/B2/101"), ("nohome", None)):
+        create_user(conn, name, Role.OWNER, OWNER_PASSWORD, home=home)
+    with pytest.raises(ApiKeyError, match="only an owner names a home"):
+        create_user(conn, "op2", Role.OPERATOR, OWNER_PASSWORD,
+                    org_code="PF-HX", home="HXY/B1/101")  # fmt: skip
+    # a repair of building 1, paid and disclosed
+    case = w.ids["fund_case"]
+    cases.estimate(conn, case, 50_000, actor="op", now=NOW, party="operator:PF-HX")
+    cases.approve(conn, case, by="street_office:x", actor="so", now=NOW, party="street_office:x")
+    (order,) = conn.execute(
+        "SELECT id FROM work_orders WHERE id = %s", (w.ids["lift_order"],)
+    ).fetchone() or (0,)
+    dispatch.act(conn, order, "resolve", actor="EM-TS", now=NOW)
+    cases.repaired(conn, case, note="更换制动器", actor="op", now=NOW)
+    cases.accept(conn, case, party="street_office:x2", note="ok", actor="so", now=NOW)
+    cases.settle(conn, case, cost_fen=50_000, invoice_ref="INV-9", key="k9", actor="ha",
+                 now=NOW, contractor="通顺电梯工程有限公司")  # fmt: skip
+    clock = Clock(NOW + dt.timedelta(days=1))
+    with TestClient(create_app(database_url, clock=clock)) as client:
+
+        def login(name: str) -> dict[str, str]:
+            form = {"username": name, "password": OWNER_PASSWORD}
+            r = client.post("/api/v1/auth/token", data=form)
+            return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+        me = client.get("/api/v1/fund/my-home", headers=login("owner101"))
+        assert me.status_code == 200, me.text
+        body = me.json()
+        assert (body["building"], body["unit"]) == ("B1", "101")
+        (acc,) = [a for a in body["accounts"] if a["account_id"] == w.ids["account"]]
+        kinds = [m["kind"] for m in acc["home"]["movements"]]
+        assert kinds == ["deposit", "repair"]
+        assert acc["home"]["balance_fen"] == sum(m["amount_fen"] for m in acc["home"]["movements"])
+        (paid,) = body["repairs"]
+        assert (paid["case_id"], paid["work"], paid["contractor"]) == (
+            case, "更换制动器", "通顺电梯工程有限公司",
+        )  # fmt: skip
+        assert client.get("/api/v1/fund/my-home", headers=login("nohome")).status_code == 404
+        assert client.get("/api/v1/fund/my-home", headers=ha).status_code == 403
+        # objections: from a home that paid, within the period
+        url = f"/api/v1/fund/cases/{case}/objections"
+        b2 = client.post(url, json={"text": "?"}, headers=login("owner-b2"))
+        assert (b2.status_code, "paid no share" in b2.json()["detail"]) == (409, True), b2.text
+        o = client.post(url, json={"text": "维修金额偏高，请公开报价"}, headers=login("owner101"))
+        assert o.status_code == 201, o.text
+        # the period ends, but an objection is unanswered: the case stays open
+        clock.now = NOW + dt.timedelta(days=8)
+        assert cases.close_disclosed(conn, clock.now) == 0
+        late = client.post(url, json={"text": "again"}, headers=login("owner101"))
+        assert (late.status_code, "disclosure period" in late.json()["detail"]) == (409, True)
+        ans = f"/api/v1/fund/objections/{o.json()['id']}/answer"
+        assert client.post(ans, json={"text": "x"}, headers=login("owner101")).status_code == 403
+        assert (
+            client.post(ans, json={"text": "已复核报价单，金额合理"}, headers=ha).status_code == 200
+        )
+        assert client.post(ans, json={"text": "again"}, headers=ha).status_code == 409
+        assert cases.close_disclosed(conn, clock.now) == 1
+        detail = client.get(f"/api/v1/fund/cases/{case}", headers=ha).json()
+        assert detail["state"] == "closed"
+        assert detail["objections"][0]["answer"] == "已复核报价单，金额合理"
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now

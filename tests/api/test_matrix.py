@@ -237,6 +237,13 @@ NOT_IN_MATRIX = {  # and why
     ("GET", "/api/v1/public/estates/{estate}/disclosure"): "public by design (test_api_fund.py)",
     ("GET", "/api/v1/public/estates/{estate}/fund-report"): "public by design (test_api_fund.py)",
     ("GET", "/api/v1/public/estates/{estate}/noticeboard"): "public by design (test_duty.py)",
+    ("GET", "/api/v1/fund/my-home"): "an owner's login with a home (test_fund.py); others 403",
+    ("POST", "/api/v1/fund/cases/{case_id}/objections"): (
+        "an owner's login with a home that paid (test_fund.py); others 403"
+    ),
+    ("POST", "/api/v1/fund/objections/{objection_id}/answer"): (
+        "housing authority, admin (test_fund.py: an owner is refused)"
+    ),
     ("GET", "/api/v1/fund/cases/{case_id}/photos/{photo_id}"): (
         "whoever sees the case (its scope is in this matrix); tests/api/test_fund.py"
     ),
