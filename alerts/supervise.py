@@ -302,7 +302,7 @@ class SupervisorService:
                     conn.execute(f"LISTEN {store.DISPATCH_CHANNEL}")
                 self.supervisor.round(conn, self.clock())
                 for extra in self.extra_rounds:
-                    extra(conn, self.clock())
+                    self._extra(extra, conn)
                 while self.notifier.deliver(conn, self.clock()) and not stop.is_set():
                     pass
                 self.rounds += 1
@@ -318,6 +318,18 @@ class SupervisorService:
             self._wait(conn, stop, max(0.0, self.every_s - (time.monotonic() - started)))
         if conn is not None:
             conn.close()
+
+    def _extra(self, extra: Callable[[Conn, dt.datetime], object], conn: Conn) -> None:
+        """Another package's round: its failure is logged and never stops dispatch (a
+        broken notice or fund round must not leave a trapped passenger undispatched)."""
+        try:
+            extra(conn, self.clock())
+        except psycopg.Error:
+            raise  # the connection is in doubt: the whole round retries on a new one
+        except Exception:
+            log.exception(
+                "supervision: %s failed; dispatch goes on", getattr(extra, "__qualname__", extra)
+            )
 
     @staticmethod
     def _wait(conn: Conn | None, stop: threading.Event, timeout: float) -> None:

@@ -15,7 +15,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerts import store
+from alerts.judge import Op
 from alerts.notify import MqttSender, Notifier
+from alerts.rules import Severity
 from alerts.stage import AlertStage
 from alerts.supervise import SupervisorService
 from cli.dispatch import supervisor
@@ -164,3 +167,32 @@ def test_the_supervise_command_escalates_overdue_notice_problems(
     assert told == {"SO-CG", "HA-SFX", "PF-HX"}
     (at,) = conn.execute("SELECT supervised_at FROM notice_problems").fetchone() or (None,)
     assert at is not None
+
+
+def test_a_failing_extra_round_never_stops_dispatch(database_url: str, conn: Conn) -> None:
+    """Another package's round (notices, the fund) that raises is logged; the supervisor
+    goes on dispatching: a trapped passenger still gets an order."""
+    registry.load(conn, registry.read(registry.demo_path()))
+    calls: list[dt.datetime] = []
+
+    def broken(_c: Conn, now: dt.datetime) -> None:
+        calls.append(now)
+        raise RuntimeError("a bug in another package's round")
+
+    stop = threading.Event()
+    service = SupervisorService(database_url, Notifier({}), every_s=0.1, extra_rounds=(broken,))
+    t = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        devs = {(d.estate, d.code): d for d in store.devices(conn)}
+        d = devs[("HXY", "B1-L1")]
+        now = dt.datetime.now(dt.UTC)
+        store.apply(conn, [Op("raise", (d.id, "elevator.trapped_event"), "elevator.trapped",
+                              Severity.CRITICAL, now.timestamp())], {d.id: d})  # fmt: skip
+        wait_for(lambda: count(database_url, "SELECT count(*) FROM work_orders") == 1, 30,
+                 "the trapped passenger's order")  # fmt: skip
+        assert len(calls) >= 2
+        assert t.is_alive()
+    finally:
+        stop.set()
+        t.join(10)
