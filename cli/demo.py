@@ -146,6 +146,7 @@ def _banner(
     *,
     api_up: bool,
     logins: list[tuple[DemoLogin, str]],
+    devices: int,
 ) -> None:
     common.echo("smart-estate demo is up")
     common.echo(f"  database  {mask_url(ep.database_url)}")
@@ -161,16 +162,21 @@ def _banner(
             common.echo(f"    {login.role.value:<18} {login.name:<17} {password:<13} {login.what}")
     common.echo(f"  data in   {settings.var_dir}")
     common.echo(
-        "  the demo county's 108 simulated devices publish in real time; every 10 minutes a"
+        f"  the demo county's {devices} simulated devices publish in real time; every 10 minutes"
     )
     common.echo(
-        "  trapped passenger (华祥苑 1号梯), a smoke alarm, a hydrant leak, a failed sump pump"
+        "  a trapped passenger (华祥苑 1号梯), a smoke alarm, a hydrant leak, a failed sump pump,"
     )
     common.echo(
-        "  and an e-bike in a lift play out (simulators/demo_loop.yaml). Deadlines run at the"
+        "  an e-bike in a lift and a failed booster pump play out (simulators/demo_loop.yaml)."
     )
-    common.echo(f"  demo tempo (responsibility list ÷ {TEMPO}): unacknowledged orders escalate")
-    common.echo("  within a minute. CLI: `.venv/bin/estate alerts`, `estate orders`, `estate env`.")
+    common.echo(
+        f"  Deadlines run at the demo tempo (responsibility list ÷ {TEMPO}): unacknowledged"
+    )
+    common.echo(
+        "  orders escalate within a minute. CLI: `.venv/bin/estate alerts`, `estate orders`,"
+    )
+    common.echo("  `estate env`.")
     common.echo("Ctrl-C stops the demo and the private servers it started.")
 
 
@@ -301,7 +307,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             )
         for t in threads:
             t.start()
-        _banner(ep, settings, api_up=api is not None, logins=logins)
+        _banner(ep, settings, api_up=api is not None, logins=logins,
+                devices=sum(1 for _ in reg.devices()))  # fmt: skip
         sys.stdout.flush()
         if args.once:
             stop.set()
