@@ -118,6 +118,18 @@ def _lift(c: Conn, p: Principal, estate: str, code: str) -> tuple[int, str, str,
     return int(row[0]), str(row[1]), str(row[2]), row[3]
 
 
+def _visit_by(c: Conn, p: Principal, estate: str, code: str, record_id: int) -> str:
+    """The company that recorded visit ``record_id`` to a lift the caller sees; else 404."""
+    device_id, _, _, _ = _lift(c, p, estate, code)
+    row = c.execute(
+        "SELECT maintenance_code FROM maintenance_records WHERE id = %s AND device_id = %s",
+        (record_id, device_id),
+    ).fetchone()
+    if row is None:
+        raise Problem(404, "not-found", "Not found", f"no visit {record_id} to {estate}/{code}")
+    return str(row[0])
+
+
 _VISIT = (
     "id, estate_code, device_code, maintenance_code, kind, technician, technician_cert,"
     " started_at, ended_at, checklist, items, findings, recorded_by, recorded_at"
@@ -230,14 +242,7 @@ def add_photo(
 ) -> AttachmentOut:
     """A photo of the visit (the company that recorded it)."""
     allow(p, Role.MAINTENANCE)
-    device_id, _, _, _ = _lift(c, p, estate, code)
-    row = c.execute(
-        "SELECT maintenance_code FROM maintenance_records WHERE id = %s AND device_id = %s",
-        (record_id, device_id),
-    ).fetchone()
-    if row is None:
-        raise Problem(404, "not-found", "Not found", f"no visit {record_id} to {estate}/{code}")
-    if row[0] != p.org_code:
+    if _visit_by(c, p, estate, code, record_id) != p.org_code:
         raise Problem(403, "forbidden", "Forbidden", "only the company that recorded the visit")
     return files.store(c, subject=f"maintenance:{record_id}", part="photo", filename=filename,
                        data=data, actor=p.actor, now=clock())  # fmt: skip
@@ -252,13 +257,7 @@ def get_photo(
     *, c: Db, p: Caller, estate: str, code: str, record_id: int, photo_id: int
 ) -> Response:
     """One photo of a visit, to whoever sees the lift."""
-    device_id, _, _, _ = _lift(c, p, estate, code)
-    found = c.execute(
-        "SELECT 1 FROM maintenance_records WHERE id = %s AND device_id = %s",
-        (record_id, device_id),
-    ).fetchone()
-    if found is None:
-        raise Problem(404, "not-found", "Not found", f"no visit {record_id} to {estate}/{code}")
+    _visit_by(c, p, estate, code, record_id)
     return files.serve(c, f"maintenance:{record_id}", photo_id,
                        missing=f"no photo {photo_id} of visit {record_id}")  # fmt: skip
 

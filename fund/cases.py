@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -421,10 +422,11 @@ def estimate(
         ).fetchone()
         assert row is not None
         item = _item(rules or load_list(), city, str(row[0]))
-        if row[1] and item is not None and photos(conn, case_id) < item.min_photos:
+        have = photos(conn, case_id) if row[1] and item is not None else 0
+        if item is not None and row[1] and have < item.min_photos:
             raise CaseError(
                 f"{item.id} needs {item.min_photos} photos of the failure before an estimate;"
-                f" it has {photos(conn, case_id)}"
+                f" it has {have}"
             )
         conn.execute(
             "UPDATE fund_cases SET state = 'estimated', estimate_fen = %s, estimated_by = %s"
@@ -743,14 +745,7 @@ def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: st
             "SELECT building_code FROM fund_accounts WHERE id = %s", (account,)
         ).fetchone()
         assert building is not None
-        areas = [
-            (int(u), Decimal(a))
-            for u, a in conn.execute(
-                "SELECT u.id, u.area_m2 FROM units u JOIN buildings b ON b.id = u.building_id"
-                " WHERE b.estate_code = %s AND (%s::text IS NULL OR b.code = %s) ORDER BY u.id",
-                (estate, building[0], building[0]),
-            )
-        ]
+        areas = [(u.id, u.area_m2) for u in _units(conn, estate, building[0])]
         shares = apportion(cost_fen, areas)
         with conn.cursor() as cur:
             cur.executemany(
@@ -879,6 +874,29 @@ class Home(_Model):
     movements: list[Movement]
 
 
+@dataclass(frozen=True)
+class _Unit:
+    id: int
+    building: str
+    code: str
+    area_m2: Decimal
+
+
+def _units(conn: Conn, estate: str, building: str | None) -> list[_Unit]:
+    """The homes an account covers (its building's, or the whole estate's), by id: the one
+    list both the repair shares and the per-home credits are apportioned over, so the two
+    reconcile by construction."""
+    return [
+        _Unit(int(u), str(b), str(c), Decimal(a))
+        for u, b, c, a in conn.execute(
+            "SELECT u.id, b.code, u.code, u.area_m2 FROM units u JOIN buildings b"
+            " ON b.id = u.building_id WHERE b.estate_code = %s"
+            " AND (%s::text IS NULL OR b.code = %s) ORDER BY u.id",
+            (estate, building, building),
+        )
+    ]
+
+
 def homes(conn: Conn, account_id: int) -> list[Home]:
     """Every home's share of an account (分户账), derived from the ledger: each deposit,
     interest or refund credited by floor area (``apportion``, exact to the fen), each
@@ -888,13 +906,8 @@ def homes(conn: Conn, account_id: int) -> list[Home]:
     ).fetchone()
     if acc is None:
         raise CaseError(f"no fund account {account_id}")
-    units = conn.execute(
-        "SELECT u.id, b.code, u.code, u.area_m2 FROM units u JOIN buildings b ON b.id ="
-        " u.building_id WHERE b.estate_code = %s AND (%s::text IS NULL OR b.code = %s)"
-        " ORDER BY u.id",
-        (acc[0], acc[1], acc[1]),
-    ).fetchall()
-    areas = [(int(u), Decimal(a)) for u, _, _, a in units]
+    units = _units(conn, acc[0], acc[1])
+    areas = [(u.id, u.area_m2) for u in units]
     moves: dict[int, list[Movement]] = {u: [] for u, _ in areas}
     if areas:
         for at, kind, amount in conn.execute(
@@ -916,10 +929,10 @@ def homes(conn: Conn, account_id: int) -> list[Home]:
                 Movement(at=at, kind="repair", amount_fen=-int(share), case_id=int(case))
             )
     return [
-        Home(unit_id=int(u), building=str(b), unit=str(code), area_m2=Decimal(a),
-             balance_fen=sum(m.amount_fen for m in moves[int(u)]),
-             movements=sorted(moves[int(u)], key=lambda m: m.at))
-        for u, b, code, a in units
+        Home(unit_id=u.id, building=u.building, unit=u.code, area_m2=u.area_m2,
+             balance_fen=sum(m.amount_fen for m in moves[u.id]),
+             movements=sorted(moves[u.id], key=lambda m: m.at))
+        for u in units
     ]  # fmt: skip
 
 
@@ -937,10 +950,9 @@ def object_to(conn: Conn, case_id: int, *, unit_id: int, text: str, actor: str,
     ).fetchone()
     if row is None or row[0] not in ("settled", "closed"):
         raise CaseError(f"case {case_id} is not disclosed")
-    if row[1] is None or now >= row[1]:
-        raise CaseError(
-            f"the disclosure period of case {case_id} ended at {row[1]:%Y-%m-%d %H:%M} UTC"
-        )
+    if row[1] is None or now >= row[1]:  # settled before disclosure periods: none open
+        ended = f" at {row[1]:%Y-%m-%d %H:%M} UTC" if row[1] is not None else ""
+        raise CaseError(f"the disclosure period of case {case_id} ended{ended}")
     paid = conn.execute(
         "SELECT 1 FROM fund_shares WHERE case_id = %s AND unit_id = %s", (case_id, unit_id)
     ).fetchone()

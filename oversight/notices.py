@@ -92,7 +92,9 @@ class ProblemIn:
     category: str | None = None  # default: the device's kind, else the authority's domain
 
 
-def recipient_party(conn: Conn, notice_id: int) -> tuple[str, str | None]:
+def recipient_party(
+    conn: Conn, notice_id: int, directory: PartyDirectory | None = None
+) -> tuple[str, str | None]:
     """Who must act on the notice: ("org", code) for a named unit or the estate's property
     firm, or ("street_office", code) for an estate without one (community-managed), where
     the street office acts for the owners."""
@@ -108,7 +110,8 @@ def recipient_party(conn: Conn, notice_id: int) -> tuple[str, str | None]:
         return "org", str(recipient)
     if firm is not None:
         return "org", str(firm)
-    return "street_office", PartyDirectory(conn).parties(str(estate), None).street_office
+    found = (directory or PartyDirectory(conn)).parties(str(estate), None)
+    return "street_office", found.street_office
 
 
 def issue(
@@ -348,7 +351,8 @@ def supervise(conn: Conn, now: dt.datetime) -> tuple[int, int]:
             for org in told:
                 notify.tell(conn, org=org, channels=("mqtt", "webhook"),
                             event="notice.supervised", payload=payload, now=now)  # fmt: skip
-            _tell_recipient(conn, int(notice_id), "notice.supervised", now, problem=int(seq))
+            _tell_recipient(conn, int(notice_id), "notice.supervised", now, problem=int(seq),
+                            directory=directory)  # fmt: skip
             supervised += 1
         due = conn.execute(
             "SELECT p.notice_id, p.seq FROM notice_problems p"
@@ -358,12 +362,14 @@ def supervise(conn: Conn, now: dt.datetime) -> tuple[int, int]:
             (today,),
         ).fetchall()
         for notice_id, seq in due:
+            directory = directory or PartyDirectory(conn)
             conn.execute(
                 "UPDATE notice_problems SET look_back_reminded = %s"
                 " WHERE notice_id = %s AND seq = %s",
                 (now, notice_id, seq),
             )
-            _tell_issuer(conn, int(notice_id), "notice.look_back_due", now, problem=int(seq))
+            _tell_issuer(conn, int(notice_id), "notice.look_back_due", now, problem=int(seq),
+                         directory=directory)  # fmt: skip
             reminded += 1
     return supervised, reminded
 
@@ -434,20 +440,23 @@ def _payload(conn: Conn, notice_id: int, problem: int | None) -> dict[str, objec
 
 
 def _tell_recipient(
-    conn: Conn, notice_id: int, event: str, now: dt.datetime, *, problem: int | None = None
-) -> None:
-    _, org = recipient_party(conn, notice_id)
+    conn: Conn, notice_id: int, event: str, now: dt.datetime, *, problem: int | None = None,
+    directory: PartyDirectory | None = None,
+) -> None:  # fmt: skip
+    _, org = recipient_party(conn, notice_id, directory)
     notify.tell(conn, org=org, channels=("mqtt", "webhook"), event=event,
                 payload=_payload(conn, notice_id, problem), now=now)  # fmt: skip
 
 
 def _tell_issuer(
-    conn: Conn, notice_id: int, event: str, now: dt.datetime, *, problem: int | None = None
-) -> None:
+    conn: Conn, notice_id: int, event: str, now: dt.datetime, *, problem: int | None = None,
+    directory: PartyDirectory | None = None,
+) -> None:  # fmt: skip
     row = conn.execute(
         "SELECT authority, estate_code FROM notices WHERE id = %s", (notice_id,)
     ).fetchone()
     assert row is not None
-    org = PartyDirectory(conn).parties(str(row[1]), None).resolve(AUTHORITIES[str(row[0])].party)
+    parties = (directory or PartyDirectory(conn)).parties(str(row[1]), None)
+    org = parties.resolve(AUTHORITIES[str(row[0])].party)
     notify.tell(conn, org=org, channels=("mqtt", "webhook"), event=event,
                 payload=_payload(conn, notice_id, problem), now=now)  # fmt: skip

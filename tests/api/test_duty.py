@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import Role, create_key
-from estate import registry
+from api.auth import Role
 from estate.db import Conn
 from oversight import maintenance
+from tests.support.api import demo_keys
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.UTC)
@@ -30,11 +30,7 @@ TWO = [{"name": "王芳", "cert_no": "XF-2021-001"}, {"name": "刘强", "cert_no
 
 @pytest.fixture
 def keys(conn: Conn) -> dict[str, dict[str, str]]:
-    registry.load(conn, registry.read(registry.demo_path()))
-    return {
-        who: {"Authorization": f"Bearer {create_key(conn, who.replace(' ', '-'), r, **b)}"}
-        for who, (r, b) in KEYS.items()
-    }
+    return demo_keys(conn, KEYS)
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ from fastapi.testclient import TestClient
 
 from alerts.supervise import Supervisor
 from api.app import create_app
-from api.auth import Role, create_key
+from api.auth import Role
 from estate import registry
 from estate.db import Conn
 from oversight import maintenance
+from tests.support.api import demo_keys
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime(2026, 12, 4, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
@@ -35,11 +36,7 @@ LIFT = "/api/v1/devices/HXY/B3-L2"  # 通顺 (EM-TS) maintains it; registry: 202
 
 @pytest.fixture
 def keys(conn: Conn) -> dict[str, dict[str, str]]:
-    registry.load(conn, registry.read(registry.demo_path()))
-    return {
-        who: {"Authorization": f"Bearer {create_key(conn, who.replace(' ', '-'), r, **b)}"}
-        for who, (r, b) in KEYS.items()
-    }
+    return demo_keys(conn, KEYS)
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 
 from alerts.supervise import Supervisor
 from api.app import create_app
-from api.auth import Role, create_key
-from estate import registry
+from api.auth import Role
 from estate.db import Conn
 from oversight import notices
+from tests.support.api import demo_keys
 
 pytestmark = pytest.mark.integration
 T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -51,11 +51,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def keys(conn: Conn) -> dict[str, dict[str, str]]:
-    registry.load(conn, registry.read(registry.demo_path()))
-    return {
-        who: {"Authorization": f"Bearer {create_key(conn, who.replace(' ', '-'), r, **b)}"}
-        for who, (r, b) in KEYS.items()
-    }
+    return demo_keys(conn, KEYS)
 
 
 @pytest.fixture
