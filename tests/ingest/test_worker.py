@@ -7,6 +7,7 @@ finds exactly N distinct rows.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -19,7 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 import pytest
@@ -498,7 +499,17 @@ def _worker_process(site: Site) -> subprocess.Popen[bytes]:
         # the two is for nobody (MQTT), which lost message 0 about one run in ten under load
         if b"ingest shard" in line or time.monotonic() > deadline:
             break
+    threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
     return proc
+
+
+def _drain(stream: IO[bytes]) -> None:
+    """Read the worker's log to the end: a pipe nobody reads fills at 64 KiB, and a worker
+    blocked writing its log never reaches its SIGTERM handler's exit."""
+    with contextlib.suppress(ValueError, OSError):  # the test may close it first
+        for _ in stream:
+            pass
+        stream.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
