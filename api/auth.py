@@ -45,6 +45,9 @@ class Role(StrEnum):
     HOUSING_AUTHORITY = "housing_authority"
     STREET_OFFICE = "street_office"
     OWNER = "owner"
+    # an estate's owners' committee (业委会): applies for the fund, organises the owners'
+    # votes, accepts repairs; bound to its estate
+    OWNERS_COMMITTEE = "owners_committee"
 
 
 # Roles bound to an organisation, and the organisation role it must hold.
@@ -54,6 +57,7 @@ ORG_ROLES = {
     Role.MAINTENANCE: None,  # elevator or fire maintenance
 }
 AREA_ROLES = {Role.FIRE_INSPECTOR, Role.MARKET_INSPECTOR, Role.STREET_OFFICE}
+ESTATE_ROLES = {Role.OWNERS_COMMITTEE}
 # what each inspector supervises: fire facilities (the fire brigade), lifts (market
 # supervision, special equipment); both see only that, in every list and view
 DOMAIN = {Role.FIRE_INSPECTOR: "fire", Role.MARKET_INSPECTOR: "elevator"}
@@ -68,6 +72,7 @@ class Principal:
     area_code: str | None
     kind: str = "key"  # "key" or "user"
     home_unit: int | None = None  # an owner's home (units.id)
+    estate_code: str | None = None  # an owners' committee's estate
 
     @property
     def actor(self) -> str:
@@ -83,6 +88,8 @@ class Principal:
             return sql.SQL("{} IN (SELECT code FROM estates WHERE property_firm_code = {})").format(
                 col, sql.Literal(self.org_code)
             )
+        if self.role in ESTATE_ROLES:
+            return sql.SQL("{} = {}").format(col, sql.Literal(self.estate_code))
         if self.role in AREA_ROLES:
             # the area and everything under it (city > district > street)
             return sql.SQL(
@@ -105,6 +112,9 @@ class Principal:
         kind = self.domain
         if kind is not None:
             return sql.SQL("({} AND kind = {})").format(estates, sql.Literal(kind))
+        if self.role in ESTATE_ROLES:
+            # a committee follows its estate's fund, not the control room's alarms
+            return sql.SQL("false").format()
         if self.role is Role.MAINTENANCE:
             return sql.SQL(
                 "device_id IN (SELECT id FROM devices WHERE maintenance_code = {})"
@@ -116,7 +126,26 @@ class ApiKeyError(ValueError):
     """A key (or user) could not be created; the message says why."""
 
 
-def _check_binding(conn: Conn, role: Role, org_code: str | None, area_code: str | None) -> None:
+def _check_binding(
+    conn: Conn, role: Role, org_code: str | None, area_code: str | None, estate_code: str | None
+) -> None:
+    if (role in ESTATE_ROLES) != (estate_code is not None):
+        raise ApiKeyError(
+            f"role {role} needs --estate (the estate whose committee it is)"
+            if role in ESTATE_ROLES
+            else "only an owners' committee is bound to an estate (--estate)"
+        )
+    if estate_code is not None:
+        row = conn.execute(
+            "SELECT owners_committee FROM estates WHERE code = %s", (estate_code,)
+        ).fetchone()
+        if row is None:
+            raise ApiKeyError(f"estate {estate_code!r} is not in the registry")
+        if not row[0]:
+            raise ApiKeyError(
+                f"{estate_code} has no owners' committee on record (owners_committee in the"
+                " registry): the street office acts for its owners"
+            )
     if role in ORG_ROLES and org_code is None:
         raise ApiKeyError(f"role {role} needs --org (the organisation it works for)")
     if role in AREA_ROLES and area_code is None:
@@ -150,15 +179,16 @@ def create_key(
     *,
     org_code: str | None = None,
     area_code: str | None = None,
+    estate_code: str | None = None,
 ) -> str:
     """Store a new key and return it (the only time it is shown)."""
-    _check_binding(conn, role, org_code, area_code)
+    _check_binding(conn, role, org_code, area_code, estate_code)
     secret = secrets.token_urlsafe(32)
     try:
         row = conn.execute(
-            "INSERT INTO api_keys (name, role, org_code, area_code, secret_hash)"
-            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (name, role.value, org_code, area_code, _hash(secret)),
+            "INSERT INTO api_keys (name, role, org_code, area_code, estate_code, secret_hash)"
+            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (name, role.value, org_code, area_code, estate_code, _hash(secret)),
         ).fetchone()
     except psycopg.errors.UniqueViolation:
         raise ApiKeyError(f"a key named {name!r} exists already") from None
@@ -179,14 +209,14 @@ def authenticate(conn: Conn, key: str) -> Principal | None:
     if m is None:
         return None
     row = conn.execute(
-        "SELECT id, name, role, org_code, area_code, secret_hash FROM api_keys"
+        "SELECT id, name, role, org_code, area_code, secret_hash, estate_code FROM api_keys"
         " WHERE id = %s AND revoked_at IS NULL",
         (int(m.group(1)),),
     ).fetchone()
     if row is None or not hmac.compare_digest(bytes(row[5]), _hash(m.group(2))):
         return None
     conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row[0],))
-    return Principal(int(row[0]), str(row[1]), Role(row[2]), row[3], row[4])
+    return Principal(int(row[0]), str(row[1]), Role(row[2]), row[3], row[4], estate_code=row[6])
 
 
 # ---------------------------------------------------------------------- people
@@ -202,20 +232,21 @@ def create_user(
     area_code: str | None = None,
     display_name: str = "",
     home: str | None = None,
+    estate_code: str | None = None,
 ) -> int:
     """Store a user with an argon2id hash of ``password``; returns the id. An owner may
     name their home, ``ESTATE/BUILDING/UNIT``: they then see its fund account."""
     weak = passwords.problem(password, context=(name, display_name, org_code, area_code))
     if weak is not None:
         raise ApiKeyError(weak)
-    _check_binding(conn, role, org_code, area_code)
+    _check_binding(conn, role, org_code, area_code, estate_code)
     unit_id = _home(conn, role, home)
     try:
         row = conn.execute(
             "INSERT INTO users (name, display_name, role, org_code, area_code, password_hash,"
-            " home_unit_id) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            " home_unit_id, estate_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (name, display_name, role.value, org_code, area_code, _hasher.hash(password),
-             unit_id),
+             unit_id, estate_code),
         ).fetchone()  # fmt: skip
     except psycopg.errors.UniqueViolation:
         raise ApiKeyError(f"a user named {name!r} exists already") from None
@@ -299,14 +330,22 @@ def _token_row(conn: Conn, token: str, now: dt.datetime) -> tuple[int, Principal
         return None
     row = conn.execute(
         "SELECT t.id, t.secret_hash, u.id, u.name, u.role, u.org_code, u.area_code,"
-        " u.home_unit_id FROM user_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = %s"
+        " u.home_unit_id, u.estate_code FROM user_tokens t JOIN users u ON u.id = t.user_id"
+        " WHERE t.id = %s"
         " AND t.revoked_at IS NULL AND t.expires_at > %s AND u.disabled_at IS NULL",
         (int(m.group(1)), now),
     ).fetchone()
     if row is None or not hmac.compare_digest(bytes(row[1]), _hash(m.group(2))):
         return None
     return int(row[0]), Principal(
-        int(row[2]), str(row[3]), Role(row[4]), row[5], row[6], "user", home_unit=row[7]
+        int(row[2]),
+        str(row[3]),
+        Role(row[4]),
+        row[5],
+        row[6],
+        "user",
+        home_unit=row[7],
+        estate_code=row[8],
     )
 
 
@@ -365,8 +404,8 @@ def list_keys(conn: Conn) -> list[KeyLine]:
     """Every API key by name, revoked ones too."""
     with conn.cursor(row_factory=class_row(KeyLine)) as cur:
         return cur.execute(
-            "SELECT name, role, coalesce(org_code, area_code, '') AS bound, created_at,"
-            " last_used_at, revoked_at FROM api_keys ORDER BY name"
+            "SELECT name, role, coalesce(org_code, area_code, estate_code, '') AS bound,"
+            " created_at, last_used_at, revoked_at FROM api_keys ORDER BY name"
         ).fetchall()
 
 
@@ -386,7 +425,8 @@ def list_users(conn: Conn) -> list[UserLine]:
     """Every login by name, disabled ones too."""
     with conn.cursor(row_factory=class_row(UserLine)) as cur:
         return cur.execute(
-            "SELECT name, role, coalesce(org_code, area_code, '') AS bound, last_login_at,"
+            "SELECT name, role, coalesce(org_code, area_code, estate_code, '') AS bound,"
+            " last_login_at,"
             " disabled_at, failed_logins FROM users ORDER BY name"
         ).fetchall()
 

@@ -3,13 +3,14 @@
 
 Who does what: the housing authority (and admin) records deposits and interest and pays
 settlements; the estate's property firm (operator, manager) or, only where there is none,
-the street office opens cases (from an alert or order, or by hand with photos), estimates,
-invokes the owners' standing authorisation and reports the repair; the street office or the
-housing authority approves, never the party that estimated; acceptance (竣工验收) is by the
-owners' committee's stand-in (the street office or the housing authority), a cost review
-(审价) by a second party; the owners' votes are recorded by the street office or the housing
-authority that witnessed them. Every request that moves money needs an
-``Idempotency-Key`` header: repeating it repeats nothing.
+the street office opens cases (from an alert or order, or by hand with photos; repair first,
+先修后报, with the application due within the city's days), estimates, invokes the owners'
+standing authorisation and reports the repair; the owners' committee (业委会) applies for
+the fund (approves) and accepts the repair (竣工验收), and where the estate has no committee
+the street office does both for its owners (task 17); the housing authority may approve,
+never the party that estimated; a cost review (审价) is by a second party; the owners' votes
+are recorded by their committee, the street office or the housing authority. Every request
+that moves money needs an ``Idempotency-Key`` header: repeating it repeats nothing.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def _limited(request: Request) -> None:
 
 
 public = APIRouter(prefix="/api/v1/public", tags=["public"], dependencies=[Depends(_limited)])
-READERS = (Role.ADMIN, Role.HOUSING_AUTHORITY, Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE)
+READERS = (
+    Role.ADMIN, Role.HOUSING_AUTHORITY, Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE,
+    Role.OWNERS_COMMITTEE,
+)  # fmt: skip
 CASE_WORKERS = (Role.ADMIN, Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE)
 PAYERS = (Role.ADMIN, Role.HOUSING_AUTHORITY)
 IdempotencyKey = Annotated[
@@ -58,7 +62,9 @@ IdempotencyKey = Annotated[
 
 def party(p: Principal) -> str:
     """The party a caller acts for, as case decisions record it: its role and the
-    organisation or area it is bound to."""
+    organisation, area or estate it is bound to."""
+    if p.role is Role.OWNERS_COMMITTEE and p.estate_code is not None:
+        return cases.committee(p.estate_code)
     return f"{p.role.value}:{p.org_code or p.area_code or p.name}"
 
 
@@ -74,12 +80,12 @@ def _may_work(c: Conn, p: Principal, estate: str) -> None:
                       " office approves or accepts it")  # fmt: skip
 
 
-def fund_scope(p: Principal) -> sql.Composable:
-    """SQL condition over ``estate_code`` for the fund records ``p`` may see."""
+def fund_scope(p: Principal, column: str = "estate_code") -> sql.Composable:
+    """SQL condition over ``column`` (an estate code) for the fund records ``p`` may see."""
     if p.role in (Role.ADMIN, Role.HOUSING_AUTHORITY):
         return sql.SQL("true")
-    if p.role in (Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE):
-        return p.estate_scope("estate_code")
+    if p.role in (Role.OPERATOR, Role.MANAGER, Role.STREET_OFFICE, Role.OWNERS_COMMITTEE):
+        return p.estate_scope(column)
     return sql.SQL("false")
 
 
@@ -114,12 +120,19 @@ class CaseIn(BaseModel):
     estate: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     building: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = Field(default=None, min_length=1, max_length=2000)
+    repair_first: bool = Field(
+        default=False,
+        description="先修后报: the repair starts now on this declaration; the application"
+        " (estimate) is due within the city's application_days",
+    )
 
 
 class StepIn(BaseModel):
     estimate_fen: StrictInt | None = Field(default=None, gt=0, le=10**13)
     by: Literal["authority", "standing"] | None = Field(
-        default=None, description="approve: your own authority, or the standing authorisation"
+        default=None,
+        description="approve: your own decision (the owners' committee, the street office"
+        " where there is none, the housing authority), or the standing authorisation",
     )
     note: str = Field(default="", max_length=2000)
     reviewed_fen: StrictInt | None = Field(
@@ -192,6 +205,10 @@ class CaseOut(BaseModel):
     opened_by: str
     opened_at: dt.datetime
     settled_at: dt.datetime | None
+    repair_first: bool = Field(description="先修后报: repaired on the declaration")
+    apply_by: dt.datetime | None = Field(description="the application's deadline")
+    applied_at: dt.datetime | None
+    repaired_at: dt.datetime | None
 
 
 class ObjectionOut(BaseModel):
@@ -217,6 +234,7 @@ class TextIn(BaseModel):
 class MyAccountOut(BaseModel):
     account_id: int
     home: cases.Home
+    year: cases.HomeYear = Field(description="the home's yearly report for this account")
 
 
 class MyHomeOut(BaseModel):
@@ -345,6 +363,7 @@ def open_case(c: Db, p: Caller, clock: ClockDep, body: CaseIn) -> CaseOut:
             cid = cases.open_manual(
                 c, item=body.item, estate=body.estate, building=body.building,
                 description=body.description, actor=p.actor, now=clock(),
+                repair_first=body.repair_first,
             )  # fmt: skip
         except cases.CaseError as err:
             raise Problem(422, "ineligible", "Not eligible", str(err)) from None
@@ -361,7 +380,8 @@ def open_case(c: Db, p: Caller, clock: ClockDep, body: CaseIn) -> CaseOut:
     _may_work(c, p, str(found[0]))
     try:
         cid = cases.open_case(c, item=body.item, alert_id=body.alert_id, order_id=body.order_id,
-                              actor=p.actor, now=clock())  # fmt: skip
+                              actor=p.actor, now=clock(),
+                              repair_first=body.repair_first)  # fmt: skip
     except cases.CaseError as err:
         raise Problem(422, "ineligible", "Not eligible", str(err)) from None
     return _case(c, p, cid)
@@ -415,9 +435,10 @@ def settle_case(
 @router.post("/estates/{estate}/votes", status_code=201, responses={403: {}, 404: {}, 422: {}})
 def record_vote(*, c: Db, p: Caller, clock: ClockDep, estate: str, body: VoteIn) -> VoteOut:
     """The owners' vote on a standing authorisation for emergency repairs, as counted
-    (民法典 art. 278, or the city's older rule), recorded by the street office (its area)
-    or the housing authority that witnessed it; passed or not is judged here."""
-    allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY, Role.ADMIN)
+    (民法典 art. 278, or the city's older rule), recorded by the owners' committee that
+    organised it, the street office (its area) or the housing authority that witnessed it;
+    passed or not is judged here."""
+    allow(p, Role.OWNERS_COMMITTEE, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY, Role.ADMIN)
     q = sql.SQL("SELECT 1 FROM estates WHERE code = %s AND {}").format(p.estate_scope("code"))
     if p.role is not Role.ADMIN and c.execute(q, (estate,)).fetchone() is None:
         raise Problem(404, "not-found", "Not found", f"no estate {estate} in your area")
@@ -475,12 +496,27 @@ def _owner_home(p: Principal) -> int:
     return p.home_unit
 
 
-@router.get("/my-home", responses={403: {}, 404: {}})
-def my_home(c: Db, p: Caller) -> MyHomeOut:
+@router.get("/applications/overdue", responses={403: {}})
+def overdue_applications(c: Db, p: Caller, clock: ClockDep) -> list[cases.Overdue]:
+    """Repair-first cases (先修后报) whose application is past its deadline, longest
+    overdue first: the housing authority chases them (the property firm and the street
+    office see their own)."""
+    allow(p, Role.ADMIN, Role.HOUSING_AUTHORITY, Role.OPERATOR, Role.MANAGER,
+          Role.STREET_OFFICE)  # fmt: skip
+    q = sql.SQL("SELECT code FROM estates WHERE {}").format(fund_scope(p, "code"))
+    mine = {str(e) for (e,) in c.execute(q)}
+    return [o for o in cases.overdue_applications(c, clock()) if o.estate_code in mine]
+
+
+@router.get("/my-home", responses={403: {}, 404: {}, 422: {}})
+def my_home(c: Db, p: Caller, clock: ClockDep, year: int | None = None) -> MyHomeOut:
     """An owner's own home (分户账): its balance in each account that covers it, every
-    movement (deposits, interest by floor area; its share of each repair), and the repairs
-    it paid for."""
+    movement (deposits, interest by floor area; its share of each repair), its yearly
+    report (``year``, this year by default, Asia/Shanghai), and the repairs it paid for."""
     unit = _owner_home(p)
+    y = year if year is not None else clock().astimezone(cases.LOCAL).year
+    if not 2000 <= y <= 2100:
+        raise Problem(422, "bad-year", "Bad year", "the year must be between 2000 and 2100")
     row = c.execute(
         "SELECT b.estate_code, b.code, u.code FROM units u JOIN buildings b ON b.id ="
         " u.building_id WHERE u.id = %s",
@@ -493,7 +529,10 @@ def my_home(c: Db, p: Caller) -> MyHomeOut:
     repairs = [d for d in cases.disclosure(c, str(row[0])) if d.case_id in paid]
     return MyHomeOut(
         estate_code=row[0], building=row[1], unit=row[2],
-        accounts=[MyAccountOut(account_id=a, home=h) for a, h in cases.home_of(c, unit)],
+        accounts=[
+            MyAccountOut(account_id=a, home=h, year=cases.home_year(h, y))
+            for a, h in cases.home_of(c, unit)
+        ],
         repairs=repairs,
     )  # fmt: skip
 
@@ -535,20 +574,23 @@ def step_case(
     action: Literal["estimate", "approve", "repaired", "accept", "review"],
     body: StepIn,
 ) -> CaseOut:
-    """``estimate`` (estimate_fen), ``approve`` (by: authority = a street office or the
-    housing authority deciding, never the party that estimated; standing = the owners'
+    """``estimate`` (estimate_fen; the application), ``approve`` (by: authority = the
+    owners' committee applying for the fund, the street office where the estate has none,
+    or the housing authority, never the party that estimated; standing = the owners'
     standing authorisation, voted and within its limits), ``repaired`` (note; the work
-    order resolved), ``accept`` (completion acceptance, note: the street office or the
-    housing authority for the owners, not the party that estimated), ``review`` (cost
-    review: reviewed_fen and the reason in note; the housing authority, a second party)."""
+    order resolved; before approval only for a repair-first case), ``accept`` (completion
+    acceptance, note: the owners' committee, or where there is none the street office or
+    the housing authority, not the party that estimated; the work order verified and
+    closed), ``review`` (cost review: reviewed_fen and the reason in note; the housing
+    authority, a second party)."""
     case = _case(c, p, case_id)
     now = clock()
     try:
         if action == "approve":
             if body.by == "authority":
-                allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY)
-                cases.approve(c, case_id, by=f"{p.role.value}:{p.name}", actor=p.actor, now=now,
-                              party=party(p))  # fmt: skip
+                allow(p, Role.OWNERS_COMMITTEE, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY)
+                by = party(p) if p.role is Role.OWNERS_COMMITTEE else f"{p.role.value}:{p.name}"
+                cases.approve(c, case_id, by=by, actor=p.actor, now=now, party=party(p))
             else:
                 allow(p, *CASE_WORKERS)
                 _may_work(c, p, case.estate_code)
@@ -560,7 +602,7 @@ def step_case(
                 raise Problem(422, "bad-step", "Bad step", "estimate needs estimate_fen")
             cases.estimate(c, case_id, body.estimate_fen, actor=p.actor, now=now, party=party(p))
         elif action == "accept":
-            allow(p, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY, Role.ADMIN)
+            allow(p, Role.OWNERS_COMMITTEE, Role.STREET_OFFICE, Role.HOUSING_AUTHORITY, Role.ADMIN)
             cases.accept(c, case_id, party=party(p), note=body.note, actor=p.actor, now=now)
         elif action == "review":
             allow(p, Role.HOUSING_AUTHORITY, Role.ADMIN)

@@ -31,6 +31,7 @@ class MeOut(BaseModel):
     role: str
     org_code: str | None
     area_code: str | None
+    estate_code: str | None = None  # an owners' committee's estate
 
 
 @router.post(
@@ -113,5 +114,5 @@ def me(p: Caller) -> MeOut:
     """The caller's name, role and binding."""
     return MeOut(
         name=p.name, kind="user" if p.kind == "user" else "key", role=p.role.value,
-        org_code=p.org_code, area_code=p.area_code,
+        org_code=p.org_code, area_code=p.area_code, estate_code=p.estate_code,
     )  # fmt: skip

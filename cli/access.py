@@ -27,8 +27,9 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "add":
             try:
                 key = create_key(
-                    conn, args.name, Role(args.role), org_code=args.org, area_code=args.area
-                )
+                    conn, args.name, Role(args.role), org_code=args.org, area_code=args.area,
+                    estate_code=args.estate,
+                )  # fmt: skip
             except ApiKeyError as err:
                 raise SettingsError(str(err)) from None
             common.echo(key)
@@ -64,6 +65,7 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
                 create_user(
                     conn, args.name, Role(args.role), password, org_code=args.org,
                     area_code=args.area, display_name=args.display_name or "", home=args.home,
+                    estate_code=args.estate,
                 )  # fmt: skip
             except ApiKeyError as err:
                 raise SettingsError(str(err)) from None
@@ -91,6 +93,7 @@ def register(sub: common.SubParsers) -> None:
     s.add_argument("--role", choices=[r.value for r in Role], default="admin")
     s.add_argument("--org", help="organisation code (operator, manager, maintenance)")
     s.add_argument("--area", help="area code (inspectors, street office)")
+    s.add_argument("--estate", help="estate code (an owners' committee)")
     s.set_defaults(func=cmd_apikey)
     s = sub.add_parser("users", help="add, list or disable people who log in with a password")
     s.add_argument("action", choices=["add", "list", "disable"])
@@ -98,6 +101,7 @@ def register(sub: common.SubParsers) -> None:
     s.add_argument("--role", choices=[r.value for r in Role], default="operator")
     s.add_argument("--org", help="organisation code (operator, manager, maintenance)")
     s.add_argument("--area", help="area code (inspectors, street office)")
+    s.add_argument("--estate", help="estate code (an owners' committee)")
     s.add_argument("--display-name")
     s.add_argument("--home", help="an owner's home: ESTATE/BUILDING/UNIT (its fund account)")
     s.add_argument("--password-stdin", action="store_true", help="read the password from stdin")

@@ -60,6 +60,7 @@ class DemoLogin:
     area_code: str | None
     what: str  # what this login sees, for the banner
     home: str | None = None  # an owner's home
+    estate: str | None = None  # an owners' committee's estate
 
 
 DEMO_LOGINS = (
@@ -78,6 +79,14 @@ DEMO_LOGINS = (
         None,
         "an owner: home HXY/B1/101's fund",
         home="HXY/B1/101",
+    ),
+    DemoLogin(
+        "committee-hxy",
+        Role.OWNERS_COMMITTEE,
+        None,
+        None,
+        "华祥苑业委会: applies for the fund, accepts repairs",
+        estate="HXY",
     ),
 )
 
@@ -103,7 +112,7 @@ def demo_logins(conn: db.Conn, var_dir: Path) -> list[tuple[DemoLogin, str]]:
             create_user(
                 conn, login.name, login.role, password,
                 org_code=login.org_code, area_code=login.area_code, display_name=login.what,
-                home=login.home,
+                home=login.home, estate_code=login.estate,
             )  # fmt: skip
         out.append((login, password))
     path.write_text(json.dumps(saved, indent=1))

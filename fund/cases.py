@@ -2,13 +2,17 @@
 owners' disclosure.
 
 opened (from an alert or work order, eligibility checked against the city's emergency
-list, evidence attached; or by hand for a failure no sensor sees, with photos) → estimated
-→ approved (by the street office or housing authority, or by the owners' standing
+list, evidence attached; or by hand for a failure no sensor sees, with photos; repair first
+(先修后报) on the property firm's declaration, the application due within the city's days)
+→ estimated (the application) → approved (by the owners' committee, or where the estate has
+none the street office acting for it; by the housing authority; or by the owners' standing
 authorisation, voted as 民法典 art. 278 asks and within its limits; never by the party that
-estimated) → repaired (the work order resolved) → accepted (竣工验收, by another party than
-the one that estimated) → settled (the actual cost, checked against the estimate and every
-cap again; over the review margin it needs a cost review (审价) by a second party; paid
-from the account with the invoice reference and apportioned to owners by floor area) →
+estimated) → repaired (the work order resolved; before approval only when repair first) →
+accepted (竣工验收 by the committee or, where there is none, its stand-in; the work order
+verified by its look-back; never the party that estimated) → settled (the actual cost,
+checked against the estimate and every cap again; over the review margin it needs a cost
+review (审价) by a second party; paid from the account with the invoice reference and
+apportioned to owners by floor area) →
 disclosed to the building's owners. Refused, with the reason, wherever the rules say no.
 Every decision is a ``fund_case_events`` row. The per-home accounts (分户账) are derived
 from the ledger (``homes``) and reconcile to it to the fen.
@@ -24,6 +28,7 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -72,6 +77,9 @@ class City(_Model):
     cost_review_margin: float = Field(default=0.10, ge=0, le=1)
     # a settled repair is disclosed this long (公示期); owners who paid may object meanwhile
     disclosure_days: int = Field(default=7, ge=1, le=90)
+    # 先修后报: a repair started on the property firm's declaration is applied for (the
+    # estimate with its evidence) within this many days, or it is overdue
+    application_days: int = Field(default=15, ge=1, le=90)
     items: list[Item] = Field(min_length=1)
 
 
@@ -110,6 +118,38 @@ def city_of(conn: Conn, estate: str) -> str:
     if row is None:
         raise CaseError(f"no estate {estate}")
     return str(row[0])
+
+
+def has_committee(conn: Conn, estate: str) -> bool:
+    """Whether the estate's owners have a committee (业委会) on record."""
+    row = conn.execute("SELECT owners_committee FROM estates WHERE code = %s", (estate,)).fetchone()
+    return bool(row and row[0])
+
+
+def committee(estate: str) -> str:
+    """The party name of an estate's owners' committee, as decisions record it."""
+    return f"owners_committee:{estate}"
+
+
+def _owners_side(
+    conn: Conn, estate: str, party: str, what: str, *, authority: bool = True
+) -> str | None:
+    """Why ``party`` may not act for the owners of ``estate`` on ``what``, or None: their
+    committee where there is one; where there is none, the street office for it (task 17)
+    or the housing authority; the housing authority everywhere when ``authority`` (it
+    approves applications as the supervisor)."""
+    role = party.split(":", 1)[0]
+    if role == "admin" or (role == "housing_authority" and authority):
+        return None
+    if has_committee(conn, estate):
+        if party != committee(estate):
+            return f"{estate} has an owners' committee (业委会): it {what}"
+        return None
+    if role == "owners_committee":
+        return f"{estate} has no owners' committee on record"
+    if role not in ("street_office", "housing_authority"):
+        return f"the street office {what} for the owners of {estate} (it has no committee)"
+    return None
 
 
 def _event(conn: Conn, case_id: int, change: str, actor: str, now: dt.datetime,
@@ -227,9 +267,12 @@ def open_case(
     alert_id: int | None = None,
     order_id: int | None = None,
     rules: EmergencyList | None = None,
+    repair_first: bool = False,
 ) -> int:
     """Open a case from an alert or a work order. An ineligible one is stored as refused
-    (with the reason) and ``CaseError`` says why."""
+    (with the reason) and ``CaseError`` says why. ``repair_first``: the property firm
+    declares the emergency and repairs at once (先修后报); the application is then due
+    within the city's ``application_days``."""
     if (alert_id is None) == (order_id is None):
         raise CaseError("a case is opened from one alert or one work order")
     rules = rules or load_list()
@@ -276,20 +319,23 @@ def open_case(
     account = account_of(conn, estate, building)
     reason = _ineligible(conn, rules, city=city, item_id=item, alert_type=alert_type,
                          estate=estate)  # fmt: skip
+    first = repair_first and not reason
+    apply_by = _apply_by(rules, city, now) if first else None
     with conn.transaction():
         got = conn.execute(
             "INSERT INTO fund_cases (account_id, estate_code, building_code, item, list_city,"
             " alert_id, order_id, device_code, state, evidence, refused_reason, opened_by,"
-            " opened_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " RETURNING id",
+            " opened_at, repair_first, apply_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (account, estate, building, item, city, alert_id, order_id, device,
              "refused" if reason else "opened", Jsonb(_evidence(conn, alert_id, order_id)),
-             reason, actor, now),
+             reason, actor, now, first, apply_by),
         ).fetchone()  # fmt: skip
         assert got is not None
         case_id = int(got[0])
-        _event(conn, case_id, "refused" if reason else "opened", actor, now,
-               item=item, alert=alert_id, reason=reason)  # fmt: skip
+        _event(conn, case_id, "refused" if reason else "opened", actor, now, item=item,
+               alert=alert_id, reason=reason, repair_first=first,
+               apply_by=apply_by.isoformat() if apply_by else None)  # fmt: skip
     if reason:
         raise CaseError(f"case {case_id} refused: {reason}")
     return case_id
@@ -305,10 +351,12 @@ def open_manual(
     actor: str,
     now: dt.datetime,
     rules: EmergencyList | None = None,
+    repair_first: bool = False,
 ) -> int:
     """Open a case by hand for a failure no sensor reports (a roof or wall leak, a facade
     at risk of falling, a drainage pipe burst): only for the list's manual items; photos
-    follow (``attachments``, subject ``fund_case:{id}``) before it can be estimated."""
+    follow (``attachments``, subject ``fund_case:{id}``) before it can be estimated.
+    ``repair_first`` as for ``open_case``."""
     rules = rules or load_list()
     if not description.strip():
         raise CaseError("describe the failure: what, where, since when")
@@ -334,18 +382,26 @@ def open_manual(
     if dup is not None:
         raise CaseError(f"case {dup[0]} is open for this failure already")
     account = account_of(conn, estate, building)
+    apply_by = _apply_by(rules, city, now) if repair_first else None
     with conn.transaction():
         got = conn.execute(
             "INSERT INTO fund_cases (account_id, estate_code, building_code, item, list_city,"
-            " state, evidence, description, opened_by, opened_at)"
-            " VALUES (%s, %s, %s, %s, %s, 'opened', %s, %s, %s, %s) RETURNING id",
+            " state, evidence, description, opened_by, opened_at, repair_first, apply_by)"
+            " VALUES (%s, %s, %s, %s, %s, 'opened', %s, %s, %s, %s, %s, %s) RETURNING id",
             (account, estate, building, item, city, Jsonb({"manual": True}), description.strip(),
-             actor, now),
+             actor, now, repair_first, apply_by),
         ).fetchone()  # fmt: skip
         assert got is not None
         case_id = int(got[0])
-        _event(conn, case_id, "opened", actor, now, item=item, manual=True)
+        _event(conn, case_id, "opened", actor, now, item=item, manual=True,
+               repair_first=repair_first,
+               apply_by=apply_by.isoformat() if apply_by else None)  # fmt: skip
     return case_id
+
+
+def _apply_by(rules: EmergencyList, city: str, now: dt.datetime) -> dt.datetime:
+    c = rules.cities.get(city)
+    return now + dt.timedelta(days=c.application_days if c else 15)
 
 
 def photos(conn: Conn, case_id: int) -> int:
@@ -428,19 +484,23 @@ def estimate(
                 f"{item.id} needs {item.min_photos} photos of the failure before an estimate;"
                 f" it has {have}"
             )
+        # the estimate with its evidence is the application (of a repair-first case too)
         conn.execute(
-            "UPDATE fund_cases SET state = 'estimated', estimate_fen = %s, estimated_by = %s"
-            " WHERE id = %s",
-            (amount_fen, party or actor, case_id),
+            "UPDATE fund_cases SET state = 'estimated', estimate_fen = %s, estimated_by = %s,"
+            " applied_at = coalesce(applied_at, %s) WHERE id = %s",
+            (amount_fen, party or actor, now, case_id),
         )
         _event(conn, case_id, "estimated", actor, now, estimate_fen=amount_fen)
 
 
 def approve(conn: Conn, case_id: int, *, by: str, actor: str, now: dt.datetime,
             rules: EmergencyList | None = None, party: str | None = None) -> str:  # fmt: skip
-    """``by``: 'street_office:<org>' / 'housing_authority:<org>' (a person decided), or
-    'standing' (the owners' standing authorisation: a vote in effect, within its limits).
-    The party that estimated does not approve its own estimate."""
+    """``by``: the deciding party, 'owners_committee:<estate>' (the committee applies for the
+    fund, task 17), 'street_office:<…>' (only where the estate has no committee: it acts for
+    the owners), 'housing_authority:<…>'; or 'standing' (the owners' standing
+    authorisation: a vote in effect, within its limits). The party that estimated does not
+    approve its own estimate. A repair-first case reported repaired moves on to
+    'repaired'."""
     refused: str | None = None
     who = party or actor
     with conn.transaction():
@@ -448,6 +508,10 @@ def approve(conn: Conn, case_id: int, *, by: str, actor: str, now: dt.datetime,
         estimated_by, _, _ = _parties(conn, case_id)
         if by != "standing" and estimated_by == who:
             raise CaseError(f"{who} estimated this repair and cannot approve it too")
+        if by != "standing":
+            why = _owners_side(conn, estate, party or by, "applies for the fund")
+            if why:
+                raise CaseError(why)
         if by == "standing":
             refused = standing_missing(conn, estate, now.date()) or _over_standing(
                 conn, rules or load_list(), city=city, account=account, amount=int(est), now=now
@@ -457,8 +521,8 @@ def approve(conn: Conn, case_id: int, *, by: str, actor: str, now: dt.datetime,
             _event(conn, case_id, "standing_refused", actor, now, reason=refused)
         else:
             conn.execute(
-                "UPDATE fund_cases SET state = 'approved', approval = %s, approved_by = %s"
-                " WHERE id = %s",
+                "UPDATE fund_cases SET state = CASE WHEN repaired_at IS NULL THEN 'approved'"
+                " ELSE 'repaired' END, approval = %s, approved_by = %s WHERE id = %s",
                 (by, who, case_id),
             )
             _event(conn, case_id, "approved", actor, now, by=by, estimate_fen=est)
@@ -500,10 +564,13 @@ def _over_standing(conn: Conn, rules: EmergencyList, *, city: str, account: int,
 
 
 _DONE_ORDER = ("resolved", "verifying", "closed")
+# acceptance waits for the look-back (回头看): the device stayed normal and the order closed
+_VERIFIED_ORDER = ("closed",)
 
 
-def _order_done(conn: Conn, case_id: int) -> str | None:
-    """Why the case's work order does not show the repair done yet, or None."""
+def _order_done(conn: Conn, case_id: int, done: Sequence[str] = _DONE_ORDER) -> str | None:
+    """Why the case's work order does not show the repair done (or, with ``done`` =
+    ``_VERIFIED_ORDER``, verified) yet, or None."""
     row = conn.execute(
         "SELECT o.id, o.state FROM fund_cases c JOIN work_orders o ON o.id = c.order_id"
         " WHERE c.id = %(c)s UNION ALL"
@@ -512,36 +579,57 @@ def _order_done(conn: Conn, case_id: int) -> str | None:
         " WHERE c.id = %(c)s AND c.order_id IS NULL LIMIT 1",
         {"c": case_id},
     ).fetchone()
-    if row is not None and row[1] not in _DONE_ORDER:
+    if row is not None and row[1] not in done:
+        if done == _VERIFIED_ORDER:
+            return (
+                f"work order {row[0]} is {row[1]}: the repair is accepted once the look-back"
+                " (回头看) has verified it and closed the order"
+            )
         return f"work order {row[0]} is {row[1]}: the repair is paid once it is resolved"
     return None
 
 
 def repaired(conn: Conn, case_id: int, *, note: str, actor: str, now: dt.datetime) -> None:
-    """The repair is done (先修后报: it may be reported before or after approval's
-    paperwork, but the work order must say so)."""
+    """The repair is done, as the work order says. After approval; a repair-first case
+    (先修后报) may report it before: it is kept and the case moves on when approved."""
     if not note.strip():
         raise CaseError("say what was repaired")
     with conn.transaction():
-        _step(conn, case_id, ("approved",))
+        row = conn.execute(
+            "SELECT repair_first, repaired_at FROM fund_cases WHERE id = %s", (case_id,)
+        ).fetchone()
+        first = bool(row and row[0])
+        if first and row is not None and row[1] is not None:
+            raise CaseError(f"case {case_id} was reported repaired already")
+        state = _step(conn, case_id, ("opened", "estimated", "approved") if first
+                      else ("approved",))[0]  # fmt: skip
         why = _order_done(conn, case_id)
         if why:
             raise CaseError(why)
-        conn.execute("UPDATE fund_cases SET state = 'repaired' WHERE id = %s", (case_id,))
-        _event(conn, case_id, "repaired", actor, now, note=note)
+        conn.execute(
+            "UPDATE fund_cases SET repaired_at = %s, state = CASE WHEN state = 'approved'"
+            " THEN 'repaired' ELSE state END WHERE id = %s",
+            (now, case_id),
+        )
+        _event(conn, case_id, "repaired", actor, now, note=note,
+               before_approval=state != "approved")  # fmt: skip
 
 
 def accept(
     conn: Conn, case_id: int, *, party: str, note: str, actor: str, now: dt.datetime
 ) -> None:
-    """Completion acceptance (竣工验收), by the owners' committee or its stand-in: never the
-    party that estimated the repair (or did it)."""
+    """Completion acceptance (竣工验收), by the owners' committee or, where the estate has
+    none, its stand-in (the street office; the housing authority): never the party that
+    estimated the repair (or did it), and only once the work order's look-back (回头看) has
+    verified the repair and closed it."""
     with conn.transaction():
-        _step(conn, case_id, ("repaired",))
+        estate = _step(conn, case_id, ("repaired",))[4]
         estimated_by, _, _ = _parties(conn, case_id)
         if party == estimated_by:
             raise CaseError(f"{party} estimated this repair and cannot accept it too")
-        why = _order_done(conn, case_id)
+        why = _owners_side(
+            conn, estate, party, "accepts the repair", authority=False
+        ) or _order_done(conn, case_id, _VERIFIED_ORDER)
         if why:
             raise CaseError(why)
         conn.execute(
@@ -830,11 +918,20 @@ def disclosure(conn: Conn, estate: str) -> list[Disclosed]:
     return out
 
 
-def yearly_report(conn: Conn, estate: str, year: int) -> list[dict[str, Any]]:
+LOCAL = ZoneInfo("Asia/Shanghai")
+
+
+def year_bounds(year: int, zone: dt.tzinfo = LOCAL) -> tuple[dt.datetime, dt.datetime]:
+    """The calendar year as the owners live it (local midnight to local midnight)."""
+    return dt.datetime(year, 1, 1, tzinfo=zone), dt.datetime(year + 1, 1, 1, tzinfo=zone)
+
+
+def yearly_report(
+    conn: Conn, estate: str, year: int, zone: dt.tzinfo = LOCAL
+) -> list[dict[str, Any]]:
     """Per account: balance at the start of the year, deposits, interest, repairs, and the
-    balance at its end (from the ledger)."""
-    start = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
-    end = dt.datetime(year + 1, 1, 1, tzinfo=dt.UTC)
+    balance at its end (from the ledger), the year in ``zone``."""
+    start, end = year_bounds(year, zone)
     rows = conn.execute(
         "SELECT a.id, a.name, a.building_code,"
         " coalesce(sum(l.amount_fen) FILTER (WHERE j.at < %(s)s), 0)::bigint,"
@@ -872,6 +969,38 @@ class Home(_Model):
     area_m2: Decimal
     balance_fen: int
     movements: list[Movement]
+
+
+class HomeYear(_Model):
+    """One home's share of an account over a year (the yearly report per home)."""
+
+    year: int
+    opening_fen: int
+    deposits_fen: int
+    interest_fen: int
+    repairs_fen: int  # its shares of the repairs settled in the year (positive)
+    other_fen: int  # refunds and corrections (+ in, - out)
+    closing_fen: int
+
+
+def home_year(home: Home, year: int, zone: dt.tzinfo = LOCAL) -> HomeYear:
+    """``home``'s movements summed over ``year``: opening + deposits + interest - repairs
+    + other = closing, to the fen."""
+    start, end = year_bounds(year, zone)
+    during = [m for m in home.movements if start <= m.at < end]
+
+    def total(kind: str) -> int:
+        return sum(m.amount_fen for m in during if m.kind == kind)
+
+    known = ("deposit", "interest", "repair")
+    return HomeYear(
+        year=year,
+        opening_fen=sum(m.amount_fen for m in home.movements if m.at < start),
+        deposits_fen=total("deposit"), interest_fen=total("interest"),
+        repairs_fen=-total("repair"),
+        other_fen=sum(m.amount_fen for m in during if m.kind not in known),
+        closing_fen=sum(m.amount_fen for m in home.movements if m.at < end),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -933,6 +1062,37 @@ def homes(conn: Conn, account_id: int) -> list[Home]:
              balance_fen=sum(m.amount_fen for m in moves[u.id]),
              movements=sorted(moves[u.id], key=lambda m: m.at))
         for u in units
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------- 先修后报
+
+
+class Overdue(_Model):
+    case_id: int
+    estate_code: str
+    building_code: str | None
+    item: str
+    state: str
+    opened_by: str
+    opened_at: dt.datetime
+    apply_by: dt.datetime
+    overdue_s: int  # how long past the deadline
+
+
+def overdue_applications(conn: Conn, now: dt.datetime) -> list[Overdue]:
+    """Repair-first cases whose application (the estimate with its evidence) is past its
+    deadline, longest overdue first: for the housing authority to chase."""
+    return [
+        Overdue(case_id=int(i), estate_code=e, building_code=b, item=it, state=st,
+                opened_by=ob, opened_at=oa, apply_by=ab,
+                overdue_s=int((now - ab).total_seconds()))
+        for i, e, b, it, st, ob, oa, ab in conn.execute(
+            "SELECT id, estate_code, building_code, item, state, opened_by, opened_at, apply_by"
+            " FROM fund_cases WHERE repair_first AND applied_at IS NULL AND apply_by < %s"
+            " AND state <> 'refused' ORDER BY apply_by, id",
+            (now,),
+        )
     ]  # fmt: skip
 
 

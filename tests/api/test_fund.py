@@ -16,7 +16,7 @@ from api.app import create_app
 from api.auth import ApiKeyError, Role, create_key, create_user
 from estate.db import Conn
 from fund import cases
-from tests.support.data import county_world
+from tests.support.data import county_world, verified
 
 pytestmark = pytest.mark.integration
 T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
@@ -26,6 +26,7 @@ KEYS: dict[str, tuple[Role, dict[str, str]]] = {
     "street": (Role.STREET_OFFICE, {"area_code": "SFX-CG-CGJD"}),
     "housing": (Role.HOUSING_AUTHORITY, {}),
     "lifts": (Role.MAINTENANCE, {"org_code": "EM-TS"}),
+    "committee": (Role.OWNERS_COMMITTEE, {"estate_code": "HXY"}),  # HXY's 业委会
 }
 
 
@@ -46,7 +47,7 @@ def client(database_url: str, world: Any) -> Iterator[TestClient]:
 
 
 def test_a_repair_case_through_the_api_to_the_public_disclosure(
-    client: TestClient, world: tuple[dict[str, int], dict[str, dict[str, str]]]
+    client: TestClient, world: tuple[dict[str, int], dict[str, dict[str, str]]], conn: Conn
 ) -> None:
     ids, k = world
     r = client.post("/api/v1/fund/cases", json={"item": "elevator_danger",
@@ -60,15 +61,18 @@ def test_a_repair_case_through_the_api_to_the_public_disclosure(
                        headers=k["lifts"]).status_code == 404  # not theirs to see  # fmt: skip
     r = client.post(f"{url}/estimate", json={"estimate_fen": 80_000}, headers=k["op"])
     assert r.json()["state"] == "estimated"
-    # the owners of HXY voted no standing authorisation: the street office decides
+    # the owners of HXY voted no standing authorisation: their committee applies (task 17)
     r = client.post(f"{url}/approve", json={"by": "standing"}, headers=k["op"])
     assert r.status_code == 409
     assert "have not voted a standing authorisation" in r.json()["detail"]
     assert client.post(f"{url}/approve", json={"by": "authority"},
                        headers=k["op"]).status_code == 403  # fmt: skip
     r = client.post(f"{url}/approve", json={"by": "authority"}, headers=k["street"])
-    assert r.json()["approval"] == "street_office:street"
-    assert r.json()["approved_by"] == "street_office:SFX-CG-CGJD"
+    assert r.status_code == 409  # HXY has a committee: the street office does not act for it
+    assert "HXY has an owners' committee" in r.json()["detail"]
+    r = client.post(f"{url}/approve", json={"by": "authority"}, headers=k["committee"])
+    assert r.json()["approval"] == "owners_committee:HXY", r.text
+    assert r.json()["approved_by"] == "owners_committee:HXY"
     # paid for a repair the work order shows done, and accepted by another party
     early = client.post(f"{url}/repaired", json={"note": "brake replaced"}, headers=k["op"])
     assert (early.status_code, "once it is resolved" in early.json()["detail"]) == (409, True)
@@ -81,8 +85,14 @@ def test_a_repair_case_through_the_api_to_the_public_disclosure(
     assert (
         client.post(f"{url}/accept", json={"note": "验收合格"}, headers=k["op"]).status_code == 403
     )
+    # accepted once the look-back (回头看) has verified the repair and closed the order
+    r = client.post(f"{url}/accept", json={"note": "验收合格"}, headers=k["committee"])
+    assert (r.status_code, "look-back" in r.json()["detail"]) == (409, True), r.text
+    verified(conn, ids["lift_order"], NOW)
     r = client.post(f"{url}/accept", json={"note": "验收合格"}, headers=k["street"])
-    assert (r.json()["state"], r.json()["accepted_by"]) == ("accepted", "street_office:SFX-CG-CGJD")
+    assert (r.status_code, "HXY has an owners' committee" in r.json()["detail"]) == (409, True)
+    r = client.post(f"{url}/accept", json={"note": "验收合格"}, headers=k["committee"])
+    assert (r.json()["state"], r.json()["accepted_by"]) == ("accepted", "owners_committee:HXY")
     bad = client.post(f"{url}/settle", json={"cost_fen": 1, "invoice_ref": "<b>call 123</b>"},
                       headers={**k["housing"], "Idempotency-Key": "bad-ref"})  # fmt: skip
     assert bad.status_code == 422  # published to owners: an invoice number and nothing else
@@ -105,8 +115,9 @@ def test_a_repair_case_through_the_api_to_the_public_disclosure(
     assert public.status_code == 200
     (shown,) = public.json()
     assert (shown["case_id"], shown["cost_fen"], shown["invoice_ref"]) == (case, 76_543, "INV-7")
-    assert shown["approval"] == "street_office"  # the kind of authority, not the login name
-    assert 'street"' not in public.text
+    assert shown["approval"] == "owners_committee"  # the kind of party, not a login name
+    assert "owners_committee:" not in public.text
+    assert "key:" not in public.text
     assert sum(s["share_fen"] for s in shown["shares"]) == 76_543
     assert len(shown["shares"]) > 50  # every owner of building 1
     report = client.get("/api/v1/public/estates/HXY/fund-report?year=2026").json()
@@ -196,7 +207,7 @@ def test_the_fund_process_per_role(
     client.post(f"{url}/repaired", json={"note": "防水层重做"}, headers=k["op"])
     assert client.post(f"{url}/accept", json={}, headers=k["op"]).status_code == 403
     assert client.post(f"{url}/accept", json={"note": "验收合格"},
-                       headers=k["street"]).json()["state"] == "accepted"  # fmt: skip
+                       headers=k["committee"]).json()["state"] == "accepted"  # fmt: skip
 
     def settle(cost: int, key: str) -> Any:
         return client.post(f"{url}/settle", json={"cost_fen": cost, "invoice_ref": "R-1"},
@@ -276,13 +287,13 @@ def test_owners_see_their_home_and_object_within_the_disclosure_period(
     # a repair of building 1, paid and disclosed
     case = w.ids["fund_case"]
     cases.estimate(conn, case, 50_000, actor="op", now=NOW, party="operator:PF-HX")
-    cases.approve(conn, case, by="street_office:x", actor="so", now=NOW, party="street_office:x")
-    (order,) = conn.execute(
-        "SELECT id FROM work_orders WHERE id = %s", (w.ids["lift_order"],)
-    ).fetchone() or (0,)
+    cases.approve(conn, case, by=cases.committee("HXY"), actor="co", now=NOW,
+                  party=cases.committee("HXY"))  # fmt: skip
+    order = w.ids["lift_order"]
     dispatch.act(conn, order, "resolve", actor="EM-TS", now=NOW)
     cases.repaired(conn, case, note="更换制动器", actor="op", now=NOW)
-    cases.accept(conn, case, party="street_office:x2", note="ok", actor="so", now=NOW)
+    verified(conn, order, NOW)
+    cases.accept(conn, case, party=cases.committee("HXY"), note="ok", actor="co", now=NOW)
     cases.settle(conn, case, cost_fen=50_000, invoice_ref="INV-9", key="k9", actor="ha",
                  now=NOW, contractor="通顺电梯工程有限公司")  # fmt: skip
     clock = Clock(NOW + dt.timedelta(days=1))
@@ -336,3 +347,137 @@ class Clock:
 
     def __call__(self) -> dt.datetime:
         return self.now
+
+
+def test_the_committee_applies_and_accepts_and_repair_first_is_chased(
+    database_url: str, conn: Conn
+) -> None:
+    """An owners' committee (业委会) is bound to its estate and only exists where the
+    registry records one; it records its owners' vote, applies for the fund and accepts.
+    A repair-first case (先修后报) is repaired on the firm's declaration; its application is
+    due within the city's days and, overdue, is on the housing authority's list."""
+    w = county_world(conn, T0, NOW)
+    with pytest.raises(ApiKeyError, match="CGXC has no owners' committee on record"):
+        create_key(conn, "c-cgxc", Role.OWNERS_COMMITTEE, estate_code="CGXC")
+    with pytest.raises(ApiKeyError, match="needs --estate"):
+        create_key(conn, "c-none", Role.OWNERS_COMMITTEE)
+    with pytest.raises(ApiKeyError, match="only an owners' committee is bound to an estate"):
+        create_key(conn, "op-e", Role.OPERATOR, org_code="PF-HX", estate_code="HXY")
+    keys = {
+        who: {"Authorization": f"Bearer {create_key(conn, who, r, **b)}"}
+        for who, (r, b) in KEYS.items()
+    }
+    bh = create_key(conn, "bh", Role.STREET_OFFICE, area_code="SFX-CG-BHJD")
+    keys["bh"] = {"Authorization": f"Bearer {bh}"}
+    clock = Clock(NOW)
+    with TestClient(create_app(database_url, clock=clock)) as client:
+        co = keys["committee"]
+        me = client.get("/api/v1/auth/me", headers=co).json()
+        assert (me["role"], me["estate_code"]) == ("owners_committee", "HXY")
+        # its estate's fund, and nothing of the control room's
+        seen = {c["estate_code"] for c in client.get("/api/v1/fund/cases", headers=co).json()
+                ["items"]}  # fmt: skip
+        assert seen == {"HXY"}
+        assert client.get(f"/api/v1/fund/cases/{w.ids['fund_case_out']}",
+                          headers=co).status_code == 404  # fmt: skip
+        assert client.get("/api/v1/alerts?state=all", headers=co).json()["items"] == []
+        vote = {"held_on": "2026-11-21", "valid_until": "2029-11-20",
+                "participating_area_m2": "1", "participating_owners": 1,
+                "consenting_area_m2": "1", "consenting_owners": 1}  # fmt: skip
+        r = client.post("/api/v1/fund/estates/HXY/votes", json=vote, headers=co)
+        assert (r.status_code, r.json()["passed"]) == (201, False), r.text
+        assert client.post("/api/v1/fund/estates/CGXC/votes", json=vote,
+                           headers=co).status_code == 404  # fmt: skip
+
+        # 先修后报: declared and repaired at once; the application is due in 15 days
+        body = {"item": "roof_leak", "estate": "HXY", "building": "B1", "repair_first": True,
+                "description": "暴雨后 26 层屋面大面积渗漏，先行抢修"}  # fmt: skip
+        r = client.post("/api/v1/fund/cases", json=body, headers=keys["op"])
+        assert r.status_code == 201, r.text
+        case = r.json()
+        assert case["repair_first"]
+        assert case["applied_at"] is None
+        assert dt.datetime.fromisoformat(case["apply_by"]) == NOW + dt.timedelta(days=15)
+        url = f"/api/v1/fund/cases/{case['id']}"
+        r = client.post(f"{url}/repaired", json={"note": "临时封堵、防水层重做"},
+                        headers=keys["op"])  # fmt: skip
+        assert (r.json()["state"], r.json()["repaired_at"] is not None) == ("opened", True)
+        again = client.post(f"{url}/repaired", json={"note": "x"}, headers=keys["op"])
+        assert (again.status_code, "reported repaired already" in again.json()["detail"]) == (
+            409, True,
+        )  # fmt: skip
+        overdue = "/api/v1/fund/applications/overdue"
+        assert client.get(overdue, headers=keys["housing"]).json() == []  # not yet due
+        clock.now = NOW + dt.timedelta(days=16)
+        (late,) = client.get(overdue, headers=keys["housing"]).json()
+        assert (late["case_id"], late["overdue_s"]) == (case["id"], 86400)
+        assert [o["case_id"] for o in client.get(overdue, headers=keys["op"]).json()] == [
+            case["id"]
+        ]
+        assert client.get(overdue, headers=keys["bh"]).json() == []  # another street's
+        assert client.get(overdue, headers=keys["lifts"]).status_code == 403
+        # the application: photos and the estimate; then it is no longer overdue
+        for n in (1, 2):
+            client.post(f"{url}/photos", params={"filename": f"{n}.png"},
+                        content=PNG + bytes([n]), headers=keys["op"])  # fmt: skip
+        r = client.post(f"{url}/estimate", json={"estimate_fen": 30_000}, headers=keys["op"])
+        assert r.json()["applied_at"] is not None, r.text
+        assert client.get(overdue, headers=keys["housing"]).json() == []
+        # the committee applies for the fund: the case moves on to repaired at once
+        r = client.post(f"{url}/approve", json={"by": "authority"}, headers=co)
+        assert (r.json()["state"], r.json()["approval"]) == ("repaired", "owners_committee:HXY")
+        r = client.post(f"{url}/accept", json={"note": "验收合格"}, headers=keys["housing"])
+        assert (r.status_code, "HXY has an owners' committee" in r.json()["detail"]) == (409, True)
+        r = client.post(f"{url}/accept", json={"note": "验收合格"}, headers=co)
+        assert r.json()["state"] == "accepted", r.text
+
+        # an estate without a committee: its street office works the case for the owners;
+        # having estimated it, it does not accept it too: the housing authority does
+        fence = {"item": "facade_falling", "estate": "CGXC", "building": "B1",
+                 "description": "3 层外墙瓷砖空鼓，有脱落危险"}  # fmt: skip
+        r = client.post("/api/v1/fund/cases", json=fence, headers=keys["bh"])
+        url = f"/api/v1/fund/cases/{r.json()['id']}"
+        for n in (1, 2):
+            client.post(f"{url}/photos", params={"filename": f"{n}.png"},
+                        content=PNG + bytes([n]), headers=keys["bh"])  # fmt: skip
+        client.post(f"{url}/estimate", json={"estimate_fen": 20_000}, headers=keys["bh"])
+        client.post(f"{url}/approve", json={"by": "authority"}, headers=keys["housing"])
+        client.post(f"{url}/repaired", json={"note": "空鼓瓷砖铲除重贴"}, headers=keys["bh"])
+        assert client.post(f"{url}/accept", json={"note": "ok"},
+                           headers=co).status_code == 404  # fmt: skip
+        r = client.post(f"{url}/accept", json={"note": "验收合格"}, headers=keys["bh"])
+        assert (r.status_code, "cannot accept it too" in r.json()["detail"]) == (409, True)
+        r = client.post(f"{url}/accept", json={"note": "验收合格"}, headers=keys["housing"])
+        assert r.json()["accepted_by"] == "housing_authority:housing", r.text
+
+
+def test_an_owner_gets_the_yearly_report_of_their_home(database_url: str, conn: Conn) -> None:
+    """The yearly report per home (task 18): opening, deposits, interest, repairs and
+    closing of the owner's home in each account, in Asia/Shanghai years."""
+    w = county_world(conn, T0, NOW)
+    create_user(conn, "owner101", Role.OWNER, OWNER_PASSWORD, home="HXY/B1/101")
+    account = w.ids["account"]
+    # interest credited at 2027-01-01 00:30 in Shanghai: 2026 in UTC, 2027 for the owners
+    new_year = dt.datetime(2026, 12, 31, 16, 30, tzinfo=dt.UTC)
+    cases.deposit(conn, account, 10_000, kind="interest", key="i-2027", actor="bank",
+                  now=new_year)  # fmt: skip
+    with TestClient(create_app(database_url, clock=lambda: new_year)) as client:
+        form = {"username": "owner101", "password": OWNER_PASSWORD}
+        token = client.post("/api/v1/auth/token", data=form).json()["access_token"]
+        h = {"Authorization": f"Bearer {token}"}
+
+        def year(y: int | None) -> dict[str, Any]:
+            r = client.get("/api/v1/fund/my-home", params={} if y is None else {"year": y},
+                           headers=h)  # fmt: skip
+            assert r.status_code == 200, r.text
+            (acc,) = [a for a in r.json()["accounts"] if a["account_id"] == account]
+            return dict(acc["year"])
+
+        y26, y27 = year(2026), year(None)  # this year, in Shanghai, is 2027
+        assert y27["year"] == 2027
+        assert (y26["deposits_fen"] > 0, y26["interest_fen"]) == (True, 0)
+        assert y27["opening_fen"] == y26["closing_fen"]
+        assert 0 < y27["interest_fen"] <= 10_000
+        assert y27["closing_fen"] == y27["opening_fen"] + y27["interest_fen"]
+        bad = client.get("/api/v1/fund/my-home", params={"year": 1999}, headers=h)
+        assert bad.status_code == 422

@@ -39,11 +39,13 @@ BOUND: dict[Role, dict[str, str]] = {
     Role.MARKET_INSPECTOR: {"area_code": "SFX-CG-CGJD"},
     Role.STREET_OFFICE: {"area_code": "SFX-CG-CGJD"},
     Role.OWNER: {},
+    Role.OWNERS_COMMITTEE: {"estate_code": "HXY"},
 }
 ALL = frozenset(BOUND)
-A, H, OP, MG, MT, FI, MI, SO, OW = (
+A, H, OP, MG, MT, FI, MI, SO, OW, OC = (
     Role.ADMIN, Role.HOUSING_AUTHORITY, Role.OPERATOR, Role.MANAGER, Role.MAINTENANCE,
     Role.FIRE_INSPECTOR, Role.MARKET_INSPECTOR, Role.STREET_OFFICE, Role.OWNER,
+    Role.OWNERS_COMMITTEE,
 )  # fmt: skip
 EVERYWHERE = frozenset({A, H})  # who sees the outside resources too
 
@@ -77,15 +79,16 @@ ITEM: dict[str, tuple[str, str, str, Sees]] = {  # GET one: path, inside key, ou
     "/api/v1/notices/{notice_id}": ("/api/v1/notices/{}", "notice", "notice_out",
                                     frozenset({A, H, OP, MG, FI, SO})),
     "/api/v1/fund/cases/{case_id}": ("/api/v1/fund/cases/{}", "fund_case", "fund_case_out",
-                                     frozenset({A, H, OP, MG, SO})),
+                                     frozenset({A, H, OP, MG, SO, OC})),
     "/api/v1/fund/accounts/{account_id}/homes": (
         "/api/v1/fund/accounts/{}/homes", "account", "account_out",
-        frozenset({A, H, OP, MG, SO})),
+        frozenset({A, H, OP, MG, SO, OC})),
 }  # fmt: skip
 LIST: dict[str, tuple[str, str, str, str, Sees]] = {  # GET list: path, id field, in, out
     "/api/v1/alerts": ("/api/v1/alerts?state=all", "id", "alert", "alert_out",
                        frozenset({A, H, OP, MG, MT, MI, SO})),
-    "/api/v1/incidents": ("/api/v1/incidents?state=all", "id", "", "", ALL - {OW}),
+    # a committee follows its estate's fund, not the control room's alarms
+    "/api/v1/incidents": ("/api/v1/incidents?state=all", "id", "", "", ALL - {OW, OC}),
     "/api/v1/work-orders": ("/api/v1/work-orders?state=all", "id", "lift_order", "order_out",
                             frozenset({A, H, OP, MG, MT, MI})),
     "/api/v1/notices": ("/api/v1/notices?state=all", "id", "notice", "notice_out",
@@ -93,21 +96,22 @@ LIST: dict[str, tuple[str, str, str, str, Sees]] = {  # GET list: path, id field
     "/api/v1/dead-letters": ("/api/v1/dead-letters", "id", "dead", "dead_out",
                              frozenset({A, OP, MG})),
     "/api/v1/fund/accounts": ("/api/v1/fund/accounts", "id", "account", "account_out",
-                              frozenset({A, H, OP, MG, SO})),
+                              frozenset({A, H, OP, MG, SO, OC})),
     "/api/v1/fund/cases": ("/api/v1/fund/cases", "id", "fund_case", "fund_case_out",
-                           frozenset({A, H, OP, MG, SO})),
+                           frozenset({A, H, OP, MG, SO, OC})),
 }  # fmt: skip
 # GET by codes (estates and devices are named, not numbered): inside url, outside url
 NAMED: dict[str, tuple[str, str, Sees]] = {
-    "/api/v1/estates/{estate}": ("/api/v1/estates/HXY", "/api/v1/estates/CGXC", ALL - {OW}),
+    "/api/v1/estates/{estate}": ("/api/v1/estates/HXY", "/api/v1/estates/CGXC",
+                                 ALL - {OW, OC}),
     "/api/v1/devices/{estate}/{code}": (
-        "/api/v1/devices/HXY/B1-L1", "/api/v1/devices/CGXC/B1-SD1", ALL - {OW, FI}),
+        "/api/v1/devices/HXY/B1-L1", "/api/v1/devices/CGXC/B1-SD1", ALL - {OW, FI, OC}),
     "/api/v1/devices/{estate}/{code}/maintenance": (
         "/api/v1/devices/HXY/B1-L1/maintenance", "/api/v1/devices/CGXC/B1-SD1/maintenance",
-        ALL - {OW, FI}),
+        ALL - {OW, FI, OC}),
     "/api/v1/devices/{estate}/{code}/series": (
         "/api/v1/devices/HXY/B1-L1/series?metric=floor",
-        "/api/v1/devices/CGXC/B1-SD1/series?metric=fault", ALL - {OW, FI}),
+        "/api/v1/devices/CGXC/B1-SD1/series?metric=fault", ALL - {OW, FI, OC}),
 }  # fmt: skip
 READ_ONLY: dict[str, tuple[str, Sees]] = {  # GET: who gets 200 (others 403)
     "/api/v1/dead-letters/summary": ("/api/v1/dead-letters/summary", frozenset({A, OP, MG})),
@@ -123,12 +127,16 @@ READ_ONLY: dict[str, tuple[str, Sees]] = {  # GET: who gets 200 (others 403)
                                    "&end=2026-12-01T00:00:00Z", ALL - {OW}),
     "/api/v1/notices/look-backs": ("/api/v1/notices/look-backs", frozenset({A, H, FI, MI, SO})),
     "/api/v1/fund/estates/{estate}/votes": ("/api/v1/fund/estates/HXY/votes",
-                                            frozenset({A, H, OP, MG, SO})),
+                                            frozenset({A, H, OP, MG, SO, OC})),
+    # the overdue repair-first applications; content per scope in test_fund.py
+    "/api/v1/fund/applications/overdue": ("/api/v1/fund/applications/overdue",
+                                          frozenset({A, H, OP, MG, SO})),
     "/api/v1/estates/{estate}/duty/shifts": (
         "/api/v1/estates/HXY/duty/shifts?start=2026-11-22T00:00:00Z&end=2026-11-23T00:00:00Z",
-        frozenset({A, H, OP, MG, FI, SO})),
+        frozenset({A, H, OP, MG, FI, SO, OC})),
+    # the committee supervises the firm's service: its duty roster and shift log
     "/api/v1/estates/{estate}/duty/log": ("/api/v1/estates/HXY/duty/log",
-                                          frozenset({A, H, OP, MG, FI, SO})),
+                                          frozenset({A, H, OP, MG, FI, SO, OC})),
     "/api/v1/auth/me": ("/api/v1/auth/me", ALL),
     # scoped content, tested in tests/test_api_console.py; every role may ask
     "/api/v1/estates": ("/api/v1/estates", ALL),
@@ -207,7 +215,7 @@ ACTION: dict[tuple[str, str], tuple[str, str, str, dict[str, Any] | None, Sees]]
         "/api/v1/fund/estates/HXY/votes", "", "",
         {"held_on": "2026-11-21", "valid_until": "2029-11-20", "participating_area_m2": "1",
          "participating_owners": 1, "consenting_area_m2": "1", "consenting_owners": 1},
-        frozenset({A, H, SO})),
+        frozenset({A, H, SO, OC})),
     ("POST", "/api/v1/fund/cases/{case_id}/settle"): (
         "/api/v1/fund/cases/{}/settle", "fund_case", "fund_case_out",
         {"cost_fen": 1, "invoice_ref": "x"}, frozenset({A, H})),

@@ -42,7 +42,8 @@ def test_from_a_trapped_passenger_to_the_owners_disclosure(county: Conn) -> None
     s = Scenario.model_validate(
         {
             "name": "t", "title": "t", "estate": "HXY", "devices": ["B1-L1"],
-            "duration_s": 120, "steps": [{"at_s": 30, "device": "B1-L1", "action": "trap"}],
+            "duration_s": 300, "steps": [{"at_s": 30, "device": "B1-L1", "action": "trap"},
+                                         {"at_s": 150, "device": "B1-L1", "action": "release"}],
         }
     )  # fmt: skip
 
@@ -83,8 +84,12 @@ def test_from_a_trapped_passenger_to_the_owners_disclosure(county: Conn) -> None
     with pytest.raises(cases.CaseError, match="cannot approve it too"):
         cases.approve(conn, case, by="street_office:x", actor="x", now=later,
                       party="operator:PF-HX")  # fmt: skip
-    cases.approve(conn, case, by="street_office:SO-CG", actor="SO-CG:zhao", now=later,
-                  party="street_office:SFX-CG-CGJD")  # fmt: skip
+    # HXY has an owners' committee: it applies, the street office does not act for it
+    with pytest.raises(cases.CaseError, match="HXY has an owners' committee"):
+        cases.approve(conn, case, by="street_office:SO-CG", actor="SO-CG:zhao", now=later,
+                      party="street_office:SFX-CG-CGJD")  # fmt: skip
+    cases.approve(conn, case, by=cases.committee("HXY"), actor="HXY:chen", now=later,
+                  party=cases.committee("HXY"))  # fmt: skip
     # 先修后报 is paid once the work order says the repair is done
     with pytest.raises(cases.CaseError, match="the repair is paid once it is resolved"):
         cases.repaired(conn, case, note="主机板更换", actor="EM-TS", now=later)
@@ -96,7 +101,19 @@ def test_from_a_trapped_passenger_to_the_owners_disclosure(county: Conn) -> None
                      actor="HA-SFX:qian", now=later)  # fmt: skip
     with pytest.raises(cases.CaseError, match="cannot accept it too"):
         cases.accept(conn, case, party="operator:PF-HX", note="", actor="x", now=later)
-    cases.accept(conn, case, party="street_office:SFX-CG-CGJD", note="验收合格", actor="SO-CG",
+    # acceptance waits for the look-back: the lift stayed normal and the order closed
+    with pytest.raises(cases.CaseError, match="look-back"):
+        cases.accept(conn, case, party=cases.committee("HXY"), note="验收合格", actor="HXY",
+                     now=later)  # fmt: skip
+    for h in (0, 1, 24, 48):
+        sup.round(conn, later + dt.timedelta(hours=h))
+    assert conn.execute("SELECT state FROM work_orders WHERE id = %s", (order_id,)).fetchone() == (
+        "closed",
+    )
+    with pytest.raises(cases.CaseError, match="HXY has an owners' committee"):
+        cases.accept(conn, case, party="street_office:SFX-CG-CGJD", note="验收合格",
+                     actor="SO-CG", now=later)  # fmt: skip
+    cases.accept(conn, case, party=cases.committee("HXY"), note="验收合格", actor="HXY",
                  now=later)  # fmt: skip
     jid = cases.settle(conn, case, cost_fen=1_200_001, invoice_ref="INV-88", key="settle-1",
                        actor="HA-SFX:qian", now=later)  # fmt: skip
@@ -211,7 +228,7 @@ def _repaired_case(conn: Conn, device: str, rule: str, est: int) -> int:
     cases.approve(conn, case, by="housing_authority:HA-SFX", actor="y", now=T0,
                   party="housing_authority:HA-SFX")  # fmt: skip
     cases.repaired(conn, case, note="done", actor="x", now=T0)
-    cases.accept(conn, case, party="street_office:SFX-CG-CGJD", note="ok", actor="z", now=T0)
+    cases.accept(conn, case, party=cases.committee("HXY"), note="ok", actor="z", now=T0)
     return case
 
 

@@ -22,6 +22,7 @@ from tests.support.data import T0
 
 pytestmark = pytest.mark.integration
 SO, HA, PF = "street_office:SFX-CG-CGJD", "housing_authority:HA-SFX", "operator:PF-HX"
+CO = cases.committee("HXY")  # HXY's owners' committee (业委会)
 
 
 @pytest.fixture
@@ -53,9 +54,9 @@ def _accepted(conn: Conn, *, est: int, standing: bool, device: str = "B1-L1") ->
     if standing:
         cases.approve(conn, case, by="standing", actor="PF", now=T0, party=PF)
     else:
-        cases.approve(conn, case, by=f"street_office:{SO}", actor="SO", now=T0, party=SO)
+        cases.approve(conn, case, by=CO, actor="CO", now=T0, party=CO)
     cases.repaired(conn, case, note="done", actor="PF", now=T0)
-    cases.accept(conn, case, party=SO if standing else HA, note="ok", actor="x", now=T0)
+    cases.accept(conn, case, party=CO, note="ok", actor="x", now=T0)
     return case
 
 
@@ -102,7 +103,7 @@ def test_the_standing_authorisation_needs_a_vote_and_its_caps_hold_on_the_amount
     vote_for_standing(conn, "HXY", T0)
     cases.approve(conn, case, by="standing", actor="PF", now=T0, party=PF)
     cases.repaired(conn, case, note="done", actor="PF", now=T0)
-    cases.accept(conn, case, party=SO, note="ok", actor="SO", now=T0)
+    cases.accept(conn, case, party=CO, note="ok", actor="CO", now=T0)
     # estimated at 1 yuan, billed 300,000 yuan: over the estimate, then over the cap
     with pytest.raises(cases.CaseError, match="needs a cost review"):
         cases.settle(conn, case, cost_fen=30_000_000, invoice_ref="I1", key="s1", actor="HA",
@@ -124,7 +125,7 @@ def test_a_cost_over_the_margin_needs_a_review_by_a_second_party(county: Conn) -
     case = _accepted(conn, est=100_000, standing=False)
     with pytest.raises(cases.CaseError, match="by more than 10%"):
         cases.settle(conn, case, cost_fen=120_000, invoice_ref="I2", key="r1", actor="HA", now=T0)
-    for who in (PF, SO):  # who estimated, who approved
+    for who in (PF, CO):  # who estimated, who approved
         with pytest.raises(cases.CaseError, match="a second party reviews"):
             cases.review(conn, case, 120_000, reason="x", party=who, actor="x", now=T0)
     with pytest.raises(cases.CaseError, match="say why"):
@@ -170,9 +171,9 @@ def _manual_accepted(conn: Conn, *, est: int, tag: str) -> int:
                              description=f"屋面渗漏 {tag}", actor="PF", now=T0)  # fmt: skip
     two_photos(conn, case)
     cases.estimate(conn, case, est, actor="PF", now=T0, party=PF)
-    cases.approve(conn, case, by=f"street_office:{SO}", actor="SO", now=T0, party=SO)
+    cases.approve(conn, case, by=CO, actor="CO", now=T0, party=CO)
     cases.repaired(conn, case, note="done", actor="PF", now=T0)
-    cases.accept(conn, case, party=HA, note="ok", actor="HA", now=T0)
+    cases.accept(conn, case, party=CO, note="ok", actor="CO", now=T0)
     return case
 
 
@@ -214,3 +215,13 @@ def test_home_accounts_always_sum_to_the_ledger(county: Conn, steps: list[tuple[
     assert sum(h.balance_fen for h in homes) == balance
     assert all(h.balance_fen >= 0 for h in homes)
     assert ledger.verify(conn).ok
+    # the yearly report per home adds up, and the homes' reports add up to the account's
+    years = [cases.home_year(h, T0.year) for h in homes]
+    for y, h in zip(years, homes, strict=True):
+        assert y.opening_fen + y.deposits_fen + y.interest_fen - y.repairs_fen + y.other_fen == (
+            y.closing_fen
+        )
+        assert y.closing_fen == h.balance_fen
+    (acc,) = [r for r in cases.yearly_report(conn, "HXY", T0.year) if r["account"] == account]
+    for field in ("opening", "deposits", "interest", "repairs", "closing"):
+        assert sum(getattr(y, f"{field}_fen") for y in years) == acc[f"{field}_fen"], field

@@ -154,3 +154,30 @@ def county_world(conn: Conn, t0: dt.datetime, now: dt.datetime) -> World:
                            " AND building_code = 'B1'"),
     }  # fmt: skip
     return World(ids)
+
+
+def verified(conn: Conn, order_id: int, resolved_at: dt.datetime) -> dt.datetime:
+    """Let a resolved work order pass its look-back (回头看) as the system does: its alerts
+    clear (the device reads normal again), the supervisor starts the window and, once it
+    has passed, closes the order. Returns when it closed."""
+    rows = conn.execute(
+        "SELECT a.device_id, a.alert_type, a.severity FROM alerts a"
+        " JOIN incidents i ON i.id = a.incident_id WHERE i.work_order_id = %s"
+        " AND a.state = 'open'",
+        (order_id,),
+    ).fetchall()
+    devs = {d.id: d for d in store.devices(conn)}
+    t = resolved_at.timestamp()
+    store.apply(conn, [Op("clear", (int(d), str(a)), str(a), Severity.parse(str(s)), t)
+                       for d, a, s in rows],
+                devs)  # fmt: skip
+    sup = Supervisor()
+    for later in (0, 86400 * 2):
+        sup.round(conn, resolved_at + dt.timedelta(seconds=later))
+    row = conn.execute(
+        "SELECT state, closed_at FROM work_orders WHERE id = %s", (order_id,)
+    ).fetchone()
+    assert row is not None
+    assert row[0] == "closed", row
+    closed: dt.datetime = row[1]
+    return closed
