@@ -14,10 +14,14 @@ const NAV = {  // what each role looks at, first = home
   maintenance: ["orders", "board", "estates", "notices"],
   fire_inspector: ["fire", "notices", "ledger", "board", "estates"],
   market_inspector: ["elevators", "notices", "ledger", "board", "orders", "estates"],
-  housing_authority: ["estates", "elevators", "fire", "notices", "ledger", "board"],
-  street_office: ["board", "orders", "estates", "fire", "elevators", "notices", "ledger"],
+  housing_authority: ["estates", "elevators", "fire", "notices", "ledger", "board", "fundcases"],
+  street_office: ["board", "orders", "estates", "fire", "elevators", "notices", "ledger", "fundcases"],
   owner: ["myhome", "disclosure"],
+  owners_committee: ["fundcases", "disclosure"],
 };
+// who takes which step of a fund case from the console (the API decides who may)
+const FUND_APPROVERS = ["owners_committee", "street_office", "housing_authority"];
+const FUND_ACCEPTORS = ["owners_committee", "street_office", "housing_authority", "admin"];
 const S = { token: sessionStorage.getItem("token"), me: null, stream: null, timers: [], sound: false, audio: null };
 
 class ApiError extends Error { constructor(status, body) { super(body.detail || body.title || status); this.status = status; this.body = body; } }
@@ -158,7 +162,7 @@ async function route() {
   const pages = { board: renderBoard, alert: renderAlert, estates: renderEstates, estate: renderEstate,
     device: renderDevice, orders: renderOrders, silences: renderSilences, fire: renderFire,
     elevators: renderElevators, disclosure: renderDisclosureChooser, notices: renderNotices,
-    notice: renderNotice, ledger: renderLedger, myhome: renderMyHome };
+    notice: renderNotice, ledger: renderLedger, myhome: renderMyHome, fundcases: renderFundCases };
   const home = (NAV[S.me.role] || ["board"])[0];
   const f = pages[page] || pages[home];
   view.innerHTML = `<p class="muted">${t("loading")}</p>`;
@@ -682,6 +686,9 @@ async function renderMyHome(view) {
   const now = new Date();
   view.innerHTML = `<h1>${esc(t("myhome"))} · ${esc(h.estate_code)} ${esc(h.building)}-${esc(h.unit)}</h1>
     ${h.accounts.map(a => `<div class="card"><h3>${esc(t("account"))} #${a.account_id} · ${esc(t("balance"))} <span class="num" data-balance="${a.account_id}">¥${yuan(a.home.balance_fen)}</span></h3>
+      ${table(["year", "opening", "deposits", "interest", "repairs", "closing"], [`<tr><td>${a.year.year}</td><td class="num">${yuan(a.year.opening_fen)}</td>
+        <td class="num">${yuan(a.year.deposits_fen)}</td><td class="num">${yuan(a.year.interest_fen)}</td><td class="num">${yuan(a.year.repairs_fen)}</td>
+        <td class="num">${yuan(a.year.closing_fen)}</td></tr>`], `data-year="${a.account_id}"`)}
       ${table(["time", "kind", "amount"], a.home.movements.map(m => `<tr><td>${fmtTime(m.at)}</td><td>${esc(t(`mv_${m.kind}`))}${m.case_id ? ` #${m.case_id}` : ""}</td>
         <td class="num">${m.amount_fen < 0 ? "-" : ""}¥${yuan(Math.abs(m.amount_fen))}</td></tr>`))}</div>`).join("")}
     <h2>${esc(t("repairs"))}</h2>
@@ -694,6 +701,32 @@ async function renderMyHome(view) {
     const id = ev.target.closest("[data-case]").dataset.case;
     try { await api(`/fund/cases/${id}/objections`, { method: "POST", json: { text: ev.target.elements.text.value } }); await renderMyHome(view); }
     catch (e) { alert(e.message); }
+  };
+}
+
+// ------------------------------------------------------------------ fund cases (业委会, 街道, 住建)
+async function renderFundCases(view) {
+  const $ = scoped(view), role = S.me.role;
+  const [page, overdue] = await Promise.all([api("/fund/cases?limit=100"),
+    ["housing_authority", "street_office", "admin"].includes(role) ? api("/fund/applications/overdue") : Promise.resolve(null)]);
+  const step = c => {
+    if (c.state === "estimated" && FUND_APPROVERS.includes(role)) return `<button data-step="approve">${esc(t("fund_apply"))}</button>`;
+    if (c.state === "repaired" && FUND_ACCEPTORS.includes(role)) return `<button data-step="accept">${esc(t("fund_accept"))}</button>`;
+    return "";
+  };
+  view.innerHTML = `<h1>${esc(t("fundcases"))}</h1>
+    ${overdue ? `<h2>${esc(t("overdue_applications"))}</h2>${table(["case", "estate", "item", "apply_by", "overdue"], overdue.map(o => `<tr><td>#${o.case_id}</td>
+      <td>${esc(o.estate_code)}</td><td>${esc(tItem(o.item))}</td><td>${fmtTime(o.apply_by)}</td><td>${fmtDur(o.overdue_s)}</td></tr>`), 'id="overdue"')}` : ""}
+    ${table(["case", "estate", "item", "state", "estimate", "approval", "action"], page.items.map(c => `<tr data-case="${c.id}"><td>#${c.id}${c.repair_first ? ` <span class="pill">${esc(t("repair_first"))}</span>` : ""}</td>
+      <td>${esc(c.estate_code)} ${esc(c.building_code || "")}</td><td>${esc(tItem(c.item))}</td><td>${esc(t(`case_${c.state}`))}</td>
+      <td class="num">${c.estimate_fen ? `¥${yuan(c.estimate_fen)}` : "—"}</td><td>${esc(c.approval ? t(`party_${c.approval.split(":")[0]}`) : "—")}</td>
+      <td>${step(c)}</td></tr>`), 'id="fund-cases"')}
+    <p class="error" id="fund-error"></p>`;
+  for (const b of view.querySelectorAll("button[data-step]")) b.onclick = async () => {
+    const id = b.closest("[data-case]").dataset.case, s = b.dataset.step;
+    const json = s === "approve" ? { by: "authority" } : { note: t("fund_accept") };
+    try { await api(`/fund/cases/${id}/${s}`, { method: "POST", json }); await renderFundCases(view); }
+    catch (e) { const el = $("#fund-error"); if (el) el.textContent = e.message; }
   };
 }
 

@@ -92,6 +92,29 @@ const STATES = {
   relapsed: ["回头看反弹", "relapsed"], supervised: ["挂牌督办", "supervised"],
   ok: ["正常", "ok"], adjusted: ["已调整", "adjusted"], fault: ["有故障", "fault"],
 };
+// the fund's cases (紧急维修) and the parties who decide them
+Object.assign(WORDS, {
+  fundcases: ["维修资金案件", "Fund cases"], case: ["案件", "Case"], estimate: ["预算", "Estimate"],
+  year: ["年度", "Year"], apply_by: ["申请期限", "Apply by"],
+  overdue_applications: ["先修后报逾期未申请", "Repair-first cases overdue for application"],
+  repair_first: ["先修后报", "repair first"], fund_apply: ["申请使用维修资金", "Apply for the fund"],
+  fund_accept: ["竣工验收合格", "Accept the completed repair"],
+  case_opened: ["已立案", "opened"], case_estimated: ["已申请（待审核）", "applied (estimate in)"],
+  case_approved: ["已批准", "approved"], case_repaired: ["已修复待验收", "repaired, to accept"],
+  case_accepted: ["已验收", "accepted"], case_settled: ["已拨付公示中", "paid, disclosed"],
+  case_closed: ["已结案", "closed"], case_refused: ["不予受理", "refused"],
+  party_owners_committee: ["业主委员会", "owners' committee"], party_street_office: ["街道办事处", "street office"],
+  party_housing_authority: ["住建部门", "housing authority"], party_standing: ["业主大会授权", "owners' standing authorisation"],
+  owners_committee: ["业主委员会", "Owners' committee"],
+});
+const ITEM_NAMES = {
+  elevator_danger: ["电梯故障危及人身安全", "lift failure endangering people"], fire_system_failure: ["消防设施故障", "fire-system failure"],
+  drainage_failure: ["共用排水设施故障", "shared drainage failure"], basement_flooding: ["暴雨地下室进水", "basement flooding"],
+  water_supply_failure: ["二次供水设施故障", "secondary water supply failure"], roof_leak: ["屋面渗漏", "roof leak"],
+  wall_leak: ["外墙渗漏", "external wall leak"], facade_falling: ["外墙饰面有脱落危险", "facade at risk of falling"],
+  drainage_collapse: ["排水管道塌陷、爆裂", "drainage pipe collapsed or burst"],
+};
+function tItem(i) { const w = ITEM_NAMES[i]; return w ? w[LANG] : i; }
 const ALERT_NAMES = {
   "elevator.trapped": ["电梯困人", "trapped passengers"], "elevator.overspeed": ["电梯超速", "overspeed"],
   "elevator.door_open_running": ["开门走梯", "door open while running"], "elevator.ebike": ["电动车入梯", "e-bike in car"],

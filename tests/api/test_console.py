@@ -35,7 +35,7 @@ from estate.mqtt import service_publisher
 from estate.services import PrivateMosquitto, load_secrets
 from fund import cases as fund_cases
 from ingest.worker import IngestConfig, Worker
-from oversight import notices
+from oversight import attachments, notices
 from simulators import runner, scenarios
 from tests.support.pipeline import Running, wait_for
 from tests.support.stack import Stack, scratch_database
@@ -57,6 +57,7 @@ LOGINS: dict[Role, tuple[str, dict[str, str], str]] = {
     Role.HOUSING_AUTHORITY: ("c-housing", {}, "小区概况"),
     Role.STREET_OFFICE: ("c-street", {"area_code": "SFX-CG-CGJD"}, "告警看板"),
     Role.OWNER: ("c-owner", {"home": "HXY/B1/101"}, "我家的维修资金"),
+    Role.OWNERS_COMMITTEE: ("c-committee", {"estate_code": "HXY"}, "维修资金案件"),
 }
 PASSWORD = "console-test-password"
 
@@ -473,4 +474,40 @@ def test_an_owner_sees_their_homes_fund(site: Site, page: Page) -> None:
     balance = page.locator(f"[data-balance='{account}']")
     expect(balance).to_contain_text(f"{mine.balance_fen / 100:,.2f}")
     expect(page.locator("main")).to_contain_text("缴存")
+    # this year's report of the home: it closes at the home's balance
+    year = page.locator(f"[data-year='{account}'] tbody tr")
+    expect(year).to_contain_text(str(dt.datetime.now(fund_cases.LOCAL).year))
+    expect(year.locator("td").last).to_have_text(f"{mine.balance_fen / 100:,.2f}")
     shot(page, "owner-home")
+
+
+def test_the_owners_committee_applies_for_the_fund_and_accepts(site: Site, page: Page) -> None:
+    """业委会 in the browser: a roof leak the property firm repaired first (先修后报) and
+    applied for; the committee applies for the fund and, once it is reported repaired,
+    accepts it, each with one click where it sees the case."""
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(site.url, autocommit=True) as conn:
+        case = fund_cases.open_manual(
+            conn, item="roof_leak", estate="HXY", building="B2", repair_first=True,
+            description="屋面渗漏，先行抢修", actor="user:c-duty", now=now,
+        )  # fmt: skip
+        for n in (1, 2):
+            attachments.store(conn, subject=f"fund_case:{case}", part="evidence",
+                              filename=f"{n}.png", data=b"\x89PNG\r\n\x1a\n" + bytes([n] * 40),
+                              uploaded_by="user:c-duty", now=now)  # fmt: skip
+        fund_cases.repaired(conn, case, note="防水层修补", actor="user:c-duty", now=now)
+        fund_cases.estimate(conn, case, 30_000, actor="user:c-duty", now=now,
+                            party="operator:PF-HX")  # fmt: skip
+    log_in(page, site, Role.OWNERS_COMMITTEE)
+    row = page.locator(f"#fund-cases tr[data-case='{case}']")
+    expect(row).to_contain_text("先修后报")
+    expect(row).to_contain_text("屋面渗漏")
+    row.locator("button[data-step=approve]").click()
+    expect(row).to_contain_text("已修复待验收")  # repaired first: approval moves it on
+    expect(row).to_contain_text("业主委员会")
+    row.locator("button[data-step=accept]").click()
+    expect(row).to_contain_text("已验收")
+    assert one(site.url, "SELECT accepted_by FROM fund_cases WHERE id = %s", case) == (
+        "owners_committee:HXY"
+    )
+    shot(page, "committee-cases")
