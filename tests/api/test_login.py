@@ -86,7 +86,7 @@ def test_login_issues_a_token_that_expires(client: TestClient, clock: Clock) -> 
     me = client.get("/api/v1/auth/me", headers=h).json()
     assert me == {
         "name": "li.op", "kind": "user", "role": "operator", "org_code": "PF-HX",
-        "area_code": None,
+        "area_code": None, "estate_code": None,
     }  # fmt: skip
     assert client.get("/api/v1/alerts", headers=h).status_code == 200
     clock.now = T0 + dt.timedelta(seconds=899)
