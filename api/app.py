@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psycopg
 import swagger_ui  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from psycopg_pool import ConnectionPool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api import (
     alerts,
@@ -37,7 +39,7 @@ from api import (
     stream,
     workorders,
 )
-from api.deps import Clock
+from api.deps import LSN_HEADER, Clock
 from api.problems import Problem, problem_response
 from api.stream import Bridge, Hub
 from api.throttle import LoginThrottle, SourceLimit
@@ -56,9 +58,38 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class Replica(BaseModel):
+    """The streaming replica the API reads from."""
+
+    state: str = Field(description="streaming, or unavailable (reads go to the primary)")
+    lag_bytes: int | None = Field(description="WAL the replica has still to replay")
+    lag_s: float | None = Field(description="how far behind in time (0 when caught up)")
+
+
 class Ready(BaseModel):
     status: str
     schema_version: int
+    replica: Replica | None = None
+
+
+def replica_lag(primary: ConnectionPool, replica: ConnectionPool) -> Replica:
+    """How far the replica is behind the primary (bytes of WAL and seconds)."""
+    try:
+        with primary.connection(timeout=2) as p:
+            row = p.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        with replica.connection(timeout=2) as r:
+            got = r.execute(
+                "SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint,"
+                " CASE WHEN pg_last_wal_replay_lsn() >= %s::pg_lsn THEN 0 ELSE"
+                " extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END",
+                (row[0] if row else "0/0", row[0] if row else "0/0"),
+            ).fetchone()
+    except psycopg.Error:
+        return Replica(state="unavailable", lag_bytes=None, lag_s=None)
+    assert got is not None
+    lag = max(0, int(got[0] or 0))
+    return Replica(state="streaming", lag_bytes=lag,
+                   lag_s=None if got[1] is None else max(0.0, float(got[1])))  # fmt: skip
 
 
 def create_app(
@@ -71,8 +102,10 @@ def create_app(
     mqtt_url: str | None = None,
     ticker: Callable[[], float] = time.monotonic,
     streams_per_principal: int = 50,
+    read_url: str | None = None,
 ) -> FastAPI:
-    """The application; its connection pool opens and closes with the app's lifespan."""
+    """The application; its connection pools open and close with the app's lifespan.
+    ``read_url``: a streaming replica of the database; reads are served from it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +114,16 @@ def create_app(
         )
         pool.open(wait=False)
         app.state.pool, app.state.clock = pool, clock
+        app.state.read_pool = None
+        if read_url is not None:
+            # each connection checked as it is handed out (one round trip): a replica that
+            # restarted or went away is noticed before a route runs on it, and the read
+            # goes to the primary instead of failing
+            app.state.read_pool = ConnectionPool(
+                read_url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
+                open=False, check=ConnectionPool.check_connection,
+            )  # fmt: skip
+            app.state.read_pool.open(wait=False)
         app.state.token_ttl_s, app.state.session_max_s = token_ttl_s, session_max_s
         app.state.login_throttle, app.state.ticker = LoginThrottle(), ticker
         app.state.public_limit = SourceLimit(burst=PUBLIC_BURST, per_minute=PUBLIC_PER_MINUTE)
@@ -94,6 +137,8 @@ def create_app(
         finally:
             if app.state.bridge is not None:
                 app.state.bridge.stop()
+            if app.state.read_pool is not None:
+                app.state.read_pool.close()
             pool.close()
 
     app = FastAPI(
@@ -107,6 +152,7 @@ def create_app(
     problems.install(app)
 
     app.middleware("http")(one_value_per_parameter)
+    app.middleware("http")(write_position)
     app.middleware("http")(security_headers)  # added last: wraps the others' answers too
 
     @app.get("/docs", include_in_schema=False)
@@ -114,27 +160,7 @@ def create_app(
         """Swagger UI for the OpenAPI document, every file from this installation."""
         return HTMLResponse(DOCS_HTML)
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """The process is up (no dependency is checked)."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
-    def readyz() -> Ready:
-        """The database answers and every migration is applied."""
-        try:
-            have = db.current_version(database_url)
-        except db.DatabaseError as err:
-            raise Problem(503, "not-ready", "Not ready", str(err).splitlines()[0]) from err
-        latest = db.migrations()[-1].version
-        if have != latest:
-            raise Problem(
-                503,
-                "not-ready",
-                "Not ready",
-                f"schema at version {have}, expected {latest}: run `estate db upgrade`",
-            )
-        return Ready(status="ready", schema_version=latest)
+    _health(app, database_url)
 
     for router in (
         login.router, deadletters.router, alerts.router, workorders.router, notices.router,
@@ -151,6 +177,56 @@ def create_app(
     app.mount("/console", StaticFiles(directory=WEB_DIR, html=True), name="console")
     app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     return app
+
+
+def _health(app: FastAPI, database_url: str) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics`` (no key needed)."""
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up (no dependency is checked)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    def readyz(request: Request) -> Ready:
+        """The database answers and every migration is applied; with a replica, how far
+        behind it is (a replica that is away does not make the API unready: reads fall
+        back to the primary)."""
+        try:
+            have = db.current_version(database_url)
+        except db.DatabaseError as err:
+            raise Problem(503, "not-ready", "Not ready", str(err).splitlines()[0]) from err
+        latest = db.migrations()[-1].version
+        if have != latest:
+            raise Problem(
+                503,
+                "not-ready",
+                "Not ready",
+                f"schema at version {have}, expected {latest}: run `estate db upgrade`",
+            )
+        replica = request.app.state.read_pool
+        lag = replica_lag(request.app.state.pool, replica) if replica is not None else None
+        return Ready(status="ready", schema_version=latest, replica=lag)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus text: the replica's lag (absent without a replica; -1 when away)."""
+        registry = CollectorRegistry()
+        if request.app.state.read_pool is not None:
+            lag = replica_lag(request.app.state.pool, request.app.state.read_pool)
+            Gauge(
+                "estate_api_replica_lag_bytes",
+                "WAL the read replica has to replay",
+                registry=registry,
+            ).set(-1 if lag.lag_bytes is None else lag.lag_bytes)
+            Gauge(
+                "estate_api_replica_lag_seconds",
+                "how far behind the read replica is",
+                registry=registry,
+            ).set(-1 if lag.lag_s is None else lag.lag_s)
+            Gauge("estate_api_replica_up", "1 when the read replica answers",
+                  registry=registry).set(1 if lag.state == "streaming" else 0)  # fmt: skip
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
 
 # On every response: no inline script anywhere (the console and the docs load only their
@@ -192,6 +268,26 @@ async def one_value_per_parameter(
             request.url.path,
         )  # fmt: skip
     return await call_next(request)
+
+
+async def write_position(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """With a read replica, a write's answer carries the primary's WAL position after it
+    (``X-Estate-Lsn``): a read sending it back as ``X-Estate-After-Lsn`` sees that write
+    (read your writes)."""
+    response = await call_next(request)
+    pool = getattr(request.app.state, "read_pool", None)
+    if pool is None or request.method in ("GET", "HEAD", "OPTIONS") or response.status_code >= 400:
+        return response
+    try:
+        with request.app.state.pool.connection(timeout=2) as c:
+            row = c.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    except psycopg.Error:
+        return response  # no promise then; the read may be served by the primary anyway
+    if row is not None:
+        response.headers[LSN_HEADER] = str(row[0])
+    return response
 
 
 async def security_headers(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -33,7 +36,7 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API k
 _oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def _conn(request: Request) -> Iterator[Conn]:
+def _primary(request: Request) -> Iterator[Conn]:
     pool: ConnectionPool[Conn] = request.app.state.pool
     try:
         with pool.connection(timeout=5) as c:
@@ -42,6 +45,62 @@ def _conn(request: Request) -> Iterator[Conn]:
         raise Problem(
             503, "database-unavailable", "Database unavailable", str(err).strip()
         ) from err
+
+
+# A write's answer carries the primary's WAL position after it (LSN_HEADER); a read that
+# sends it back as AFTER_LSN_HEADER is served from the replica only once the replica has
+# replayed that far (waiting up to READ_YOUR_WRITES_WAIT_S), else from the primary.
+LSN_HEADER = "X-Estate-Lsn"
+AFTER_LSN_HEADER = "X-Estate-After-Lsn"
+READ_YOUR_WRITES_WAIT_S = 0.5
+REPLICA_RETRY_S = 5.0  # after the replica failed a read, ask the primary this long
+_LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
+
+
+def _replica_has(c: Conn, lsn: str) -> bool:
+    """Whether the replica behind ``c`` has replayed the primary's WAL up to ``lsn``,
+    waiting a little for it."""
+    deadline = time.monotonic() + READ_YOUR_WRITES_WAIT_S
+    while True:
+        row = c.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()
+        if row is not None and row[0]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def _conn(request: Request) -> Iterator[Conn]:
+    """The route's connection: the replica's for a read (GET, HEAD) when there is one and
+    it is up (and, asked with ``X-Estate-After-Lsn``, has replayed that write); else the
+    primary's."""
+    replica: ConnectionPool[Conn] | None = request.app.state.read_pool
+    after = request.headers.get(AFTER_LSN_HEADER)
+    if after is not None and not _LSN.match(after):
+        raise Problem(400, "bad-lsn", "Bad LSN",
+                      f"{AFTER_LSN_HEADER} is a WAL position as {LSN_HEADER} gave it, e.g."
+                      " 0/1A2B3C4")  # fmt: skip
+    state = request.app.state
+    away_until: float = getattr(state, "replica_away_until", 0.0)
+    if replica is not None and request.method in ("GET", "HEAD") and time.monotonic() >= away_until:
+        with contextlib.ExitStack() as held:
+            try:
+                c = held.enter_context(replica.connection(timeout=1))
+                ready = after is None or _replica_has(c, after)
+            except psycopg.OperationalError:
+                # the replica is away: the primary answers (readyz says so), and the next
+                # reads do not wait for it either until it has had time to come back
+                state.replica_away_until = time.monotonic() + REPLICA_RETRY_S
+                ready = False
+            if ready:
+                request.state.served_by = "replica"
+                try:
+                    yield c
+                except psycopg.OperationalError as err:
+                    raise Problem(503, "database-unavailable", "Database unavailable",
+                                  str(err).strip()) from err  # fmt: skip
+                return
+    yield from _primary(request)
 
 
 Db = Annotated[Conn, Depends(_conn)]
@@ -91,8 +150,19 @@ def credentials(
 Credentials = Annotated[str | None, Depends(credentials)]
 
 
-def _principal(c: Db, clock: ClockDep, key: Credentials) -> Principal:
-    return resolve(c, key, clock())
+def _principal(request: Request, c: Db, clock: ClockDep, key: Credentials) -> Principal:
+    # who calls is asked of the primary, even for a read served by the replica: a token
+    # issued a moment ago may not be there yet, and a key's use is recorded
+    if getattr(request.state, "served_by", None) != "replica":
+        return resolve(c, key, clock())
+    pool: ConnectionPool[Conn] = request.app.state.pool
+    try:
+        with pool.connection(timeout=5) as primary:
+            return resolve(primary, key, clock())
+    except psycopg.OperationalError as err:
+        raise Problem(
+            503, "database-unavailable", "Database unavailable", str(err).strip()
+        ) from err
 
 
 Caller = Annotated[Principal, Depends(_principal)]

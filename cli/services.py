@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 
 from cli import common
 from estate.services import (
+    PrivateReplica,
     PrivateServices,
+    ServiceError,
     mask_url,
 )
 from estate.settings import Settings
@@ -37,6 +39,31 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> int:
             pid = f" (pid {st.pid})" if st.pid else ""
             common.echo(f"{st.name}: {st.detail} on {st.address}{pid}")
         return 0 if all(st.running for st in statuses) else 3
+    return 0
+
+
+def cmd_replica(args: argparse.Namespace, settings: Settings) -> int:
+    """The private server's streaming replica (for the API's reads)."""
+    svc = PrivateServices(settings)
+    if not any(m.name == "postgres" for m in svc.managed()):
+        raise ServiceError(
+            "DATABASE_URL names an external server: make its replica there (pg_basebackup -R)"
+            " and set ESTATE_DATABASE_READ_URL"
+        )
+    replica = PrivateReplica(settings, svc.runner)
+    if args.action == "start":
+        svc.start()  # the primary it copies and follows
+        svc.disown()
+        replica.start()
+        common.echo(f"{replica.name}: streaming on 127.0.0.1:{replica.port}")
+        common.echo(f"export ESTATE_DATABASE_READ_URL={shlex.quote(mask_url(replica.url))}")
+    elif args.action == "stop":
+        replica.stop()
+        common.echo(f"{replica.name} stopped")
+    else:
+        st = replica.status()
+        common.echo(f"{st.name}: {st.detail} on {st.address}")
+        return 0 if st.running else 3
     return 0
 
 
@@ -78,6 +105,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
                 token_ttl_s=settings.api_token_ttl_s,
                 session_max_s=settings.api_session_max_h * 3600,
                 mqtt_url=ep.mqtt_url,
+                read_url=settings.database_read_url,
             ),
             host=host,
             port=port,
@@ -99,6 +127,11 @@ def register(sub: common.SubParsers) -> None:
     s = sub.add_parser("psql", help="open psql on the database in use")
     s.add_argument("psql_args", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_psql)
+    s = sub.add_parser(
+        "replica", help="start, stop or inspect a streaming replica of the private PostgreSQL"
+    )
+    s.add_argument("action", choices=["start", "stop", "status"])
+    s.set_defaults(func=cmd_replica)
     s = sub.add_parser("api", help="run the HTTP API (FastAPI under uvicorn) until stopped")
     s.add_argument("--host", help="default ESTATE_API_HOST (127.0.0.1)")
     s.add_argument("--port", type=int, help="default ESTATE_API_PORT (8700)")

@@ -348,6 +348,51 @@ log_line_prefix = '%m [%p] %q%u@%d '
         return Status(self.name, pid is not None, pid, f"127.0.0.1:{self.port}", detail)
 
 
+class PrivateReplica(PrivatePostgres):
+    """A hot standby of the private server, in ``var/pg-replica`` on
+    ``ESTATE_PG_REPLICA_PORT``: PostgreSQL's own streaming replication (``pg_basebackup
+    -R``), read-only, for the API's reads (``ESTATE_DATABASE_READ_URL``)."""
+
+    name = "postgres-replica"
+
+    def __init__(self, settings: Settings, runner: Runner) -> None:
+        super().__init__(settings, runner)
+        self.primary = PrivatePostgres(settings, runner)
+        self.root = settings.var_dir / "pg-replica"
+        self.data = self.root / "data"
+        self.sockets = self.root / "run"
+        self.log = self.root / "postgres.log"
+        self.port = settings.pg_replica_port
+        # the standby's connection to the primary reads its password here (libpq passfile)
+        self.passfile = self.root / "pgpass"
+
+    def init(self) -> None:
+        if (self.data / "PG_VERSION").exists():
+            return
+        if self.primary._pid() is None:
+            raise ServiceError("the replica copies the private PostgreSQL: start it first")
+        self.runner.owned_dir(self.root)
+        self.runner.owned_dir(self.sockets)
+        write_private(
+            self.passfile,
+            f"127.0.0.1:{self.primary.port}:*:{DB_USER}:{self.password}\n",
+            owner=(self.runner.uid, self.runner.gid),
+        )
+        conninfo = (
+            f"host=127.0.0.1 port={self.primary.port} user={DB_USER} passfile={self.passfile}"
+            " application_name=estate-replica"
+        )
+        self.runner.run(
+            [self._bin("pg_basebackup"), "-D", str(self.data), "-d", conninfo, "-R",
+             "-X", "stream", "-c", "fast"],
+            what="pg_basebackup",
+            timeout=self.settings.service_timeout_s * 5,
+        )  # fmt: skip
+
+    def _ensure_database(self) -> None:
+        """Nothing to create: the standby has what the primary has."""
+
+
 # --------------------------------------------------------------------------- Mosquitto
 
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ESTATE_DATABASE_URL", "DATABASE_URL")
     )
     """external PostgreSQL/TimescaleDB; unset → private server"""
+    database_read_url: str | None = None
+    """a streaming replica of that database: the API serves reads (GET) from it, writes and
+    logins from the primary (docs/operations.md); unset → everything from the primary"""
     mqtt_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ESTATE_MQTT_URL", "MQTT_URL")
     )
@@ -68,6 +71,8 @@ class Settings(BaseSettings):
     """PostgreSQL server binaries"""
     pg_port: Port = 55432
     """private PostgreSQL port (127.0.0.1 only)"""
+    pg_replica_port: Port = 55433
+    """private streaming replica's port (`estate replica start`; 127.0.0.1 only)"""
     mqtt_port: Port = 11883
     """private Mosquitto port for the service's own clients (127.0.0.1 only)"""
     mqtt_device_port: Port = 11884

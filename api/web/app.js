@@ -29,8 +29,11 @@ class ApiError extends Error { constructor(status, body) { super(body.detail || 
 async function api(path, opts = {}) {
   const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
   if (S.token) headers.Authorization = `Bearer ${S.token}`;
+  // read your writes behind a read replica: reads carry the position of our last write
+  if (S.lsn && !opts.method) headers["X-Estate-After-Lsn"] = S.lsn;
   if (opts.json !== undefined) { headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(opts.json); }
   const r = await fetch(`/api/v1${path}`, { method: opts.method || "GET", headers, body: opts.body });
+  const lsn = r.headers.get("X-Estate-Lsn"); if (lsn) S.lsn = lsn;
   if (r.status === 401 && S.token) { signOut(t("session_over")); throw new ApiError(401, {}); }
   if (r.status === 204) return null;
   const body = await r.json().catch(() => ({}));
