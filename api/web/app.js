@@ -182,6 +182,7 @@ function renderHeader() {
   $("#who").textContent = S.me ? `${S.me.name} · ${S.me.role}` : "";
   $("#logout").hidden = !S.me;
   $("#sound").hidden = !S.me || S.sound;
+  $("#live").hidden = !S.me;  // owners on the public page have no live feed to watch
   $("#lang").textContent = LANG ? "中文" : "English";
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
 }
@@ -744,29 +745,57 @@ function renderDisclosureChooser(view) {
 async function renderPublic(view, estate) {
   renderHeader();
   if (!estate) return renderDisclosureChooser(view);
+  const $ = scoped(view);
   const base = `/api/v1/public/estates/${encodeURIComponent(estate)}`;
   const get = async p => { const r = await fetch(base + p); const b = await r.json(); if (!r.ok) throw new ApiError(r.status, b); return b; };
-  try {
-    const [repairs, report, board] = await Promise.all([get("/disclosure"), get("/fund-report"), get("/noticeboard")]);
-    view.innerHTML = `<h1>${esc(t("disclosure"))} · ${esc(estate)}</h1><p class="muted">${esc(t("public_hint"))}</p>
-      <h2>${esc(t("repairs"))}</h2>
-      ${repairs.length ? repairs.map(r => `<div class="card" data-case="${r.case_id}"><h3>${esc(r.item)} · ${esc(r.building || t("shared"))} · ¥${yuan(r.cost_fen)}</h3>
-        <div class="muted">${fmtTime(r.settled_at)} · ${esc(t("invoice"))} ${esc(r.invoice_ref)} · ${esc(t("approval"))} ${esc(r.approval)}</div>
-        <details><summary>${esc(t("shares"))} (${r.shares.length})</summary>${table(["building", "unit", "share"], r.shares.map(s => `<tr><td>${esc(s.building)}</td><td>${esc(s.unit)}</td><td class="num">¥${yuan(s.share_fen)}</td></tr>`))}</details></div>`).join("")
-        : `<p class="empty">${esc(t("none"))}</p>`}
-      <h2>${esc(t("fund_report"))} ${esc(report.year ?? "")}</h2>
-      ${table(["account", "opening", "deposits", "interest", "repairs", "closing"], (report.accounts || report).map(a => `<tr><td>${esc(a.name)}</td>
-        <td class="num">${yuan(a.opening_fen)}</td><td class="num">${yuan(a.deposits_fen)}</td><td class="num">${yuan(a.interest_fen)}</td>
-        <td class="num">${yuan(a.repairs_fen)}</td><td class="num">${yuan(a.closing_fen)}</td></tr>`), 'id="fund-report"')}
-      <h2>${esc(t("noticeboard"))}</h2>
-      <p>${esc(t("property_firm"))}: ${esc(board.property_firm ? `${board.property_firm.name} ${board.property_firm.phone || ""}` : t("none"))}</p>
-      ${table(["kind", "company", "phone", "devices"], board.companies.map(c => `<tr><td>${esc(t(c.kind === "fire" ? "fire_kind" : c.kind))}</td>
-        <td>${esc(c.name)}</td><td>${esc(c.phone || "—")}</td><td class="num">${c.devices}</td></tr>`), 'id="companies"')}
-      ${table(["device", "emergency_code", "registration_no", "last_maintenance", "inspection_due"], board.lifts.map(l => `<tr><td>${esc(l.code)} ${esc(l.location || "")}</td>
-        <td class="num">${esc(l.emergency_code || "—")}</td><td>${esc(l.registration_no || "—")}</td><td>${esc(l.last_maintenance || "—")}</td>
-        <td>${esc(l.inspection_due || "—")}</td></tr>`), 'id="lifts"')}
-      <p id="lift-spending">${esc(t("lift_spending"))} ${esc(board.year)}: ¥${yuan(board.lift_spending_fen)}</p>`;
-  } catch (e) { view.innerHTML = `<p class="error">${esc(e.status === 404 ? t("not_found") : e.message)}</p>`; }
+  const thisYear = Number(new Date().toLocaleString("en-GB", { year: "numeric", timeZone: "Asia/Shanghai" }));
+  let repairs, board;
+  try { [repairs, board] = await Promise.all([get("/disclosure"), get("/noticeboard")]); }
+  catch (e) { view.innerHTML = `<p class="error">${esc(e.status === 404 ? t("not_found") : e.message)}</p>`; return; }
+  const buildings = [...new Set(repairs.flatMap(r => r.shares.map(s => s.building)))].sort();
+  const party = a => t(`party_${a}`);
+  view.innerHTML = `<h1>${esc(t("disclosure"))} · ${esc(board.estate_name || estate)}</h1><p class="muted">${esc(t("public_hint"))}</p>
+    <form class="inline" id="find-home"><label>${esc(t("building"))}<select name="building">${buildings.map(b => `<option>${esc(b)}</option>`).join("")}</select></label>
+      <label>${esc(t("unit"))}<input name="unit" size="6" placeholder="101"></label><button class="primary">${esc(t("find_home"))}</button></form>
+    <h2>${esc(t("repairs"))}</h2>
+    ${repairs.length ? repairs.map(r => `<div class="card" data-case="${r.case_id}"><h3>${esc(tItem(r.item))} · ${esc(r.building || t("shared"))} · ¥${yuan(r.cost_fen)}</h3>
+      <div class="muted">${fmtTime(r.settled_at)} · ${esc(t("work"))}: ${esc(r.work || "—")} · ${esc(t("contractor"))}: ${esc(r.contractor || "—")}</div>
+      <div class="muted">${esc(t("approval"))}: ${esc(party(r.approval))} · ${esc(t("invoice"))} ${esc(r.invoice_ref)} · ${esc(t("disclosed_until"))} ${fmtTime(r.disclosed_until)} · ${esc(t("objections"))} ${r.objections}</div>
+      <p class="my-share" hidden></p>
+      <details><summary>${esc(t("shares"))} (${r.shares.length})</summary>${table(["building", "unit", "share"], r.shares.map(s => `<tr data-home="${esc(s.building)}/${esc(s.unit)}"><td>${esc(s.building)}</td><td>${esc(s.unit)}</td><td class="num">¥${yuan(s.share_fen)}</td></tr>`))}</details></div>`).join("")
+      : `<p class="empty">${esc(t("none"))}</p>`}
+    <h2>${esc(t("fund_report"))} <select id="report-year">${[0, 1, 2, 3, 4].map(i => `<option>${thisYear - i}</option>`).join("")}</select></h2>
+    <div id="report"></div>
+    <h2>${esc(t("noticeboard"))}</h2>
+    <p>${esc(t("property_firm"))}: ${esc(board.property_firm ? `${board.property_firm.name} ${board.property_firm.phone || ""}` : t("none"))}</p>
+    ${table(["kind", "company", "phone", "devices"], board.companies.map(c => `<tr><td>${esc(t(c.kind === "fire" ? "fire_kind" : c.kind))}</td>
+      <td>${esc(c.name)}</td><td>${esc(c.phone || "—")}</td><td class="num">${c.devices}</td></tr>`), 'id="companies"')}
+    ${table(["device", "emergency_code", "registration_no", "last_maintenance", "inspection_due"], board.lifts.map(l => `<tr><td>${esc(l.code)} ${esc(l.location || "")}</td>
+      <td class="num">${esc(l.emergency_code || "—")}</td><td>${esc(l.registration_no || "—")}</td><td>${esc(l.last_maintenance || "—")}</td>
+      <td>${esc(l.inspection_due || "—")}</td></tr>`), 'id="lifts"')}
+    <p id="lift-spending">${esc(t("lift_spending"))} ${esc(board.year)}: ¥${yuan(board.lift_spending_fen)}</p>`;
+  const report = async () => {
+    const year = $("#report-year").value;
+    const rows = await get(`/fund-report?year=${encodeURIComponent(year)}`);
+    const el = $("#report"); if (!el) return;
+    el.innerHTML = table(["account", "opening", "deposits", "interest", "repairs", "closing"], rows.map(a => `<tr><td>${esc(a.name)}</td>
+      <td class="num">${yuan(a.opening_fen)}</td><td class="num">${yuan(a.deposits_fen)}</td><td class="num">${yuan(a.interest_fen)}</td>
+      <td class="num">${yuan(a.repairs_fen)}</td><td class="num">${yuan(a.closing_fen)}</td></tr>`), 'id="fund-report"');
+  };
+  $("#report-year").onchange = () => report().catch(e => { $("#report").textContent = e.message; });
+  // find my home: its share of each repair, said in a sentence, and its row marked
+  $("#find-home").onsubmit = ev => {
+    ev.preventDefault();
+    const f = new FormData(ev.target), home = `${f.get("building")}/${String(f.get("unit")).trim()}`;
+    for (const card of view.querySelectorAll("[data-case]")) {
+      const row = card.querySelector(`tr[data-home="${CSS.escape(home)}"]`), p = card.querySelector(".my-share");
+      for (const r of card.querySelectorAll("tr.mine")) r.classList.remove("mine");
+      p.hidden = false;
+      if (row) { row.classList.add("mine"); p.textContent = `${t("my_share")} ${home}: ¥${row.cells[2].textContent.replace("¥", "")}`; }
+      else p.textContent = `${home}: ${t("no_share")}`;
+    }
+  };
+  await report();
 }
 
 // ------------------------------------------------------------------ start

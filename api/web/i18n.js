@@ -106,6 +106,9 @@ Object.assign(WORDS, {
   party_owners_committee: ["业主委员会", "owners' committee"], party_street_office: ["街道办事处", "street office"],
   party_housing_authority: ["住建部门", "housing authority"], party_standing: ["业主大会授权", "owners' standing authorisation"],
   owners_committee: ["业主委员会", "Owners' committee"],
+  find_home: ["查我家", "Find my home"], my_share: ["您家分摊", "Your home's share"],
+  no_share: ["本次维修未分摊", "paid no share of this repair"], work: ["维修内容", "Work"],
+  contractor: ["施工单位", "Contractor"],
 });
 const ITEM_NAMES = {
   elevator_danger: ["电梯故障危及人身安全", "lift failure endangering people"], fire_system_failure: ["消防设施故障", "fire-system failure"],

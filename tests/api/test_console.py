@@ -518,3 +518,52 @@ def test_the_owners_committee_applies_for_the_fund_and_accepts(site: Site, page:
         "owners_committee:HXY"
     )
     shot(page, "committee-cases")
+
+
+def test_an_owner_finds_their_homes_share_on_the_public_page(site: Site, page: Page) -> None:
+    """The public disclosure, as an owner with no login reads it: the estate's name, the
+    repair in Chinese with the work and the contractor, "查我家" by building and unit giving
+    the home's share, the yearly report by year, no operational status pill."""
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(site.url, autocommit=True) as conn:
+        account = fund_cases.account_of(conn, "HXY", "B1")
+        fund_cases.deposit(conn, account, 5_000_000, kind="deposit", key="public-owner",
+                           actor="t", now=now)  # fmt: skip
+        case = fund_cases.open_manual(
+            conn, item="wall_leak", estate="HXY", building="B1", description="外墙渗水",
+            actor="user:c-duty", now=now,
+        )  # fmt: skip
+        for n in (1, 2):
+            attachments.store(conn, subject=f"fund_case:{case}", part="evidence",
+                              filename=f"{n}.png", data=b"\x89PNG\r\n\x1a\n" + bytes([n] * 50),
+                              uploaded_by="user:c-duty", now=now)  # fmt: skip
+        fund_cases.estimate(conn, case, 88_000, actor="op", now=now, party="operator:PF-HX")
+        co = fund_cases.committee("HXY")
+        fund_cases.approve(conn, case, by=co, actor="co", now=now, party=co)
+        fund_cases.repaired(conn, case, note="外墙防水修补", actor="op", now=now)
+        fund_cases.accept(conn, case, party=co, note="ok", actor="co", now=now)
+        fund_cases.settle(conn, case, cost_fen=86_543, invoice_ref="INV-W1", key="public-w1",
+                          actor="ha", now=now, contractor="安居防水工程公司")  # fmt: skip
+        share = one(
+            site.url,
+            "SELECT s.share_fen FROM fund_shares s JOIN units u ON u.id = s.unit_id"
+            " JOIN buildings b ON b.id = u.building_id WHERE s.case_id = %s AND b.code = 'B1'"
+            " AND u.code = '101'",
+            case,
+        )
+    page.goto(f"{site.base}/console/#/public/HXY")  # no login
+    expect(page.locator("main h1")).to_contain_text("华祥苑")
+    card = page.locator(f"[data-case='{case}']")
+    expect(card).to_contain_text("外墙渗漏")
+    expect(card).to_contain_text("安居防水工程公司")
+    expect(card).to_contain_text("外墙防水修补")
+    expect(card).to_contain_text("业主委员会")
+    expect(page.locator("#live")).to_be_hidden()
+    page.select_option("#find-home select[name=building]", "B1")
+    page.fill("#find-home input[name=unit]", "101")
+    page.click("#find-home button")
+    expect(card.locator(".my-share")).to_contain_text(f"您家分摊 B1/101: ¥{share / 100:,.2f}")
+    year = str(dt.datetime.now(fund_cases.LOCAL).year)
+    expect(page.locator("#report-year")).to_have_value(year)
+    expect(page.locator("#fund-report")).to_contain_text("华祥苑")
+    shot(page, "public-find-home")
