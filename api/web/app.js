@@ -44,12 +44,29 @@ async function api(path, opts = {}) {
 // ------------------------------------------------------------------ formatting
 // times as the estates live them: Asia/Shanghai, whatever the browser's own zone
 const fmtTime = s => s ? new Date(s).toLocaleString(LANG ? "en-GB" : "zh-CN", { hour12: false, timeZone: "Asia/Shanghai" }) : "—";
+// durations as people on duty say them: 10分43秒, 2小时5分, 3天4小时 (10m 43s in English)
 function fmtDur(sec) {
   if (sec === null || sec === undefined) return "—";
   const neg = sec < 0; sec = Math.abs(Math.round(sec));
   const d = Math.floor(sec / 86400), h = Math.floor(sec % 86400 / 3600), m = Math.floor(sec % 3600 / 60), s = sec % 60;
-  const txt = d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}:${String(s).padStart(2, "0")}`;
+  const [D, H, M, S] = LANG ? ["d ", "h ", "m ", "s"] : ["天", "小时", "分", "秒"];
+  const txt = (d ? `${d}${D}${h}${H}` : h ? `${h}${H}${m}${M}` : m ? `${m}${M}${s}${S}` : `${s}${S}`).trim();
   return neg ? `-${txt}` : txt;
+}
+// An API problem as a person reads it: the words for its type (no English in Chinese
+// mode), the API's own detail kept as the tooltip for whoever needs it.
+function problemText(e) {
+  const type = e instanceof ApiError && e.body && e.body.type ? String(e.body.type).split("/").pop() : "";
+  const known = WORDS[`problem_${type}`];
+  if (known) return known[LANG];
+  return LANG ? (e.message || t("problem_unknown")) : t("problem_unknown");
+}
+function notify(e) {
+  const el = $("#toast");
+  el.textContent = problemText(e);
+  el.title = e instanceof ApiError ? (e.body.detail || "") : String(e.message || "");
+  el.hidden = false;
+  clearTimeout(notify.timer); notify.timer = setTimeout(() => { el.hidden = true; }, 8000);
 }
 const yuan = fen => (fen / 100).toLocaleString(LANG ? "en-GB" : "zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const sev = s => `<span class="sev sev-${esc(s)}">${esc(tState(s))}</span>`;
@@ -249,12 +266,12 @@ async function renderBoard(view) {
           ev.preventDefault(); const f = new FormData(ev.target);
           const body = { cause: f.get("cause") }; if (f.get("note")) body.note = f.get("note");
           try { await api(`/alerts/${ev.target.dataset.alert}/false-alarm`, { method: "POST", json: body }); }
-          catch (e) { alert(e.message); }
+          catch (e) { notify(e); }
           await load();
         };
         return;
       }
-    } catch (e) { alert(e.message); }
+    } catch (e) { notify(e); }
     await load();
   };
   await load();
@@ -364,7 +381,7 @@ async function renderDevice(view, estate, code) {
   const draw = () => { const f = new FormData($("#chart-form")); metric = f.get("metric");
     const end = new Date(), start = new Date(end - Number(f.get("range")) * 3600e3);
     return chartInto($("#device-chart"), estate, code, metric, start, end, []); };
-  $("#chart-form").onchange = () => draw().catch(e => alert(e.message));
+  $("#chart-form").onchange = () => draw().catch(e => notify(e));
   if (d.kind === "elevator") await maintenanceSection($("#maintenance"), d);
   if (metrics.length) await draw();
   every(view, 5000, async () => showLatest(await api(path)));
@@ -387,7 +404,7 @@ async function renderOrders(view) {
     $("#orders").innerHTML = table(["work_order", "type", "device", "assignee", "state", "deadline", "remaining", "action"], orders.map(o => {
       const [which, due] = nextDue(o);
       const step = { created: "acknowledge", dispatched: "acknowledge", reopened: "acknowledge", acknowledged: "arrive", on_site: "resolve" }[o.state];
-      return `<tr data-order-id="${o.id}" data-state="${esc(o.state)}"><td>#${o.id}${o.escalation_level ? ` <span class="overdue">↑${o.escalation_level}</span>` : ""}</td>
+      return `<tr data-order-id="${o.id}" data-state="${esc(o.state)}"><td>#${o.id}${o.escalation_level ? ` <span class="overdue" title="${esc(t("escalated"))} ${o.escalation_level}">↑${o.escalation_level}</span>` : ""}</td>
         <td>${sev(o.severity)} ${esc(tAlert(o.alert_type))}</td><td>${devLink(o.estate_code, o.device_code)}</td><td>${esc(o.assignee || "—")}</td>
         <td>${esc(tState(o.state))}</td><td>${which ? esc(t(which)) + "<br>" + fmtTime(due) : ""}</td>
         <td class="num" ${due ? `data-due="${esc(due)}"` : ""}></td>
@@ -397,10 +414,10 @@ async function renderOrders(view) {
   };
   const tick = () => { for (const el of document.querySelectorAll("[data-due]")) {
     const left = (new Date(el.dataset.due) - Date.now()) / 1000;
-    el.textContent = left >= 0 ? `${fmtDur(left)} ${t("remaining")}` : `${t("overdue")} ${fmtDur(-left)}`;
+    el.textContent = left >= 0 ? (LANG ? `${fmtDur(left)} ${t("remaining")}` : `${t("remaining")} ${fmtDur(left)}`) : `${t("overdue")} ${fmtDur(-left)}`;
     el.className = `num ${left < 0 ? "overdue" : left < 120 ? "overdue" : ""}`; } };
   $("#orders").onclick = async ev => { const b = ev.target.closest("button[data-step]"); if (!b) return; b.disabled = true;
-    try { await api(`/work-orders/${b.dataset.id}/${b.dataset.step}`, { method: "POST" }); } catch (e) { alert(e.message); } await load(); };
+    try { await api(`/work-orders/${b.dataset.id}/${b.dataset.step}`, { method: "POST" }); } catch (e) { notify(e); } await load(); };
   await load();
   onLive(view, debounce(() => load().catch(() => {}), 300));
   every(view, 15000, () => load().catch(() => {}));
@@ -431,9 +448,9 @@ async function renderSilences(view) {
   if (canAct) $("#silence-form").onsubmit = async ev => { ev.preventDefault(); const f = new FormData(ev.target);
     const body = { estate_code: f.get("estate_code"), hours: Number(f.get("hours")), reason: f.get("reason") };
     if (f.get("device_code")) body.device_code = f.get("device_code"); if (f.get("alert_type")) body.alert_type = f.get("alert_type");
-    try { await api("/silences", { method: "POST", json: body }); ev.target.reset(); } catch (e) { alert(e.message); } await load(); };
+    try { await api("/silences", { method: "POST", json: body }); ev.target.reset(); } catch (e) { notify(e); } await load(); };
   $("#silences").onclick = async ev => { const b = ev.target.closest("button[data-expire]"); if (!b) return;
-    await api(`/silences/${b.dataset.expire}/expire`, { method: "POST" }).catch(e => alert(e.message)); await load(); };
+    await api(`/silences/${b.dataset.expire}/expire`, { method: "POST" }).catch(e => notify(e)); await load(); };
   await load();
 }
 
@@ -516,7 +533,7 @@ async function renderNotices(view) {
       <td class="${n.overdue ? "overdue" : ""}">${esc(n.deadline)}</td><td>${esc(tNotice(n.state))}</td>
       <td>${n.supervised ? `<span class="overdue">${esc(t("supervised"))}</span>` : ""}</td></tr>`), 'id="notice-table"');
   };
-  $("#notice-filter").onchange = () => load().catch(e => alert(e.message));
+  $("#notice-filter").onchange = () => load().catch(e => notify(e));
   if (canIssue) {
     $("#add-problem").onclick = () => $("#problems").insertAdjacentHTML("beforeend", problemFields());
     $("#notice-form").onsubmit = async ev => {
@@ -531,7 +548,7 @@ async function renderNotices(view) {
       try {
         const n = await api("/notices", { method: "POST", json: { estate: f.elements.estate.value, problems } });
         location.hash = `#/notice/${n.id}`;
-      } catch (e) { $("#notice-error").textContent = e.message; }
+      } catch (e) { $("#notice-error").textContent = problemText(e); }
     };
   }
   await load();
@@ -566,24 +583,31 @@ async function renderNotice(view, id) {
       ${table(["time", "seq", "change", "actor", "note"], n.events.map(e => `<tr><td>${fmtTime(e.at)}</td><td>${e.problem ?? ""}</td>
         <td>${esc(tNotice(e.change))}</td><td>${esc(e.actor)}</td><td>${esc(e.note)}</td></tr>`))}`;
     const ack = $("#ack");
-    if (ack) ack.onclick = async () => { await api(`/notices/${id}/acknowledge`, { method: "POST" }).catch(e => alert(e.message)); await load(); };
+    if (ack) ack.onclick = async () => { await api(`/notices/${id}/acknowledge`, { method: "POST" }).catch(e => notify(e)); await load(); };
+  };
+  const send = async (seq, step, body) => {
+    try { await api(`/notices/${id}/problems/${seq}/${step}`, { method: "POST", json: body }); } catch (e) { notify(e); }
+    await load();
   };
   view.onclick = async ev => {
     const b = ev.target.closest("button[data-step]"); if (!b) return;
-    const step = b.dataset.step, body = {};
-    if (["rectify", "reject", "relapsed"].includes(step)) {
-      const note = prompt(t(step === "rectify" ? "what_was_done" : "what_was_found"));
-      if (!note) return;
-      body.note = note;
-    }
-    if (step === "relapsed") {
-      const d = prompt(t("new_deadline"), new Date(Date.now() + 7 * 864e5).toISOString().slice(0, 10));
-      if (!d) return;
-      body.new_deadline = d;
-    }
-    b.disabled = true;
-    try { await api(`/notices/${id}/problems/${b.dataset.seq}/${step}`, { method: "POST", json: body }); } catch (e) { alert(e.message); }
-    await load();
+    const step = b.dataset.step, seq = b.dataset.seq;
+    if (!["rectify", "reject", "relapsed"].includes(step)) { b.disabled = true; return send(seq, step, {}); }
+    // what was done or found (and, relapsed, the new deadline), asked where the button was
+    const cell = b.closest("td");
+    const due = new Date(Date.now() + 7 * 864e5).toISOString().slice(0, 10);
+    cell.innerHTML = `<form class="inline step-note" data-step="${esc(step)}" data-seq="${esc(seq)}">
+      <input name="note" required maxlength="2000" placeholder="${esc(t(step === "rectify" ? "what_was_done" : "what_was_found"))}">
+      ${step === "relapsed" ? `<label>${esc(t("new_deadline"))}<input name="new_deadline" type="date" required value="${due}"></label>` : ""}
+      <button type="submit" class="primary">${esc(t("save"))}</button></form>`;
+    const f = cell.querySelector("form");
+    f.elements.note.focus();
+    f.onsubmit = e => {
+      e.preventDefault();
+      const body = { note: f.elements.note.value };
+      if (f.elements.new_deadline) body.new_deadline = f.elements.new_deadline.value;
+      send(seq, step, body);
+    };
   };
   await load();
 }
@@ -624,7 +648,7 @@ async function renderLedger(view) {
   };
   const download = async fmt => {
     const r = await fetch(`/api/v1/problems?${query(fmt)}`, { headers: { Authorization: `Bearer ${S.token}` } });
-    if (!r.ok) { alert((await r.json().catch(() => ({}))).detail || r.status); return; }
+    if (!r.ok) { notify(new ApiError(r.status, await r.json().catch(() => ({})))); return; }
     const f = new FormData($("#ledger-form"));
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await r.blob());
@@ -632,7 +656,7 @@ async function renderLedger(view) {
     document.body.append(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(a.href), 10000);
   };
-  $("#ledger-form").onchange = () => load().catch(e => alert(e.message));
+  $("#ledger-form").onchange = () => load().catch(e => notify(e));
   $("#export-xlsx").onclick = () => download("xlsx");
   $("#export-csv").onclick = () => download("csv");
   await load();
@@ -675,7 +699,7 @@ async function maintenanceSection(el, d) {
       if (file) await api(`${path}/${v.id}/photos?filename=${encodeURIComponent(file.name)}`,
         { method: "POST", body: file, headers: { "Content-Type": "application/octet-stream" } });
       await maintenanceSection(el, d);
-    } catch (e) { el.querySelector("#visit-error").textContent = e.message; }
+    } catch (e) { el.querySelector("#visit-error").textContent = problemText(e); }
   };
 }
 
@@ -704,7 +728,7 @@ async function renderMyHome(view) {
     ev.preventDefault();
     const id = ev.target.closest("[data-case]").dataset.case;
     try { await api(`/fund/cases/${id}/objections`, { method: "POST", json: { text: ev.target.elements.text.value } }); await renderMyHome(view); }
-    catch (e) { alert(e.message); }
+    catch (e) { notify(e); }
   };
 }
 
@@ -724,13 +748,12 @@ async function renderFundCases(view) {
     ${table(["case", "estate", "item", "state", "estimate", "approval", "action"], page.items.map(c => `<tr data-case="${c.id}"><td>#${c.id}${c.repair_first ? ` <span class="pill">${esc(t("repair_first"))}</span>` : ""}</td>
       <td>${esc(c.estate_code)} ${esc(c.building_code || "")}</td><td>${esc(tItem(c.item))}</td><td>${esc(t(`case_${c.state}`))}</td>
       <td class="num">${c.estimate_fen ? `¥${yuan(c.estimate_fen)}` : "—"}</td><td>${esc(c.approval ? t(`party_${c.approval.split(":")[0]}`) : "—")}</td>
-      <td>${step(c)}</td></tr>`), 'id="fund-cases"')}
-    <p class="error" id="fund-error"></p>`;
+      <td>${step(c)}</td></tr>`), 'id="fund-cases"')}`;
   for (const b of view.querySelectorAll("button[data-step]")) b.onclick = async () => {
     const id = b.closest("[data-case]").dataset.case, s = b.dataset.step;
     const json = s === "approve" ? { by: "authority" } : { note: t("fund_accept") };
     try { await api(`/fund/cases/${id}/${s}`, { method: "POST", json }); await renderFundCases(view); }
-    catch (e) { const el = $("#fund-error"); if (el) el.textContent = e.message; }
+    catch (e) { notify(e); }
   };
 }
 
@@ -782,7 +805,7 @@ async function renderPublic(view, estate) {
       <td class="num">${yuan(a.opening_fen)}</td><td class="num">${yuan(a.deposits_fen)}</td><td class="num">${yuan(a.interest_fen)}</td>
       <td class="num">${yuan(a.repairs_fen)}</td><td class="num">${yuan(a.closing_fen)}</td></tr>`), 'id="fund-report"');
   };
-  $("#report-year").onchange = () => report().catch(e => { $("#report").textContent = e.message; });
+  $("#report-year").onchange = () => report().catch(e => { $("#report").textContent = problemText(e); });
   // find my home: its share of each repair, said in a sentence, and its row marked
   $("#find-home").onsubmit = ev => {
     ev.preventDefault();
