@@ -13,7 +13,8 @@ const NAV = {  // what each role looks at, first = home
   manager: ["board", "orders", "estates", "silences", "fire", "elevators", "notices"],
   maintenance: ["orders", "board", "estates", "notices"],
   fire_inspector: ["fire", "notices", "ledger", "board", "estates"],
-  market_inspector: ["elevators", "notices", "ledger", "board", "orders", "estates"],
+  // the lift orders a market inspector follows are in 电梯监管 (its own 工单 list is empty)
+  market_inspector: ["elevators", "notices", "ledger", "board", "estates"],
   housing_authority: ["estates", "elevators", "fire", "notices", "ledger", "board", "fundcases"],
   street_office: ["board", "orders", "estates", "fire", "elevators", "notices", "ledger", "fundcases"],
   owner: ["myhome", "disclosure"],
@@ -196,7 +197,7 @@ function renderHeader() {
   const page = location.hash.replace(/^#\/?/, "").split("/")[0];
   const nav = S.me ? NAV[S.me.role] || [] : [];
   $("#nav").innerHTML = nav.map(p => `<a href="#/${p}" data-nav="${p}" class="${p === page ? "on" : ""}">${esc(t(p))}</a>`).join("");
-  $("#who").textContent = S.me ? `${S.me.name} · ${S.me.role}` : "";
+  $("#who").textContent = S.me ? `${S.me.name} · ${t(`role_${S.me.role}`)}` : "";
   $("#logout").hidden = !S.me;
   $("#sound").hidden = !S.me || S.sound;
   $("#live").hidden = !S.me;  // owners on the public page have no live feed to watch

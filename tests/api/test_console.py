@@ -176,9 +176,11 @@ def one(url: str, query: str, *args: Any) -> Any:
 
 
 def test_every_role_logs_in_and_lands_on_its_view(site: Site, page: Page) -> None:
-    for role, (_, _, heading) in LOGINS.items():
+    for role, (name, _, heading) in LOGINS.items():
         log_in(page, site, role)
         expect(page.locator("main h1")).to_contain_text(heading)
+        # the role by its Chinese name, not its code
+        expect(page.locator("#who")).to_have_text(re.compile(rf"^{re.escape(name)} · [^a-z_]+$"))
         shot(page, f"home-{role.value}")
         page.click("#logout")
         expect(page.locator("#login-form")).to_be_visible()
