@@ -80,8 +80,9 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
     def estate_scope(self, column: str) -> sql.Composed:
-        """SQL condition limiting ``column`` (an estate code) to what this caller may see."""
-        col = sql.Identifier(column)
+        """SQL condition limiting ``column`` (an estate code, ``alias.name`` allowed) to what
+        this caller may see."""
+        col = sql.Identifier(*column.split("."))
         if self.role is Role.ADMIN or self.role is Role.HOUSING_AUTHORITY:
             return sql.SQL("true").format()
         if self.role in (Role.OPERATOR, Role.MANAGER):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Principal, Role
 from api.deps import LOCAL_ZONE, Caller, ClockDep, Db, Instant
+from api.fund import fund_scope
 from api.notices import notice_scope
 from api.problems import Problem
 from api.workorders import ledger_scope
@@ -32,8 +33,11 @@ class StepOut(BaseModel):
 
 
 class ProblemOut(BaseModel):
-    source: Literal["notice", "overdue", "breach"]
-    ref: str = Field(description="notice number#problem, supervision item id, or work order id")
+    source: Literal["notice", "overdue", "breach", "fund"]
+    ref: str = Field(
+        description="notice number#problem, supervision item id, work order id, or fund case id"
+        " (fund: a repair-first case whose application is overdue)"
+    )
     authority: Literal["fire", "market", "housing", "street"]
     category: str
     estate_code: str
@@ -72,7 +76,10 @@ def scopes(p: Principal) -> problems.Scopes:
         items = sql.SQL("maintenance_code = {}").format(sql.Literal(p.org_code))
     else:
         items = sql.SQL("false")
-    return problems.Scopes(notices=notice_scope(p), items=items, orders=ledger_scope(p))
+    return problems.Scopes(
+        notices=notice_scope(p), items=items, orders=ledger_scope(p),
+        cases=fund_scope(p, "c.estate_code"),
+    )  # fmt: skip
 
 
 Authority = Literal["fire", "market", "housing", "street"]

@@ -37,12 +37,13 @@ MAX_DAYS = 366
 
 @dataclass(frozen=True)
 class Scopes:
-    """What the caller may see, as conditions over notices, supervision items and work
-    orders (aliases ``n``, ``s`` and ``o``)."""
+    """What the caller may see, as conditions over notices, supervision items, work orders
+    and fund cases (aliases ``n``, ``s``, ``o`` and ``c``)."""
 
     notices: sql.Composable
     items: sql.Composable
     orders: sql.Composable
+    cases: sql.Composable = field(default_factory=lambda: sql.SQL("false"))
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class Step:
 
 @dataclass
 class ProblemRow:
-    source: str  # notice | overdue | breach
-    ref: str  # 消-SFX-2026-0001#2, a supervision item id, a work order id
+    source: str  # notice | overdue | breach | fund
+    ref: str  # 消-SFX-2026-0001#2, a supervision item id, a work order id, a fund case id
     authority: str
     category: str
     estate_code: str
@@ -130,7 +131,21 @@ def _query(scopes: Scopes) -> sql.Composed:
         " WHERE b.breached_at < %(end)s AND (o.state NOT IN ('closed', 'cancelled')"
         "  OR coalesce(o.closed_at, o.cancelled_at) >= %(start)s) AND {} {} GROUP BY o.id"
     ).format(scopes.orders, _area("o.estate_code"))
-    return sql.SQL("{} UNION ALL {} UNION ALL {} ORDER BY 12, 2").format(notice, item, breach)
+    # 先修后报: a repair started on the firm's declaration whose application (the estimate
+    # with its evidence) was not filed by its deadline; open from the deadline until filed
+    fund = sql.SQL(
+        "SELECT 'fund', c.id::text, 'housing', 'general', c.estate_code, c.device_code,"
+        " e.property_firm_code, NULL, '先修后报：维修资金使用申请逾期未报（' || c.item || '）',"
+        " '', c.apply_by::date, c.apply_by, c.applied_at,"
+        " CASE WHEN c.applied_at IS NULL THEN 'open' ELSE 'closed' END, false, NULL, NULL"
+        " FROM fund_cases c JOIN estates e ON e.code = c.estate_code"
+        " WHERE c.repair_first AND c.state <> 'refused' AND c.apply_by < %(end)s"
+        " AND (c.applied_at IS NULL OR (c.applied_at > c.apply_by AND c.applied_at >= %(start)s))"
+        " AND {} {}"
+    ).format(scopes.cases, _area("c.estate_code"))
+    return sql.SQL("{} UNION ALL {} UNION ALL {} UNION ALL {} ORDER BY 12, 2").format(
+        notice, item, breach, fund
+    )
 
 
 def ledger(
@@ -175,7 +190,8 @@ def ledger(
 
 
 def _histories(conn: Conn, rows: list[ProblemRow], notice_keys: list[tuple[int, int]]) -> None:
-    by_ref: dict[str, ProblemRow] = {r.ref: r for r in rows}
+    # refs are unique within a source only (order 7 and fund case 7 are two problems)
+    by_ref: dict[tuple[str, str], ProblemRow] = {(r.source, r.ref): r for r in rows}
     if notice_keys:
         ids = sorted({k[0] for k in notice_keys})
         seqs: dict[int, list[int]] = defaultdict(list)
@@ -190,14 +206,18 @@ def _histories(conn: Conn, rows: list[ProblemRow], notice_keys: list[tuple[int, 
             # a step on the whole notice (before notices had several problems, or its
             # issue and acknowledgement) belongs to each of its problems
             for seq in [pseq] if pseq is not None else seqs[int(nid)]:
-                target = by_ref.get(f"{number}#{seq}")
+                target = by_ref.get(("notice", f"{number}#{seq}"))
                 if target is not None:
                     target.history.append(Step(at, str(change), str(note or "")))
+    # supervision items and fund applications: opened at their due date, closed when done
+    done = {"overdue": ("due {}", "records brought up to date"),
+            "fund": ("application due {}", "application filed")}  # fmt: skip
     for r in rows:
-        if r.source == "overdue":
-            r.history.append(Step(r.opened_at, "opened", f"due {r.due}"))
+        if r.source in done:
+            opened, closed = done[r.source]
+            r.history.append(Step(r.opened_at, "opened", opened.format(r.due)))
             if r.closed_at is not None:
-                r.history.append(Step(r.closed_at, "closed", "records brought up to date"))
+                r.history.append(Step(r.closed_at, "closed", closed))
     breaches = [int(r.ref) for r in rows if r.source == "breach"]
     if breaches:
         for oid, at, deadline, told in conn.execute(
@@ -205,7 +225,7 @@ def _histories(conn: Conn, rows: list[ProblemRow], notice_keys: list[tuple[int, 
             " WHERE order_id = ANY(%s) ORDER BY breached_at",
             (breaches,),
         ):
-            by_ref[str(oid)].history.append(
+            by_ref[("breach", str(oid))].history.append(
                 Step(at, "breached", f"{deadline} deadline missed; told {told or 'nobody'}")
             )
         for r in rows:
@@ -294,7 +314,10 @@ def by_estate(rows: Iterable[ProblemRow], today: dt.date) -> list[EstateCount]:
 
 # ---------------------------------------------------------------------- the workbook
 
-SOURCE_ZH = {"notice": "整改通知", "overdue": "维保/检验逾期", "breach": "工单超时"}
+SOURCE_ZH = {
+    "notice": "整改通知", "overdue": "维保/检验逾期", "breach": "工单超时",
+    "fund": "维修资金申请逾期",
+}  # fmt: skip
 AUTHORITY_ZH = {"fire": "消防", "market": "市场监管", "housing": "住建", "street": "街道"}
 CATEGORY_ZH = {"elevator": "电梯", "fire": "消防", "drainage": "排水", "water_supply": "二次供水",
                "general": "综合"}  # fmt: skip

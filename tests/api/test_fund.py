@@ -16,6 +16,7 @@ from api.app import create_app
 from api.auth import ApiKeyError, Role, create_key, create_user
 from estate.db import Conn
 from fund import cases
+from oversight import attachments
 from tests.support.data import county_world, verified
 
 pytestmark = pytest.mark.integration
@@ -481,3 +482,45 @@ def test_an_owner_gets_the_yearly_report_of_their_home(database_url: str, conn: 
         assert y27["closing_fen"] == y27["opening_fen"] + y27["interest_fen"]
         bad = client.get("/api/v1/fund/my-home", params={"year": 1999}, headers=h)
         assert bad.status_code == 422
+
+
+def test_an_overdue_repair_first_application_is_in_the_problem_ledger(
+    database_url: str, conn: Conn
+) -> None:
+    """先修后报 whose application is late: a problem of the housing authority's ledger
+    (问题台账), open from its deadline until the application is filed; not the fire
+    inspector's."""
+    county_world(conn, T0, NOW)
+    keys = {
+        who: {"Authorization": f"Bearer {create_key(conn, who, r, **b)}"}
+        for who, (r, b) in {**KEYS, "fire": (Role.FIRE_INSPECTOR, {"area_code": "SFX"})}.items()
+    }
+    case = cases.open_manual(
+        conn, item="roof_leak", estate="HXY", building="B1", repair_first=True,
+        description="屋面渗漏，先行抢修", actor="op", now=NOW,
+    )  # fmt: skip
+    due = NOW + dt.timedelta(days=15)
+    clock = Clock(due + dt.timedelta(days=3))
+    q = {"start": (due - dt.timedelta(days=1)).isoformat(), "end": clock.now.isoformat()}
+    with TestClient(create_app(database_url, clock=clock)) as client:
+
+        def fund_rows(who: str) -> list[dict[str, Any]]:
+            r = client.get("/api/v1/problems", params=q, headers=keys[who])
+            assert r.status_code == 200, r.text
+            return [x for x in r.json() if x["source"] == "fund"]
+
+        (row,) = fund_rows("housing")
+        assert (row["ref"], row["state"], row["authority"]) == (str(case), "open", "housing")
+        assert "先修后报" in row["problem"]
+        assert fund_rows("fire") == []
+        assert [x["ref"] for x in fund_rows("op")] == [str(case)]  # the firm that owes it
+        # filed two days late: closed from then on
+        for n in (1, 2):
+            attachments.store(conn, subject=f"fund_case:{case}", part="evidence",
+                              filename=f"{n}.png", data=PNG + bytes([n]), uploaded_by="op",
+                              now=due)  # fmt: skip
+        cases.estimate(conn, case, 30_000, actor="op", now=due + dt.timedelta(days=2),
+                       party="operator:PF-HX")  # fmt: skip
+        (row,) = fund_rows("housing")
+        assert row["state"] == "closed"
+        assert [h["change"] for h in row["history"]] == ["opened", "closed"]
