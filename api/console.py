@@ -361,6 +361,34 @@ def _rules() -> RuleBook:
     return alert_rules.load()
 
 
+class RuleOut(BaseModel):
+    id: str
+    alert: str = Field(description="the alert type it raises")
+    kind: str | None = Field(description="the device kind it reads (none: a correlation)")
+    title_zh: str
+    title_en: str
+    severity: str
+
+
+@router.get("/rules")
+def list_rules(p: Caller) -> list[RuleOut]:
+    """The alert rules in force, with their titles: two rules may raise one alert type
+    (a trapped car reported by the controller, or seen in telemetry), and an alert's
+    ``rule_id`` names which one. Every role may read them."""
+    book = _rules()
+    out = [
+        RuleOut(id=r.id, alert=r.alert, kind=r.kind, title_zh=r.title_zh, title_en=r.title_en,
+                severity=r.severity)
+        for r in book.rules
+    ]  # fmt: skip
+    out += [
+        RuleOut(id=c.rule_id, alert=c.alert, kind=None, title_zh=c.title_zh,
+                title_en=c.title_en, severity=c.severity)
+        for c in book.correlations
+    ]  # fmt: skip
+    return out
+
+
 @router.post("/silences/{silence_id}/expire", responses={403: {}, 404: {}})
 def expire_silence(c: Db, p: Caller, clock: ClockDep, silence_id: int) -> SilenceOut:
     """End a silence now (the record stays); one already ended is returned unchanged."""

@@ -227,7 +227,16 @@ async function renderBoard(view) {
   const $ = scoped(view);
   view.innerHTML = `<h1>${esc(t("board"))} <span class="muted" id="board-count"></span></h1><div id="board"></div>`;
   const load = async () => {
-    const page = await api("/alerts?state=open&limit=500");
+    const [page, titles, orders] = await Promise.all([api("/alerts?state=open&limit=500"), ruleTitles(),
+      api("/work-orders?state=live&limit=500").then(r => r.items).catch(() => [])]);  // not every role sees orders
+    const byIncident = Object.fromEntries(orders.map(o => [o.incident_id, o]));
+    const orderCell = a => {
+      const o = byIncident[a.incident_id];
+      if (!o) return "—";
+      const [which, due] = nextDue(o);
+      return `<span data-order-state="${esc(o.state)}">${esc(tState(o.state))}</span> · ${esc(o.assignee || "—")}${o.escalation_level ? ` <span class="overdue" title="${esc(t("escalated"))} ${o.escalation_level}">↑${o.escalation_level}</span>` : ""}
+        ${due ? `<br><span class="muted">${esc(t(which))}</span> <span class="num" data-due="${esc(due)}"></span>` : ""}`;
+    };
     const alerts = page.items.sort((a, b) => SEV_RANK[a.severity] - SEV_RANK[b.severity] || b.first_seen.localeCompare(a.first_seen));
     $("#board-count").textContent = `(${alerts.length})`;
     const canAct = OPERATORS.includes(S.me.role);
@@ -239,17 +248,19 @@ async function renderBoard(view) {
       return `<tr class="alert-row ${esc(a.severity)} ${unacked ? "unacked" : ""}" data-alert-id="${a.id}" data-alert-type="${esc(a.alert_type)}">
         <td>${sev(a.severity)}</td>
         <td><a href="#/alert/${a.id}">${esc(tAlert(a.alert_type))}</a>${a.muted_by ? ` <span class="muted">(${esc(t("muted"))})</span>` : ""}
+          ${titles[a.rule_id] ? `<br><span class="muted rule-title">${esc(titles[a.rule_id][LANG])}</span>` : ""}
           ${a.confirmation ? `<br><span class="muted">${esc(tState(a.confirmation))}</span>` : ""}</td>
         <td>${devLink(a.estate_code, a.device_code)}<br><span class="muted">${esc(a.building_code || "")}</span></td>
         <td class="num">${fmtTime(a.first_seen)}<br><span class="muted" data-since="${esc(a.first_seen)}"></span></td>
+        <td class="order-cell">${orderCell(a)}</td>
         <td>${acts}</td></tr>`;
     });
-    $("#board").innerHTML = alerts.length ? table(["severity", "type", "device", "since", "action"], rows, 'id="alert-table"')
+    $("#board").innerHTML = alerts.length ? table(["severity", "type", "device", "since", "work_order", "action"], rows, 'id="alert-table"')
       : `<p class="empty" id="no-alerts">${esc(t("no_alerts"))}</p>`;
     tick();
     S.critical = alerts.some(a => a.severity === "critical" && !a.acknowledged_at && !a.muted_by);
   };
-  const tick = () => { for (const el of document.querySelectorAll("[data-since]")) el.textContent = fmtDur((Date.now() - new Date(el.dataset.since)) / 1000); };
+  const tick = () => { for (const el of document.querySelectorAll("[data-since]")) el.textContent = fmtDur((Date.now() - new Date(el.dataset.since)) / 1000); countdown(); };
   $("#board").onclick = async ev => {
     const b = ev.target.closest("button"); if (!b) return;
     b.disabled = true;
@@ -395,6 +406,20 @@ function nextDue(o) {
   if (o.state === "on_site") return ["resolve_due", o.resolve_due];
   return [null, null];
 }
+// every deadline on the page counts down each second
+function countdown() {
+  for (const el of document.querySelectorAll("[data-due]")) {
+    const left = (new Date(el.dataset.due) - Date.now()) / 1000;
+    el.textContent = left >= 0 ? (LANG ? `${fmtDur(left)} ${t("remaining")}` : `${t("remaining")} ${fmtDur(left)}`) : `${t("overdue")} ${fmtDur(-left)}`;
+    el.classList.toggle("overdue", left < 120);
+  }
+}
+// the rules' titles by id (two rules may raise one alert type), read once per login
+async function ruleTitles() {
+  if (!S.rules) S.rules = Object.fromEntries((await api("/rules")).map(r => [r.id, [r.title_zh, r.title_en]]));
+  return S.rules;
+}
+
 async function renderOrders(view) {
   const $ = scoped(view);
   view.innerHTML = `<h1>${esc(t("orders"))}</h1><div id="orders"></div>`;
@@ -413,10 +438,7 @@ async function renderOrders(view) {
     }), 'id="order-table"');
     tick();
   };
-  const tick = () => { for (const el of document.querySelectorAll("[data-due]")) {
-    const left = (new Date(el.dataset.due) - Date.now()) / 1000;
-    el.textContent = left >= 0 ? (LANG ? `${fmtDur(left)} ${t("remaining")}` : `${t("remaining")} ${fmtDur(left)}`) : `${t("overdue")} ${fmtDur(-left)}`;
-    el.className = `num ${left < 0 ? "overdue" : left < 120 ? "overdue" : ""}`; } };
+  const tick = countdown;
   $("#orders").onclick = async ev => { const b = ev.target.closest("button[data-step]"); if (!b) return; b.disabled = true;
     try { await api(`/work-orders/${b.dataset.id}/${b.dataset.step}`, { method: "POST" }); } catch (e) { notify(e); } await load(); };
   await load();

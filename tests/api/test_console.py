@@ -218,6 +218,14 @@ def test_a_trapped_passenger_appears_live_and_is_acknowledged(site: Site, page: 
     assert page.evaluate("window.__liveEvents || 0") > 0
     expect(row).to_have_class(re.compile(r"\bcritical unacked\b"))  # blinks until acknowledged
     assert row.locator("td").nth(2).inner_text().startswith("HXY / B1-L1")
+    # the two rows of one trapped car told apart by their rules' titles
+    titles = page.locator('tr[data-alert-type="elevator.trapped"] .rule-title').all_inner_texts()
+    assert len(set(titles)) == len(titles) >= 1, titles
+    assert all(t.startswith("困人") for t in titles), titles
+    # the incident's work order on the board: its state, the company, the deadline
+    order_cell = row.locator(".order-cell")
+    expect(order_cell).to_contain_text("EM-TS", timeout=20_000)
+    expect(order_cell.locator("[data-due]")).to_have_text(re.compile(r"^剩余 |^超时 "))
     shot(page, "board-trapped")
 
     row.get_by_role("button", name="签收").click()  # a control room's word (not 确认)

@@ -116,6 +116,7 @@ NAMED: dict[str, tuple[str, str, Sees]] = {
 READ_ONLY: dict[str, tuple[str, Sees]] = {  # GET: who gets 200 (others 403)
     "/api/v1/dead-letters/summary": ("/api/v1/dead-letters/summary", frozenset({A, OP, MG})),
     "/api/v1/responsibility": ("/api/v1/responsibility", ALL),
+    "/api/v1/rules": ("/api/v1/rules", ALL),
     "/api/v1/responsibility/versions": ("/api/v1/responsibility/versions", ALL),
     "/api/v1/dispatch/gaps": ("/api/v1/dispatch/gaps", frozenset({A, H, MG, OP, SO})),
     "/api/v1/supervision/items": ("/api/v1/supervision/items", ALL),
