@@ -28,7 +28,10 @@ _ALERT_COLUMNS = (
     "id, alert_type, rule_id, severity, state, confirmation, false_alarm_cause, muted_by,"
     " flapping, incident_id, estate_code, building_code, device_code, kind, first_seen,"
     " last_seen, cleared_at, occurrences, evidence, acknowledged_at, acknowledged_by,"
-    " life_safety, rules, held_at, false_alarm_note"
+    " life_safety, rules, held_at, false_alarm_note,"
+    # names for people: the estate's and where the device is
+    " (SELECT e.name FROM estates e WHERE e.code = alerts.estate_code) AS estate_name,"
+    " (SELECT d.location FROM devices d WHERE d.id = alerts.device_id) AS device_location"
 )
 
 
@@ -62,6 +65,8 @@ class AlertOut(BaseModel):
         description="the device said normal then, but only a person may close it"
     )
     false_alarm_note: str | None
+    estate_name: str | None = Field(default=None, description="the estate's name")
+    device_location: str | None = Field(default=None, description="where the device is")
 
 
 class ChangeOut(BaseModel):

@@ -362,8 +362,8 @@ def _rules() -> RuleBook:
 
 
 class RuleOut(BaseModel):
-    id: str
-    alert: str = Field(description="the alert type it raises")
+    rule_id: str = Field(description="what an alert's rule_id names")
+    alert_type: str = Field(description="the alert type it raises")
     kind: str | None = Field(description="the device kind it reads (none: a correlation)")
     title_zh: str
     title_en: str
@@ -377,12 +377,12 @@ def list_rules(p: Caller) -> list[RuleOut]:
     ``rule_id`` names which one. Every role may read them."""
     book = _rules()
     out = [
-        RuleOut(id=r.id, alert=r.alert, kind=r.kind, title_zh=r.title_zh, title_en=r.title_en,
-                severity=r.severity)
+        RuleOut(rule_id=r.id, alert_type=r.alert, kind=r.kind, title_zh=r.title_zh,
+                title_en=r.title_en, severity=r.severity)
         for r in book.rules
     ]  # fmt: skip
     out += [
-        RuleOut(id=c.rule_id, alert=c.alert, kind=None, title_zh=c.title_zh,
+        RuleOut(rule_id=c.rule_id, alert_type=c.alert, kind=None, title_zh=c.title_zh,
                 title_en=c.title_en, severity=c.severity)
         for c in book.correlations
     ]  # fmt: skip

@@ -81,6 +81,7 @@ class OrderOut(BaseModel):
     severity: str
     state: OrderState
     assignee: str | None = Field(description="the organisation responsible")
+    assignee_name: str | None = Field(default=None, description="its name")
     chain: list[dict[str, Any]] = Field(description="escalation chain: party and organisation")
     escalation_level: int
     notified_roles: list[str]
@@ -183,11 +184,25 @@ class ItemOut(BaseModel):
 # ---------------------------------------------------------------------- work orders
 
 
+def _named(c: Conn, items: list[OrderOut]) -> list[OrderOut]:
+    """The orders with their assignees' names (one query for the page)."""
+    codes = sorted({o.assignee for o in items if o.assignee})
+    if not codes:
+        return items
+    names: dict[str, str] = {
+        str(code): str(name)
+        for code, name in c.execute(
+            "SELECT code, name FROM organisations WHERE code = ANY(%s)", (codes,)
+        )
+    }
+    return [o.model_copy(update={"assignee_name": names.get(o.assignee or "")}) for o in items]
+
+
 def _order(c: Conn, p: Principal, order_id: int) -> OrderOut:
     row = orders.find(c, order_id, order_scope(p))
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no work order {order_id} that you may see")
-    return OrderOut.model_validate(row)
+    return _named(c, [OrderOut.model_validate(row)])[0]
 
 
 @router.get("/work-orders")
@@ -214,7 +229,7 @@ def list_orders(
         before_id=cursor_id(cursor),
         limit=limit,
     )
-    items = [OrderOut.model_validate(r) for r in rows]
+    items = _named(c, [OrderOut.model_validate(r) for r in rows])
     return page(items, limit, lambda o: o.id)
 
 

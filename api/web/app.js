@@ -71,6 +71,9 @@ function notify(e) {
 }
 const yuan = fen => (fen / 100).toLocaleString(LANG ? "en-GB" : "zh-CN", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const sev = s => `<span class="sev sev-${esc(s)}">${esc(tState(s))}</span>`;
+// a device as people on duty name it: the estate's name and where it is, its codes small
+const devNamed = x => `<a href="#/device/${encodeURIComponent(x.estate_code)}/${encodeURIComponent(x.device_code)}">${esc(x.estate_name || x.estate_code)} · ${esc(x.device_location || x.device_code)}</a>
+  <br><span class="muted">${esc([x.building_code, x.device_code].filter(Boolean).join(" "))}</span>`;
 const devLink = (e, c) => `<a href="#/device/${encodeURIComponent(e)}/${encodeURIComponent(c)}">${esc(e)} / ${esc(c)}</a>`;
 const table = (heads, rows, attrs = "") => rows.length
   ? `<div class="scroll"><table ${attrs}><thead><tr>${heads.map(h => `<th>${esc(t(h))}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>`
@@ -234,7 +237,7 @@ async function renderBoard(view) {
       const o = byIncident[a.incident_id];
       if (!o) return "—";
       const [which, due] = nextDue(o);
-      return `<span data-order-state="${esc(o.state)}">${esc(tState(o.state))}</span> · ${esc(o.assignee || "—")}${o.escalation_level ? ` <span class="overdue" title="${esc(t("escalated"))} ${o.escalation_level}">↑${o.escalation_level}</span>` : ""}
+      return `<span data-order-state="${esc(o.state)}">${esc(tState(o.state))}</span> · ${esc(o.assignee_name || o.assignee || "—")}${o.escalation_level ? ` <span class="overdue" title="${esc(t("escalated"))} ${o.escalation_level}">↑${o.escalation_level}</span>` : ""}
         ${due ? `<br><span class="muted">${esc(t(which))}</span> <span class="num" data-due="${esc(due)}"></span>` : ""}`;
     };
     const alerts = page.items.sort((a, b) => SEV_RANK[a.severity] - SEV_RANK[b.severity] || b.first_seen.localeCompare(a.first_seen));
@@ -250,7 +253,7 @@ async function renderBoard(view) {
         <td><a href="#/alert/${a.id}">${esc(tAlert(a.alert_type))}</a>${a.muted_by ? ` <span class="muted">(${esc(t("muted"))})</span>` : ""}
           ${titles[a.rule_id] ? `<br><span class="muted rule-title">${esc(titles[a.rule_id][LANG])}</span>` : ""}
           ${a.confirmation ? `<br><span class="muted">${esc(tState(a.confirmation))}</span>` : ""}</td>
-        <td>${devLink(a.estate_code, a.device_code)}<br><span class="muted">${esc(a.building_code || "")}</span></td>
+        <td>${devNamed(a)}</td>
         <td class="num">${fmtTime(a.first_seen)}<br><span class="muted" data-since="${esc(a.first_seen)}"></span></td>
         <td class="order-cell">${orderCell(a)}</td>
         <td>${acts}</td></tr>`;
@@ -416,7 +419,7 @@ function countdown() {
 }
 // the rules' titles by id (two rules may raise one alert type), read once per login
 async function ruleTitles() {
-  if (!S.rules) S.rules = Object.fromEntries((await api("/rules")).map(r => [r.id, [r.title_zh, r.title_en]]));
+  if (!S.rules) S.rules = Object.fromEntries((await api("/rules")).map(r => [r.rule_id, [r.title_zh, r.title_en]]));
   return S.rules;
 }
 
@@ -431,7 +434,7 @@ async function renderOrders(view) {
       const [which, due] = nextDue(o);
       const step = { created: "acknowledge", dispatched: "acknowledge", reopened: "acknowledge", acknowledged: "arrive", on_site: "resolve" }[o.state];
       return `<tr data-order-id="${o.id}" data-state="${esc(o.state)}"><td>#${o.id}${o.escalation_level ? ` <span class="overdue" title="${esc(t("escalated"))} ${o.escalation_level}">↑${o.escalation_level}</span>` : ""}</td>
-        <td>${sev(o.severity)} ${esc(tAlert(o.alert_type))}</td><td>${devLink(o.estate_code, o.device_code)}</td><td>${esc(o.assignee || "—")}</td>
+        <td>${sev(o.severity)} ${esc(tAlert(o.alert_type))}</td><td>${devLink(o.estate_code, o.device_code)}</td><td>${esc(o.assignee_name || o.assignee || "—")}</td>
         <td>${esc(tState(o.state))}</td><td>${which ? esc(t(which)) + "<br>" + fmtTime(due) : ""}</td>
         <td class="num" ${due ? `data-due="${esc(due)}"` : ""}></td>
         <td>${step && canStep(o) ? `<button data-step="${step}" data-id="${o.id}">${esc(t(step))}</button>` : ""}</td></tr>`;

@@ -217,14 +217,16 @@ def test_a_trapped_passenger_appears_live_and_is_acknowledged(site: Site, page: 
     # it came over the live stream (the board's poll is every 15 s; this counts frames)
     assert page.evaluate("window.__liveEvents || 0") > 0
     expect(row).to_have_class(re.compile(r"\bcritical unacked\b"))  # blinks until acknowledged
-    assert row.locator("td").nth(2).inner_text().startswith("HXY / B1-L1")
+    # named as people on duty name it: the estate and where the lift is; the codes small
+    assert row.locator("td").nth(2).inner_text().startswith("华祥苑 · 1号梯")
+    expect(row.locator("td").nth(2)).to_contain_text("B1 B1-L1")
     # the two rows of one trapped car told apart by their rules' titles
     titles = page.locator('tr[data-alert-type="elevator.trapped"] .rule-title').all_inner_texts()
     assert len(set(titles)) == len(titles) >= 1, titles
     assert all(t.startswith("困人") for t in titles), titles
     # the incident's work order on the board: its state, the company, the deadline
     order_cell = row.locator(".order-cell")
-    expect(order_cell).to_contain_text("EM-TS", timeout=20_000)
+    expect(order_cell).to_contain_text("通顺电梯工程有限公司", timeout=20_000)
     expect(order_cell.locator("[data-due]")).to_have_text(re.compile(r"^剩余 |^超时 "))
     shot(page, "board-trapped")
 
@@ -241,7 +243,7 @@ def test_a_trapped_passenger_appears_live_and_is_acknowledged(site: Site, page: 
     wait_for(lambda: one(site.url, "SELECT count(*) FROM work_orders") == 1, 20, "the order")
     page.click('#nav a[data-nav="orders"]')
     order = page.locator("#order-table tbody tr").first
-    expect(order).to_contain_text("EM-TS")
+    expect(order).to_contain_text("通顺电梯工程有限公司")
     expect(order.locator("[data-due]")).to_have_text(re.compile(r"^剩余 \d+(天|小时|分|秒)"))
     before = order.locator("[data-due]").inner_text()
     page.wait_for_timeout(1500)
