@@ -310,7 +310,28 @@ function metricFor(alertType, kind, latest) {
   if (/door/.test(alertType) && kind === "fire") return "open";
   if (/water_detected/.test(alertType)) return "water_detected";
   const m = METRIC_OF[kind];
-  return latest && m in latest ? m : Object.keys(latest || {})[0] || m;
+  // an event-only device (a smoke detector, a panel) has no curve to draw: null
+  return latest && m in latest ? m : Object.keys(latest || {})[0] || null;
+}
+// evidence as people read it: a table, times local, yes/no, lists of readings as rows
+const TIME_KEY = /(^|_)(ts|at|time|since|until)$|_at$/;
+function evidenceValue(k, v) {
+  if (v === null || v === undefined) return "—";
+  if (typeof v === "boolean") return t(v ? "yes" : "no");
+  if (typeof v === "number" && TIME_KEY.test(k) && v > 1e9 && v < 4e9) return fmtTime(new Date(v * 1000).toISOString());
+  if (typeof v === "string" && TIME_KEY.test(k) && !isNaN(Date.parse(v))) return fmtTime(v);
+  if (Array.isArray(v) && v.length && v.every(x => x && typeof x === "object" && !Array.isArray(x))) {
+    const keys = [...new Set(v.flatMap(x => Object.keys(x)))];
+    return `<div class="scroll"><table class="sub"><thead><tr>${keys.map(x => `<th>${esc(x)}</th>`).join("")}</tr></thead>
+      <tbody>${v.map(x => `<tr>${keys.map(key => `<td>${evidenceValue(key, x[key])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
+  }
+  if (typeof v === "object") return evidenceTable(v, "");
+  return esc(String(v));
+}
+function evidenceTable(ev, attrs = 'id="evidence"') {
+  const rows = Object.entries(ev || {});
+  return rows.length ? `<table class="kv" ${attrs}>${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${evidenceValue(k, v)}</td></tr>`).join("")}</table>`
+    : `<p class="empty">${esc(t("none"))}</p>`;
 }
 
 async function renderAlert(view, id) {
@@ -320,15 +341,17 @@ async function renderAlert(view, id) {
   const orders = (await api(`/work-orders?state=all&estate=${encodeURIComponent(a.estate_code)}&limit=200`).catch(() => ({ items: [] }))).items;
   const order = orders.find(o => o.incident_id === a.incident_id);
   const metric = metricFor(a.alert_type, a.kind, dev && dev.latest);
-  view.innerHTML = `<h1>${sev(a.severity)} ${esc(tAlert(a.alert_type))} · ${devLink(a.estate_code, a.device_code)}</h1>
+  view.innerHTML = `<h1>${sev(a.severity)} ${esc(tAlert(a.alert_type))} · <a href="#/device/${encodeURIComponent(a.estate_code)}/${encodeURIComponent(a.device_code)}">${esc(a.estate_name || a.estate_code)} · ${esc(a.device_location || a.device_code)}</a>
+    <span class="muted">${esc(a.building_code || "")} ${esc(a.device_code)}</span></h1>
     <p>${esc(t("state"))}: <b>${esc(tState(a.state))}</b> ${a.confirmation ? `· ${esc(tState(a.confirmation))}` : ""}
       · ${esc(t("since"))} ${fmtTime(a.first_seen)} ${a.acknowledged_at ? `· ${esc(t("acknowledged"))} ${fmtTime(a.acknowledged_at)} (${esc(a.acknowledged_by)})` : ""}</p>
-    ${order ? `<p>${esc(t("work_order"))} <a href="#/orders">#${order.id}</a>: ${esc(tState(order.state))} → ${esc(order.assignee || "—")}</p>` : ""}
-    <h2>${esc(t("evidence"))}: ${esc(metric)}</h2>
-    <svg class="chart" id="evidence-chart"></svg>
-    <pre class="card">${esc(JSON.stringify(a.evidence, null, 2))}</pre>
+    ${order ? `<p>${esc(t("work_order"))} <a href="#/orders">#${order.id}</a>: ${esc(tState(order.state))} → ${esc(order.assignee_name || order.assignee || "—")}</p>` : ""}
+    <h2>${esc(t("evidence"))}</h2>
+    <div class="card" id="evidence-card">${evidenceTable(a.evidence)}</div>
+    ${metric ? `<h2>${esc(t("history"))}: ${esc(metric)}</h2><svg class="chart" id="evidence-chart"></svg>` : `<p class="muted" id="no-curve">${esc(t("events_only"))}</p>`}
     <h2>${esc(t("changes"))}</h2>
-    ${table(["since", "state", "severity", "author"], a.changes.map(c => `<tr><td>${fmtTime(c.at)}</td><td>${esc(c.change)}</td><td>${sev(c.severity)}</td><td>${esc(c.actor)}</td></tr>`))}`;
+    ${table(["since", "state", "severity", "author"], a.changes.map(c => `<tr><td>${fmtTime(c.at)}</td><td>${esc(tChange(c.change))}</td><td>${sev(c.severity)}</td><td>${esc(c.actor === "engine" ? t("actor_engine") : c.actor)}</td></tr>`), 'id="changes"')}`;
+  if (!metric) return;
   const start = new Date(new Date(a.first_seen).getTime() - 30 * 60e3);
   const end = new Date(Math.min(Date.now(), (a.cleared_at ? new Date(a.cleared_at).getTime() : Date.now()) + 10 * 60e3));
   await chartInto($("#evidence-chart"), a.estate_code, a.device_code, metric, start, end, [{ at: a.first_seen, label: tAlert(a.alert_type) }]);

@@ -121,6 +121,8 @@ Object.assign(WORDS, {
   role_fire_inspector: ["消防监督", "fire inspector"], role_market_inspector: ["特种设备监督", "market supervision"],
   role_housing_authority: ["住建部门", "housing authority"], role_street_office: ["街道办事处", "street office"],
   role_owner: ["业主", "owner"], role_owners_committee: ["业主委员会", "owners' committee"],
+  yes: ["是", "yes"], no: ["否", "no"], actor_engine: ["系统判断", "rules engine"],
+  events_only: ["此设备只上报事件，没有曲线", "This device reports events only: no curve"],
   note_required: ["请填写说明", "Write a note"], escalated: ["已升级（级）", "escalated, level"], save: ["提交", "Submit"], cancel: ["取消", "Cancel"],
   find_home: ["查我家", "Find my home"], my_share: ["您家分摊", "Your home's share"],
   no_share: ["本次维修未分摊", "paid no share of this repair"], work: ["维修内容", "Work"],
@@ -155,6 +157,15 @@ const NOTICE_WORDS = {
   holds: ["回头看：未反弹", "look-back: holds"], relapsed: ["回头看：反弹", "look-back: relapsed"],
   supervised: ["挂牌督办", "escalated (supervised)"],
 };
+// an alert's changes, as the incident page lists them
+const CHANGE_WORDS = {
+  raise: ["产生", "raised"], repeat: ["再次触发", "raised again"], severity: ["级别变化", "severity changed"],
+  clear: ["恢复", "cleared"], hold: ["设备恢复，待人工关闭", "normal again, held for a person"],
+  mute: ["已静默", "silenced"], unmute: ["取消静默", "silence ended"], confirm: ["确认火警", "fire confirmed"],
+  rules: ["判断规则变化", "rules changed"], acknowledge: ["签收", "acknowledged"], false_alarm: ["误报", "false alarm"],
+  close: ["人工关闭", "closed by a person"], rescued: ["救援完成关闭", "closed after the rescue"],
+};
+function tChange(c) { const w = CHANGE_WORDS[c]; return w ? w[LANG] : tState(c); }
 function tNotice(s) { const w = NOTICE_WORDS[s]; return w ? w[LANG] : tState(s); }
 let LANG = localStorage.getItem("lang") === "en" ? 1 : 0;
 function t(key) { const w = WORDS[key]; return w ? w[LANG] : key; }

@@ -254,7 +254,12 @@ def test_a_trapped_passenger_appears_live_and_is_acknowledged(site: Site, page: 
     page.goto(f"{site.base}/console/#/alert/{alert_id}")
     expect(page.locator("main h1")).to_contain_text("电梯困人")
     expect(page.locator("#evidence-chart")).to_have_attribute("data-level", "1m")
-    expect(page.locator("main")).to_contain_text("EM-TS")
+    expect(page.locator("main")).to_contain_text("通顺电梯工程有限公司")
+    # the evidence as a table, not JSON; the changes in words, the engine named in Chinese
+    expect(page.locator("#evidence")).to_be_visible()
+    assert "{" not in page.locator("#evidence").inner_text()
+    expect(page.locator("#changes")).to_contain_text("产生")
+    expect(page.locator("#changes")).to_contain_text("系统判断")
     shot(page, "incident")
 
     # the inspectors: market supervision sees the trapped order under EM-TS
@@ -589,3 +594,22 @@ def test_an_owner_finds_their_homes_share_on_the_public_page(site: Site, page: P
     expect(page.locator("#report-year")).to_have_value(year)
     expect(page.locator("#fund-report")).to_contain_text("华祥苑")
     shot(page, "public-find-home")
+
+
+def test_a_smoke_alarm_incident_has_no_empty_curve(site: Site, page: Page) -> None:
+    """An event-only device (a smoke detector) has no readings to chart: the incident page
+    says so instead of drawing an empty pressure curve, and shows the evidence in words."""
+    log_in(page, site, Role.OPERATOR)
+    simulate(site.stack, ["B3-SD1", "B3-SD2", "FP", "PUMP1"], "smoke_false_alarm")
+    wait_for(
+        lambda: one(site.url, "SELECT count(*) FROM alerts WHERE alert_type = 'fire.alarm'"
+                    " AND device_code = 'B3-SD1'") == 1, 30, "the smoke alarm",
+    )  # fmt: skip
+    alert_id = one(site.url, "SELECT id FROM alerts WHERE device_code = 'B3-SD1'")
+    page.goto(f"{site.base}/console/#/alert/{alert_id}")
+    expect(page.locator("main h1")).to_contain_text("火警")
+    expect(page.locator("#no-curve")).to_contain_text("此设备只上报事件")
+    expect(page.locator("#evidence-chart")).to_have_count(0)
+    expect(page.locator("#evidence")).to_be_visible()
+    expect(page.locator("#changes")).to_contain_text("产生")
+    shot(page, "incident-smoke")
