@@ -25,6 +25,7 @@ from api.notices import notice_scope
 from api.pages import fetch_all
 from api.problems import Problem
 from estate.db import Conn
+from ingest import contract
 from ingest.batch import BOOL_COLUMNS, METRIC_COLUMNS
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
@@ -169,6 +170,16 @@ def get_estate(c: Db, p: Caller, estate: str) -> EstateDetail:
 # --------------------------------------------------------------------------- devices
 
 
+class MetricOut(BaseModel):
+    """A value the device sends, as the contract names it (docs/contract.md)."""
+
+    name: str
+    unit: str
+    type: Literal["number", "boolean"]
+    zh: str
+    en: str
+
+
 class DeviceDetail(DeviceOut):
     latest: dict[str, Any] = Field(description="metric -> newest value, as ingest last saw it")
     last_ts: dt.datetime | None
@@ -178,6 +189,9 @@ class DeviceDetail(DeviceOut):
     inspection_due: dt.date | None
     emergency_code: str | None = Field(description="a lift's 96333 rescue code")
     registration_no: str | None = Field(description="a lift's registration certificate")
+    metrics: list[MetricOut] = Field(
+        default=[], description="what this device sends: names and units for people"
+    )
 
 
 class SeriesOut(BaseModel):
@@ -217,7 +231,19 @@ def get_device(c: Db, p: Caller, estate: str, code: str) -> DeviceDetail:
         inspection_due=due,
         emergency_code=rescue,
         registration_no=reg_no,
+        metrics=_vocabulary(out.kind, out.subtype),
     )
+
+
+def _vocabulary(kind: str, subtype: str) -> list[MetricOut]:
+    spec = contract.KINDS.get(kind)
+    if spec is None:
+        return []
+    return [
+        MetricOut(name=m.name, unit=m.unit, type=m.type, zh=m.zh, en=m.en)
+        for name in spec.subtype_metrics.get(subtype, ())
+        if (m := spec.metrics.get(name)) is not None
+    ]
 
 
 @router.get(

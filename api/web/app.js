@@ -404,17 +404,22 @@ async function renderDevice(view, estate, code) {
   const d = await api(path);
   const metrics = Object.keys(d.latest).filter(k => !["ts", "seq"].includes(k));
   let metric = metricFor("", d.kind, d.latest);
+  // names and units from the contract, for people: 轿厢载荷 (%), not load_pct
+  const vocab = Object.fromEntries((d.metrics || []).map(m => [m.name, m]));
+  const label = k => { const m = vocab[k]; return m ? `${LANG ? m.en : m.zh}${m.unit ? ` (${m.unit})` : ""}` : k; };
+  const shown = (k, x) => typeof x === "boolean" || (vocab[k] && vocab[k].type === "boolean")
+    ? t(x ? "yes" : "no") : typeof x === "number" ? String(+x.toFixed(3)) : String(x);
   view.innerHTML = `<h1>${esc(d.estate_code)} / ${esc(d.code)} <span class="muted">${esc(d.kind)} · ${esc(d.subtype)} · ${esc(d.location || "")}</span></h1>
     <p>${esc(t("online"))}: <b class="${d.online ? "ok" : "overdue"}">${d.online ? "●" : "○"}</b> · ${esc(t("last_seen"))} ${fmtTime(d.last_seen)}
       · ${esc(t("company"))} ${esc(d.maintenance_code || "—")} ${d.inspection_due ? `· ${esc(t("due"))} ${esc(d.inspection_due)}` : ""}</p>
     <h2>${esc(t("latest"))}</h2><div class="cards" id="latest"></div>
     <h2>${esc(t("history"))}</h2>
-    <form class="inline" id="chart-form"><label>${esc(t("metric"))}<select name="metric">${metrics.map(m => `<option ${m === metric ? "selected" : ""}>${esc(m)}</option>`).join("")}</select></label>
+    <form class="inline" id="chart-form"><label>${esc(t("metric"))}<select name="metric">${metrics.map(m => `<option value="${esc(m)}" ${m === metric ? "selected" : ""}>${esc(label(m))}</option>`).join("")}</select></label>
       <label>${esc(t("range"))}<select name="range"><option value="1">1h</option><option value="6" selected>6h</option><option value="24">24h</option><option value="168">7d</option><option value="720">30d</option></select></label>
       <span class="muted">${esc(t("zoom_hint"))}</span></form>
     <svg class="chart" id="device-chart"></svg>
     ${d.kind === "elevator" ? `<p class="muted">${esc(t("emergency_code"))} ${esc(d.emergency_code || "—")} · ${esc(t("registration_no"))} ${esc(d.registration_no || "—")}</p><section id="maintenance"></section>` : ""}`;
-  const showLatest = v => { $("#latest").innerHTML = Object.entries(v.latest).map(([k, x]) => `<div class="card" data-metric="${esc(k)}"><div class="muted">${esc(k)}</div><div class="stat num">${esc(typeof x === "number" ? +x.toFixed(3) : x)}</div></div>`).join(""); };
+  const showLatest = v => { $("#latest").innerHTML = Object.entries(v.latest).map(([k, x]) => `<div class="card" data-metric="${esc(k)}" title="${esc(k)}"><div class="muted">${esc(label(k))}</div><div class="stat num">${esc(shown(k, x))}</div></div>`).join(""); };
   showLatest(d);
   const draw = () => { const f = new FormData($("#chart-form")); metric = f.get("metric");
     const end = new Date(), start = new Date(end - Number(f.get("range")) * 3600e3);

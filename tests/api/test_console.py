@@ -292,6 +292,12 @@ def test_a_device_page_shows_live_values_and_history(site: Site, page: Page) -> 
     )  # fmt: skip
     page.goto(f"{site.base}/console/#/device/HXY/B2-L1")
     expect(page.locator('[data-metric="floor"]')).to_be_visible()
+    # names and units from the contract, yes/no for booleans, not wire names
+    expect(page.locator('[data-metric="load_pct"] .muted')).to_have_text("载重 (%)")
+    expect(page.locator('[data-metric="in_door_zone"] .stat')).to_have_text(re.compile("^[是否]$"))
+    expect(page.locator("#chart-form select[name=metric] option[value=floor]")).to_have_text(
+        "所在楼层 (floor)"
+    )
     chart = page.locator("#device-chart")
     expect(chart).not_to_have_attribute("data-points", "0", timeout=10_000)
     expect(chart.locator("polyline.mean")).to_have_count(1)
