@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api import (
     alerts,
@@ -72,17 +73,23 @@ class Ready(BaseModel):
     replica: Replica | None = None
 
 
+def primary_lsn(primary: ConnectionPool) -> str:
+    """The primary's WAL position now (raises ``psycopg.Error`` when it cannot say)."""
+    with primary.connection(timeout=2) as p:
+        row = p.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    return str(row[0]) if row else "0/0"
+
+
 def replica_lag(primary: ConnectionPool, replica: ConnectionPool) -> Replica:
     """How far the replica is behind the primary (bytes of WAL and seconds)."""
     try:
-        with primary.connection(timeout=2) as p:
-            row = p.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        lsn = primary_lsn(primary)
         with replica.connection(timeout=2) as r:
             got = r.execute(
-                "SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint,"
-                " CASE WHEN pg_last_wal_replay_lsn() >= %s::pg_lsn THEN 0 ELSE"
+                "SELECT pg_wal_lsn_diff(%(lsn)s::pg_lsn, pg_last_wal_replay_lsn())::bigint,"
+                " CASE WHEN pg_last_wal_replay_lsn() >= %(lsn)s::pg_lsn THEN 0 ELSE"
                 " extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END",
-                (row[0] if row else "0/0", row[0] if row else "0/0"),
+                {"lsn": lsn},
             ).fetchone()
     except psycopg.Error:
         return Replica(state="unavailable", lag_bytes=None, lag_s=None)
@@ -280,13 +287,11 @@ async def write_position(
     pool = getattr(request.app.state, "read_pool", None)
     if pool is None or request.method in ("GET", "HEAD", "OPTIONS") or response.status_code >= 400:
         return response
-    try:
-        with request.app.state.pool.connection(timeout=2) as c:
-            row = c.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    try:  # a blocking query: off the event loop
+        lsn = await run_in_threadpool(primary_lsn, request.app.state.pool)
     except psycopg.Error:
         return response  # no promise then; the read may be served by the primary anyway
-    if row is not None:
-        response.headers[LSN_HEADER] = str(row[0])
+    response.headers[LSN_HEADER] = lsn
     return response
 
 

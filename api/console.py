@@ -170,16 +170,6 @@ def get_estate(c: Db, p: Caller, estate: str) -> EstateDetail:
 # --------------------------------------------------------------------------- devices
 
 
-class MetricOut(BaseModel):
-    """A value the device sends, as the contract names it (docs/contract.md)."""
-
-    name: str
-    unit: str
-    type: Literal["number", "boolean"]
-    zh: str
-    en: str
-
-
 class DeviceDetail(DeviceOut):
     latest: dict[str, Any] = Field(description="metric -> newest value, as ingest last saw it")
     last_ts: dt.datetime | None
@@ -189,7 +179,7 @@ class DeviceDetail(DeviceOut):
     inspection_due: dt.date | None
     emergency_code: str | None = Field(description="a lift's 96333 rescue code")
     registration_no: str | None = Field(description="a lift's registration certificate")
-    metrics: list[MetricOut] = Field(
+    metrics: list[contract.Metric] = Field(
         default=[], description="what this device sends: names and units for people"
     )
 
@@ -235,15 +225,12 @@ def get_device(c: Db, p: Caller, estate: str, code: str) -> DeviceDetail:
     )
 
 
-def _vocabulary(kind: str, subtype: str) -> list[MetricOut]:
+def _vocabulary(kind: str, subtype: str) -> list[contract.Metric]:
+    """The contract's metrics this kind and subtype send (docs/contract.md)."""
     spec = contract.KINDS.get(kind)
     if spec is None:
         return []
-    return [
-        MetricOut(name=m.name, unit=m.unit, type=m.type, zh=m.zh, en=m.en)
-        for name in spec.subtype_metrics.get(subtype, ())
-        if (m := spec.metrics.get(name)) is not None
-    ]
+    return [spec.metrics[n] for n in spec.subtype_metrics.get(subtype, ()) if n in spec.metrics]
 
 
 @router.get(

@@ -8,7 +8,6 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import psycopg
 from fastapi import Depends, Request
@@ -24,6 +23,7 @@ from pydantic import AfterValidator, BeforeValidator
 from api.auth import Principal, Role, authenticate, authenticate_token
 from api.problems import Problem
 from estate.db import Conn
+from estate.settings import LOCAL_ZONE
 
 Clock = Callable[[], dt.datetime]
 
@@ -179,9 +179,9 @@ def allow(p: Principal, *roles: Role) -> None:
         )
 
 
-# Times in Asia/Shanghai: a time without an offset in a request means local time there,
-# so a period mixing "0" (epoch) and "2026-12-01" is compared, not a 500.
-LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
+# Times in Asia/Shanghai (estate.settings.LOCAL_ZONE): a time without an offset in a
+# request means local time there, so a period mixing "0" (epoch) and "2026-12-01" is
+# compared, not a 500.
 
 
 def _aware(v: dt.datetime) -> dt.datetime:

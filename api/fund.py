@@ -30,6 +30,7 @@ from api.pages import Cursor, Limit, Page, cursor_id, fetch_all, fetch_one, page
 from api.problems import Problem
 from api.throttle import SourceLimit, Throttled
 from estate.db import Conn
+from estate.settings import LOCAL_ZONE
 from fund import cases, ledger
 
 router = APIRouter(prefix="/api/v1/fund", tags=["fund"])
@@ -503,9 +504,7 @@ def overdue_applications(c: Db, p: Caller, clock: ClockDep) -> list[cases.Overdu
     office see their own)."""
     allow(p, Role.ADMIN, Role.HOUSING_AUTHORITY, Role.OPERATOR, Role.MANAGER,
           Role.STREET_OFFICE)  # fmt: skip
-    q = sql.SQL("SELECT code FROM estates WHERE {}").format(fund_scope(p, "code"))
-    mine = {str(e) for (e,) in c.execute(q)}
-    return [o for o in cases.overdue_applications(c, clock()) if o.estate_code in mine]
+    return cases.overdue_applications(c, clock(), fund_scope(p))
 
 
 @router.get("/my-home", responses={403: {}, 404: {}, 422: {}})
@@ -514,7 +513,7 @@ def my_home(c: Db, p: Caller, clock: ClockDep, year: int | None = None) -> MyHom
     movement (deposits, interest by floor area; its share of each repair), its yearly
     report (``year``, this year by default, Asia/Shanghai), and the repairs it paid for."""
     unit = _owner_home(p)
-    y = year if year is not None else clock().astimezone(cases.LOCAL).year
+    y = year if year is not None else clock().astimezone(LOCAL_ZONE).year
     if not 2000 <= y <= 2100:
         raise Problem(422, "bad-year", "Bad year", "the year must be between 2000 and 2100")
     row = c.execute(

@@ -13,12 +13,13 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, Role
-from api.deps import LOCAL_ZONE, Caller, ClockDep, Db, Instant
+from api.deps import Caller, ClockDep, Db, Instant
 from api.fund import fund_scope
 from api.notices import notice_scope
 from api.problems import Problem
 from api.workorders import ledger_scope
 from estate.db import Conn
+from estate.settings import LOCAL_ZONE
 from oversight import problems
 from oversight.ledger import csv_text
 

@@ -17,6 +17,10 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "ESTATE_"
+# The estates' zone: what a date or a year means to the people using the service (the
+# API's times without an offset, the fund's yearly reports). ESTATE_TIMEZONE is the command
+# line's, for the person at the terminal.
+LOCAL_ZONE = ZoneInfo("Asia/Shanghai")
 MIN_SECRET = 32  # characters of ESTATE_DEVICE_SECRET in production (it derives every password)
 
 

@@ -28,13 +28,13 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from estate.db import Conn
-from estate.settings import load_settings
+from estate.settings import LOCAL_ZONE, load_settings
 from estate.yamldata import validate_yaml
 from fund import ledger
 from fund.ledger import Leg
@@ -563,14 +563,18 @@ def _over_standing(conn: Conn, rules: EmergencyList, *, city: str, account: int,
     return None
 
 
-_DONE_ORDER = ("resolved", "verifying", "closed")
-# acceptance waits for the look-back (回头看): the device stayed normal and the order closed
-_VERIFIED_ORDER = ("closed",)
+# (the order states that show it, what is waited for): paid once the order says the
+# repair is done; accepted once the look-back (回头看) has seen the device stay normal
+_DONE = (("resolved", "verifying", "closed"), "the repair is paid once it is resolved")
+_VERIFIED = (
+    ("closed",),
+    "the repair is accepted once the look-back (回头看) has verified it and closed the order",
+)
 
 
-def _order_done(conn: Conn, case_id: int, done: Sequence[str] = _DONE_ORDER) -> str | None:
-    """Why the case's work order does not show the repair done (or, with ``done`` =
-    ``_VERIFIED_ORDER``, verified) yet, or None."""
+def _order_done(conn: Conn, case_id: int, wanted: tuple[Sequence[str], str] = _DONE) -> str | None:
+    """Why the case's work order does not show the repair done (or verified) yet, or
+    None (a manual case has no order)."""
     row = conn.execute(
         "SELECT o.id, o.state FROM fund_cases c JOIN work_orders o ON o.id = c.order_id"
         " WHERE c.id = %(c)s UNION ALL"
@@ -579,13 +583,9 @@ def _order_done(conn: Conn, case_id: int, done: Sequence[str] = _DONE_ORDER) -> 
         " WHERE c.id = %(c)s AND c.order_id IS NULL LIMIT 1",
         {"c": case_id},
     ).fetchone()
-    if row is not None and row[1] not in done:
-        if done == _VERIFIED_ORDER:
-            return (
-                f"work order {row[0]} is {row[1]}: the repair is accepted once the look-back"
-                " (回头看) has verified it and closed the order"
-            )
-        return f"work order {row[0]} is {row[1]}: the repair is paid once it is resolved"
+    states, waited = wanted
+    if row is not None and row[1] not in states:
+        return f"work order {row[0]} is {row[1]}: {waited}"
     return None
 
 
@@ -595,14 +595,16 @@ def repaired(conn: Conn, case_id: int, *, note: str, actor: str, now: dt.datetim
     if not note.strip():
         raise CaseError("say what was repaired")
     with conn.transaction():
+        state = _step(conn, case_id, ("opened", "estimated", "approved"))[0]  # locked
         row = conn.execute(
             "SELECT repair_first, repaired_at FROM fund_cases WHERE id = %s", (case_id,)
         ).fetchone()
-        first = bool(row and row[0])
-        if first and row is not None and row[1] is not None:
+        assert row is not None
+        first, already = bool(row[0]), row[1] is not None
+        if state != "approved" and not first:
+            raise CaseError(f"case {case_id} is {state}: not possible now")
+        if already:
             raise CaseError(f"case {case_id} was reported repaired already")
-        state = _step(conn, case_id, ("opened", "estimated", "approved") if first
-                      else ("approved",))[0]  # fmt: skip
         why = _order_done(conn, case_id)
         if why:
             raise CaseError(why)
@@ -629,7 +631,7 @@ def accept(
             raise CaseError(f"{party} estimated this repair and cannot accept it too")
         why = _owners_side(
             conn, estate, party, "accepts the repair", authority=False
-        ) or _order_done(conn, case_id, _VERIFIED_ORDER)
+        ) or _order_done(conn, case_id, _VERIFIED)
         if why:
             raise CaseError(why)
         conn.execute(
@@ -918,16 +920,13 @@ def disclosure(conn: Conn, estate: str) -> list[Disclosed]:
     return out
 
 
-LOCAL = ZoneInfo("Asia/Shanghai")
-
-
-def year_bounds(year: int, zone: dt.tzinfo = LOCAL) -> tuple[dt.datetime, dt.datetime]:
+def year_bounds(year: int, zone: dt.tzinfo = LOCAL_ZONE) -> tuple[dt.datetime, dt.datetime]:
     """The calendar year as the owners live it (local midnight to local midnight)."""
     return dt.datetime(year, 1, 1, tzinfo=zone), dt.datetime(year + 1, 1, 1, tzinfo=zone)
 
 
 def yearly_report(
-    conn: Conn, estate: str, year: int, zone: dt.tzinfo = LOCAL
+    conn: Conn, estate: str, year: int, zone: dt.tzinfo = LOCAL_ZONE
 ) -> list[dict[str, Any]]:
     """Per account: balance at the start of the year, deposits, interest, repairs, and the
     balance at its end (from the ledger), the year in ``zone``."""
@@ -983,7 +982,7 @@ class HomeYear(_Model):
     closing_fen: int
 
 
-def home_year(home: Home, year: int, zone: dt.tzinfo = LOCAL) -> HomeYear:
+def home_year(home: Home, year: int, zone: dt.tzinfo = LOCAL_ZONE) -> HomeYear:
     """``home``'s movements summed over ``year``: opening + deposits + interest - repairs
     + other = closing, to the fen."""
     start, end = year_bounds(year, zone)
@@ -1080,19 +1079,20 @@ class Overdue(_Model):
     overdue_s: int  # how long past the deadline
 
 
-def overdue_applications(conn: Conn, now: dt.datetime) -> list[Overdue]:
+def overdue_applications(conn: Conn, now: dt.datetime, scope: sql.Composable) -> list[Overdue]:
     """Repair-first cases whose application (the estimate with its evidence) is past its
-    deadline, longest overdue first: for the housing authority to chase."""
+    deadline, longest overdue first, within ``scope`` (a condition over ``estate_code``):
+    for the housing authority to chase."""
+    query = sql.SQL(
+        "SELECT id, estate_code, building_code, item, state, opened_by, opened_at, apply_by"
+        " FROM fund_cases WHERE repair_first AND applied_at IS NULL AND apply_by < %s"
+        " AND state <> 'refused' AND {} ORDER BY apply_by, id"
+    ).format(scope)
     return [
         Overdue(case_id=int(i), estate_code=e, building_code=b, item=it, state=st,
                 opened_by=ob, opened_at=oa, apply_by=ab,
                 overdue_s=int((now - ab).total_seconds()))
-        for i, e, b, it, st, ob, oa, ab in conn.execute(
-            "SELECT id, estate_code, building_code, item, state, opened_by, opened_at, apply_by"
-            " FROM fund_cases WHERE repair_first AND applied_at IS NULL AND apply_by < %s"
-            " AND state <> 'refused' ORDER BY apply_by, id",
-            (now,),
-        )
+        for i, e, b, it, st, ob, oa, ab in conn.execute(query, (now,))
     ]  # fmt: skip
 
 

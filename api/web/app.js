@@ -788,7 +788,7 @@ async function renderMyHome(view) {
 
 // ------------------------------------------------------------------ fund cases (业委会, 街道, 住建)
 async function renderFundCases(view) {
-  const $ = scoped(view), role = S.me.role;
+  const role = S.me.role;
   const [page, overdue] = await Promise.all([api("/fund/cases?limit=100"),
     ["housing_authority", "street_office", "admin"].includes(role) ? api("/fund/applications/overdue") : Promise.resolve(null)]);
   const step = c => {

@@ -33,6 +33,7 @@ from api.auth import Role, create_user
 from estate import registry
 from estate.mqtt import service_publisher
 from estate.services import PrivateMosquitto, load_secrets
+from estate.settings import LOCAL_ZONE
 from fund import cases as fund_cases
 from ingest.worker import IngestConfig, Worker
 from oversight import attachments, notices
@@ -508,7 +509,7 @@ def test_an_owner_sees_their_homes_fund(site: Site, page: Page) -> None:
     expect(page.locator("main")).to_contain_text("缴存")
     # this year's report of the home: it closes at the home's balance
     year = page.locator(f"[data-year='{account}'] tbody tr")
-    expect(year).to_contain_text(str(dt.datetime.now(fund_cases.LOCAL).year))
+    expect(year).to_contain_text(str(dt.datetime.now(LOCAL_ZONE).year))
     expect(year.locator("td").last).to_have_text(f"{mine.balance_fen / 100:,.2f}")
     shot(page, "owner-home")
 
@@ -596,7 +597,7 @@ def test_an_owner_finds_their_homes_share_on_the_public_page(site: Site, page: P
     page.fill("#find-home input[name=unit]", "101")
     page.click("#find-home button")
     expect(card.locator(".my-share")).to_contain_text(f"您家分摊 B1/101: ¥{share / 100:,.2f}")
-    year = str(dt.datetime.now(fund_cases.LOCAL).year)
+    year = str(dt.datetime.now(LOCAL_ZONE).year)
     expect(page.locator("#report-year")).to_have_value(year)
     expect(page.locator("#fund-report")).to_contain_text("华祥苑")
     shot(page, "public-find-home")
