@@ -2,8 +2,9 @@
 
 One worker owns shard k of N: the estates whose CRC-32 modulo N is k. It subscribes to those
 estates only, with a persistent session (fixed client id, clean_session false) and manual
-acknowledgement. paho's callbacks run on paho's thread and only put messages on a queue;
-the worker thread takes batches (by size and age), decodes them, writes them in one
+acknowledgement (``ingest.receiver``: its thread reads the socket in bulk and only puts
+messages on a queue; a batch's acknowledgements go out in one write). The worker thread
+takes batches (by size and age), decodes them, writes them in one
 transaction and then acknowledges them, so a crash at any point loses nothing: what was not
 acknowledged is redelivered by the broker, and the write is idempotent.
 
@@ -51,6 +52,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from estate.mqtt import Address, close, new_client
 from ingest.batch import DeviceRef, Incoming, Rows, dead_letter, decode_batch, pg_text, shard_of
 from ingest.contract import Bounds, Reason, service_output
+from ingest.receiver import Receiver
 from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
 from ingest.writer import Writer, Written, mark_silent
 
@@ -301,106 +303,6 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-class Subscriber:
-    """A paho client that only hands messages over; see the module docstring."""
-
-    def __init__(
-        self, url: str, *, client_id: str, out: queue.SimpleQueue[Incoming], clock: Clock
-    ) -> None:
-        self.address = Address.parse(url)
-        self.host, self.port = self.address.host, self.address.port
-        self.out, self.clock = out, clock
-        self.filters: set[str] = set()
-        self.generation = 0
-        self.connected = threading.Event()  # connected and its subscriptions acknowledged
-        self.paused = False
-        self._subscribe_mid: int | None = None
-        self._lock = threading.Lock()
-        c = new_client(
-            self.address, client_id, clean_session=False, manual_ack=True, reconnect=(1, 5)
-        )
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_subscribe = self._on_subscribe
-        self.client = c
-
-    def _on_connect(self, c: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            log.error("broker %s:%s refused the ingest connection: %s", self.host, self.port, rc)
-            return
-        with self._lock:
-            self.generation += 1
-            filters = sorted(self.filters)
-        log.info(
-            "connected to %s:%s (session present: %s), %d subscriptions",
-            self.host,
-            self.port,
-            flags.session_present,
-            len(filters),
-        )
-        if not filters:
-            self.connected.set()
-            return
-        # Ready only once the broker confirms the subscriptions: before that, a new
-        # session would not be sent what devices publish.
-        _, self._subscribe_mid = c.subscribe([(f, 1) for f in filters])
-
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any) -> None:
-        if mid == self._subscribe_mid:
-            failed = [rc for rc in codes if rc.is_failure]
-            if failed:
-                log.error(
-                    "broker refused ingest subscriptions: %s (check the service account's ACL)",
-                    failed,
-                )
-            self.connected.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self.connected.clear()
-        if rc.is_failure:
-            log.warning(
-                "lost the broker (%s); reconnecting, unacknowledged messages will be redelivered",
-                rc,
-            )
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
-        if self.paused:
-            return  # never acknowledged: the broker redelivers it to the session's next run
-        self.out.put(
-            Incoming(m.topic, bytes(m.payload), m.mid, m.qos, self.generation, self.clock())
-        )
-
-    def subscribe(self, filters: set[str]) -> None:
-        new = filters - self.filters
-        with self._lock:
-            self.filters |= new
-        if new and self.connected.is_set():
-            self.client.subscribe([(f, 1) for f in sorted(new)])
-
-    def start(self, timeout: float = 30) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.loop_start()
-        if not self.connected.wait(timeout):
-            raise ConnectionError(
-                f"no connection to the broker at {self.host}:{self.port} "
-                f"after {timeout:.0f} s; check MQTT_URL and the broker"
-            )
-
-    def ack(self, messages: list[Incoming]) -> int:
-        """Acknowledge what arrived on the current connection; return how many."""
-        gen = self.generation
-        n = 0
-        for m in messages:
-            if m.qos > 0 and m.generation == gen:
-                self.client.ack(m.mid, m.qos)
-                n += 1
-        return n
-
-    def stop(self) -> None:
-        close(self.client)
-
-
 class OwnWriter:
     """One autocommit connection with its Writer, opened on first use and again after
     ``_drop_db`` (a lost database: the next use reconnects)."""
@@ -442,7 +344,7 @@ class EventLane(OwnWriter):
         self,
         *,
         database_url: str,
-        subscriber: Subscriber,
+        subscriber: Receiver,
         directory: Directory,
         owns: Callable[[str], bool],
         config: IngestConfig,
@@ -549,7 +451,7 @@ class Worker(OwnWriter):
         self.metrics = Metrics()
         self.directory = Directory()
         client_id = f"{config.client_prefix}-{shard.index}of{shard.count}"
-        self.subscriber = Subscriber(mqtt_url, client_id=client_id, out=self.queue, clock=clock)
+        self.subscriber = Receiver(mqtt_url, client_id=client_id, out=self.queue, clock=clock)
         # What the alert stage publishes goes out on a client of its own: the consumer's
         # inflight window carries device data and acknowledgements only, and an alert
         # never waits behind a batch's acknowledgements (nor they behind it).
@@ -562,7 +464,7 @@ class Worker(OwnWriter):
         self._lane_thread: threading.Thread | None = None
         self._lane_stop = threading.Event()
         if config.event_lane:
-            events = Subscriber(
+            events = Receiver(
                 mqtt_url, client_id=f"{client_id}-events", out=queue.SimpleQueue(), clock=clock
             )
             self.lane = EventLane(
