@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 import threading
 
 from alerts.stage import AlertStage
@@ -23,12 +24,18 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     port = settings.metrics_port
     if port is not None:
         port += shard.index  # one port per worker
+    config = common.ingest_config(settings, port)
+    if config.event_lane:
+        # Threads take turns on the interpreter every 1 ms instead of 5: the event lane's
+        # thread retakes it after each database round trip, and under load each retake
+        # waited a full turn of the busy telemetry threads (bench.alerts, issue 22).
+        sys.setswitchinterval(0.001)
     with common.servers(settings, upgrade=True) as ep:
         worker = Worker(
             database_url=ep.database_url,
             mqtt_url=ep.mqtt_url,
             shard=shard,
-            config=common.ingest_config(settings, port),
+            config=config,
             stage=None if args.no_alerts else AlertStage(rules_path=settings.alert_rules),
         )
         stop = threading.Event()

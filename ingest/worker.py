@@ -126,6 +126,10 @@ class BatchStage(Protocol):
         self, conn: psycopg.Connection[tuple[Any, ...]], rows: Rows, now: dt.datetime
     ) -> None: ...
 
+    def prepare(self, conn: psycopg.Connection[tuple[Any, ...]], now: dt.datetime) -> None:
+        """Reads for the next ``tick`` that touch none of the stage's state; run outside
+        the lock that serialises ``batch`` and ``tick`` (the event lane's judging)."""
+
     def tick(self, conn: psycopg.Connection[tuple[Any, ...]], now: dt.datetime) -> None: ...
 
     def stop(self, conn: psycopg.Connection[tuple[Any, ...]], now: dt.datetime) -> None: ...
@@ -682,6 +686,8 @@ class Worker(OwnWriter):
         self._last_tick = time.monotonic()
         try:
             conn = self._db().conn
+            if not final:
+                self.stage.prepare(conn, self.clock())  # the event lane is not held up
             with self._stage_lock:
                 if final:
                     self.stage.stop(conn, self.clock())

@@ -364,3 +364,26 @@ def test_the_engine_reads_only_the_columns_of_a_reading() -> None:
         {"floor": 5, "load_pct": 20},
     ]
     assert readings[2].values is rows.telemetry_values[2]
+
+
+def test_the_registry_is_read_outside_the_tick_and_applied_by_it(
+    database_url: str, conn: Conn, estate_code: str
+) -> None:
+    """``prepare`` reads the devices (the worker runs it outside the stage's lock, so an
+    event is never judged after a city's registry read); ``tick`` applies what it read,
+    and an unchanged registry leaves the engine's view (and its caches) as they were."""
+    load_registry(database_url, estate_code)
+    stage = AlertStage(checkpoint_s=0, refresh_s=0)
+    stage.start(conn, owns=lambda e: e == estate_code, publish=None, now=NOW)
+    view = stage.warner.devices
+    lift = next(d for d in view.values() if d.kind == "elevator")
+    stage.prepare(conn, NOW)
+    stage.tick(conn, NOW)
+    assert stage.warner.devices is view  # nothing changed: not rebuilt
+
+    conn.execute("UPDATE devices SET active = false WHERE id = %s", (lift.id,))
+    stage.prepare(conn, NOW)
+    assert lift.id in stage.warner.devices  # read, not applied yet
+    stage.tick(conn, NOW)
+    assert lift.id not in stage.warner.devices
+    assert lift.id not in stage.judge.devices

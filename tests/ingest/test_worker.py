@@ -165,6 +165,9 @@ class Recording:
         self.events += [(int(e[2]), str(e[3]), name) for e in rows.events]
         self.telemetry += len(rows.telemetry)
 
+    def prepare(self, conn: Any, now: dt.datetime) -> None:
+        pass
+
     def tick(self, conn: Any, now: dt.datetime) -> None:
         pass
 
