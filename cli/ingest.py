@@ -13,7 +13,7 @@ from cli import common
 from estate.settings import Settings, SettingsError
 from ingest import deadletters
 from ingest.rollup import apply_retention, roll_up
-from ingest.worker import Shard, Worker
+from ingest.worker import Shard, Worker, keep_collections_short
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,6 +30,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         # thread retakes it after each database round trip, and under load each retake
         # waited a full turn of the busy telemetry threads (bench.alerts, issue 22).
         sys.setswitchinterval(0.001)
+    stop = threading.Event()
+    threading.Thread(
+        target=keep_collections_short, args=(stop,), name="estate-gc", daemon=True
+    ).start()
     with common.servers(settings, upgrade=True) as ep:
         worker = Worker(
             database_url=ep.database_url,
@@ -38,7 +42,6 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             config=config,
             stage=None if args.no_alerts else AlertStage(rules_path=settings.alert_rules),
         )
-        stop = threading.Event()
         with common.stop_on_signals(stop):
             worker.run(stop)
     return 0
