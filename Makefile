@@ -53,6 +53,7 @@ test-repeat: setup check
 
 bench: setup
 	$(BIN)/python -m bench.telemetry_layout
+	$(BIN)/python -m bench.receive
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.dispatch

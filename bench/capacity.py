@@ -27,16 +27,17 @@ from estate.generate import generate
 from ingest.batch import shard_of
 from simulators.devices import SIMULATORS
 
-# µs of one worker core per telemetry message, by stage: the worker stored 14,150 msg/s
-# with its rules (bench.ingest, 2026-12-04: 70.7 µs a message), split by the py-spy
-# profile of the same worker (docs/benchmarks.md: decode 32 %, paho's receiving thread
-# 27 %, the alert stage 20 %, the writer 6 %, the rest 15 %)
+# µs of one worker core per telemetry message, by stage, from one run (2026-12-06): a
+# worker with its rules under py-spy stored 100,000 messages from 2,000 elevators at
+# 17,490 msg/s (57.2 µs a message; bench.ingest's 200 elevators gave 29,223, but the alert
+# stage works per device and a city has many), split by that profile (docs/benchmarks.md:
+# decode 42 %, the alert stage 30 %, the writer 7 %, the MQTT receiver 6 %, the rest 15 %)
 STAGES: dict[str, float] = {
-    "receive (paho)": 19.1,
-    "decode": 22.6,
-    "alert rules": 14.1,
-    "write (COPY)": 4.2,
-    "other": 10.7,
+    "receive (ingest.receiver)": 3.7,
+    "decode": 24.1,
+    "alert rules": 16.9,
+    "write (COPY)": 4.1,
+    "other": 8.4,
 }
 BYTES_PER_MSG = 195  # wide layout on disk, bench.telemetry_layout (docs/ingest.md)
 EVENT_SHARE = 0.002  # events per telemetry message in normal running (simulated day)

@@ -15,32 +15,21 @@ import threading
 import time
 from urllib.parse import unquote, urlsplit
 
+from ingest.receiver import encode_length, encode_string
+
 _IDS = 65535  # packet identifiers 1..65535, reused once acknowledged
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s: str | bytes) -> bytes:
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
 def connect_packet(client_id: str, username: str, password: str) -> bytes:
-    body = _str("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 0)  # user+pass, clean, no ping
-    body += _str(client_id) + _str(username) + _str(password)
-    return b"\x10" + _varint(len(body)) + body
+    # user name and password, clean session, no keepalive
+    body = encode_string("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 0)
+    body += encode_string(client_id) + encode_string(username) + encode_string(password)
+    return b"\x10" + encode_length(len(body)) + body
 
 
 def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
-    body = _str(topic) + struct.pack("!H", packet_id) + payload
-    return b"\x32" + _varint(len(body)) + body
+    body = encode_string(topic) + struct.pack("!H", packet_id) + payload
+    return b"\x32" + encode_length(len(body)) + body
 
 
 class WirePublisher:

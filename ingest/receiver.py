@@ -53,12 +53,14 @@ class ProtocolError(Exception):
     """The broker sent what MQTT 3.1.1 does not allow here; the connection is dropped."""
 
 
-def _utf8(text: str) -> bytes:
-    b = text.encode()
+def encode_string(text: str | bytes) -> bytes:
+    """An MQTT UTF-8 string: two bytes of length, then the bytes."""
+    b = text.encode() if isinstance(text, str) else text
     return struct.pack("!H", len(b)) + b
 
 
-def _remaining(n: int) -> bytes:
+def encode_length(n: int) -> bytes:
+    """An MQTT remaining length: seven bits a byte, the high bit saying more follow."""
     out = bytearray()
     while True:
         n, digit = divmod(n, 128)
@@ -70,21 +72,21 @@ def _remaining(n: int) -> bytes:
 def connect_packet(client_id: str, address: Address, keepalive: int) -> bytes:
     """CONNECT with a persistent session (clean session 0) and the address's login."""
     flags = 0
-    payload = _utf8(client_id)
+    payload = encode_string(client_id)
     if address.username is not None:
         flags |= 0x80
-        payload += _utf8(address.username)
+        payload += encode_string(address.username)
         if address.password is not None:
             flags |= 0x40
-            payload += _utf8(address.password)
-    body = _utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
-    return b"\x10" + _remaining(len(body)) + body
+            payload += encode_string(address.password)
+    body = encode_string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
+    return b"\x10" + encode_length(len(body)) + body
 
 
 def subscribe_packet(packet_id: int, filters: list[str]) -> bytes:
     """SUBSCRIBE to every filter at QoS 1."""
-    body = struct.pack("!H", packet_id) + b"".join(_utf8(f) + b"\x01" for f in filters)
-    return b"\x82" + _remaining(len(body)) + body
+    body = struct.pack("!H", packet_id) + b"".join(encode_string(f) + b"\x01" for f in filters)
+    return b"\x82" + encode_length(len(body)) + body
 
 
 def puback_packets(mids: list[int]) -> bytes:

@@ -18,6 +18,8 @@ from ingest.receiver import (
     ProtocolError,
     Receiver,
     connect_packet,
+    encode_length,
+    encode_string,
     puback_packets,
     split_packets,
     subscribe_packet,
@@ -41,14 +43,8 @@ def test_packets_are_mqtt_311() -> None:
 
 
 def _publish(topic: str, payload: bytes, mid: int) -> bytes:
-    body = len(topic).to_bytes(2, "big") + topic.encode() + mid.to_bytes(2, "big") + payload
-    n, length = len(body), bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        length.append(digit | (0x80 if n else 0))
-        if not n:
-            break
-    return b"\x32" + bytes(length) + body
+    body = encode_string(topic) + mid.to_bytes(2, "big") + payload
+    return b"\x32" + encode_length(len(body)) + body
 
 
 def test_split_keeps_an_incomplete_packet_for_the_next_read() -> None:
