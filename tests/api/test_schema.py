@@ -65,7 +65,20 @@ def test_every_answer_conforms_to_the_document(case: Any, api: tuple[str, dict[s
     case naming neither an alert nor an order; JSON Schema's ``integer`` admits ``900.0``,
     which money refuses: fen are integers on the wire too)."""
     base, auth = api
+    _without_framing(case)
     case.call_and_validate(base_url=base, headers=auth, excluded_checks=[positive_data_acceptance])
+
+
+# Headers that frame the HTTP message itself: the client sets them, and a malformed one
+# (schemathesis once drew ``content-length: 0<JRd`` among its extra headers) is refused by
+# the HTTP server (uvicorn's 400 "Invalid HTTP request") before the API sees a request.
+_FRAMING = frozenset({"content-length", "transfer-encoding", "host", "connection", "expect"})
+
+
+def _without_framing(case: Any) -> None:
+    if case.headers:
+        for name in [n for n in case.headers if n.lower() in _FRAMING]:
+            del case.headers[name]
 
 
 @dataclass
@@ -128,6 +141,7 @@ def test_sequences_of_calls_conform_to_the_document(fresh: Fresh) -> None:
             fresh.reset()
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            _without_framing(case)
             return {"base_url": base, "headers": auth}
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
