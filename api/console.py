@@ -71,12 +71,15 @@ class BuildingOut(BaseModel):
 
 class DeviceOut(BaseModel):
     estate_code: str
+    estate_name: str = Field(description="for people: the estate's name")
     code: str
     kind: str
     subtype: str
     building_code: str | None
+    building_name: str | None
     location: str | None
     maintenance_code: str | None
+    maintenance_name: str | None = Field(description="the maintenance company's name")
     online: bool | None = Field(description="null: never heard from")
     last_seen: dt.datetime | None
     open_alerts: int
@@ -122,14 +125,17 @@ def list_estates(c: Db, p: Caller) -> list[EstateOut]:
 
 _DEVICE_SQL = """
 WITH sd AS ({scoped})
-SELECT sd.estate_code, sd.code, sd.kind, sd.subtype, b.code AS building_code, sd.location,
-  sd.maintenance_code, ds.online, ds.last_seen,
+SELECT sd.estate_code, e.name AS estate_name, sd.code, sd.kind, sd.subtype,
+  b.code AS building_code, b.name AS building_name, sd.location,
+  sd.maintenance_code, m.name AS maintenance_name, ds.online, ds.last_seen,
   (SELECT count(*) FROM alerts a WHERE a.device_id = sd.id AND a.state = 'open')
     AS open_alerts,
   (SELECT a.severity FROM alerts a WHERE a.device_id = sd.id AND a.state = 'open'
      ORDER BY array_position(ARRAY['critical','major','warning','info'], a.severity) LIMIT 1)
     AS worst_severity
-FROM sd LEFT JOIN buildings b ON b.id = sd.building_id
+FROM sd JOIN estates e ON e.code = sd.estate_code
+LEFT JOIN buildings b ON b.id = sd.building_id
+LEFT JOIN organisations m ON m.code = sd.maintenance_code
 LEFT JOIN device_state ds ON ds.device_id = sd.id
 WHERE {where}
 ORDER BY sd.estate_code, b.code NULLS LAST, sd.kind, sd.code

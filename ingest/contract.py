@@ -76,6 +76,8 @@ class Metric:
     type: Literal["number", "boolean"]
     zh: str
     en: str
+    # a number that stands for a state: (value, 中文, English) for each, for people
+    codes: tuple[tuple[int, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,31 @@ B: Literal["boolean"] = "boolean"
 _LIFT_METRICS = _metrics(
     Metric("floor", "floor", N, "所在楼层", "current floor (negative below ground)"),
     Metric("speed_mps", "m/s", N, "运行速度", "car speed"),
-    Metric("direction", "-1/0/1", N, "运行方向", "down -1, stopped 0, up 1"),
+    Metric(
+        "direction",
+        "-1/0/1",
+        N,
+        "运行方向",
+        "down -1, stopped 0, up 1",
+        codes=((-1, "下行", "down"), (0, "停止", "stopped"), (1, "上行", "up")),
+    ),
     Metric("door_open", "", B, "门开", "car door open"),
     Metric("in_door_zone", "", B, "平层区", "car within a landing's door zone"),
     Metric("occupied", "", B, "有人", "someone in the car"),
     Metric("load_pct", "%", N, "载重", "load as a share of rated load"),
-    Metric("mode", "0-3", N, "运行模式", "0 normal, 1 inspection, 2 fire, 3 out of service"),
+    Metric(
+        "mode",
+        "0-3",
+        N,
+        "运行模式",
+        "0 normal, 1 inspection, 2 fire, 3 out of service",
+        codes=(
+            (0, "正常", "normal"),
+            (1, "检修", "inspection"),
+            (2, "消防", "fire service"),
+            (3, "停止服务", "out of service"),
+        ),
+    ),
     Metric("running", "", B, "运行中", "car moving or commanded to move"),
 )
 

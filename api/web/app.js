@@ -101,11 +101,15 @@ async function keepAlive() {
   try { await api("/auth/refresh", { method: "POST" }); } catch (e) { /* 401: signed out */ }
 }
 setInterval(keepAlive, 5 * 60 * 1000);
+// Sound is for the people who act on an alert: those who sign for it (签收: OPERATORS,
+// as the API's acknowledge). An inspector or a street office watching the same board
+// cannot silence it, so it would ring all shift.
+const actsOnAlerts = () => !!S.me && OPERATORS.includes(S.me.role);
 function enableSound() {
   try { S.audio = S.audio || new AudioContext(); S.audio.resume(); S.sound = true; $("#sound").hidden = true; } catch (e) { S.sound = false; }
 }
 function beep() {  // two short tones: the critical-alert signal
-  if (!S.sound || !S.audio) return;
+  if (!S.sound || !S.audio || !actsOnAlerts()) return;
   const now = S.audio.currentTime;
   for (const [f, at] of [[880, 0], [660, 0.25]]) {
     const o = S.audio.createOscillator(), g = S.audio.createGain();
@@ -202,7 +206,7 @@ function renderHeader() {
   $("#nav").innerHTML = nav.map(p => `<a href="#/${p}" data-nav="${p}" class="${p === page ? "on" : ""}">${esc(t(p))}</a>`).join("");
   $("#who").textContent = S.me ? `${S.me.name} · ${t(`role_${S.me.role}`)}` : "";
   $("#logout").hidden = !S.me;
-  $("#sound").hidden = !S.me || S.sound;
+  $("#sound").hidden = !actsOnAlerts() || S.sound;
   $("#live").hidden = !S.me;  // owners on the public page have no live feed to watch
   $("#lang").textContent = LANG ? "中文" : "English";
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
@@ -393,8 +397,8 @@ async function renderEstate(view, code) {
     <h2>${esc(t("live_orders"))}</h2>
     ${table(["work_order", "type", "device", "state", "assignee"], orders.map(o => `<tr><td>#${o.id}</td><td>${esc(tAlert(o.alert_type))}</td><td>${devLink(o.estate_code, o.device_code)}</td><td>${esc(tState(o.state))}</td><td>${esc(o.assignee || "—")}</td></tr>`))}
     <h2>${esc(t("devices"))}</h2>
-    ${table(["device", "kind", "building", "online", "last_seen", "open_alerts"], e.device_list.map(d => `<tr><td>${devLink(d.estate_code, d.code)}</td><td>${esc(d.kind)} / ${esc(d.subtype)}</td>
-      <td>${esc(d.building_code || t("shared"))}</td><td class="${d.online ? "ok" : "overdue"}">${d.online === null ? "—" : d.online ? "●" : "○"}</td>
+    ${table(["device", "kind", "building", "online", "last_seen", "open_alerts"], e.device_list.map(d => `<tr><td>${devLink(d.estate_code, d.code)} ${esc(d.location || "")}</td><td title="${esc(d.kind)} / ${esc(d.subtype)}">${esc(tDevice(d.subtype))}</td>
+      <td>${esc(d.building_name || d.building_code || t("shared"))}</td><td class="${d.online ? "ok" : "overdue"}">${d.online === null ? "—" : d.online ? "●" : "○"}</td>
       <td>${fmtTime(d.last_seen)}</td><td>${d.open_alerts ? sev(d.worst_severity) + " " + d.open_alerts : ""}</td></tr>`))}`;
 }
 
@@ -407,11 +411,15 @@ async function renderDevice(view, estate, code) {
   // names and units from the contract, for people: 轿厢载荷 (%), not load_pct
   const vocab = Object.fromEntries((d.metrics || []).map(m => [m.name, m]));
   const label = k => { const m = vocab[k]; return m ? `${LANG ? m.en : m.zh}${m.unit ? ` (${m.unit})` : ""}` : k; };
+  const coded = (k, x) => ((vocab[k] && vocab[k].codes) || []).find(c => c[0] === x);  // mode 0 → 正常
   const shown = (k, x) => typeof x === "boolean" || (vocab[k] && vocab[k].type === "boolean")
-    ? t(x ? "yes" : "no") : typeof x === "number" ? String(+x.toFixed(3)) : String(x);
-  view.innerHTML = `<h1>${esc(d.estate_code)} / ${esc(d.code)} <span class="muted">${esc(d.kind)} · ${esc(d.subtype)} · ${esc(d.location || "")}</span></h1>
+    ? t(x ? "yes" : "no") : coded(k, x) ? coded(k, x)[LANG ? 2 : 1]
+    : typeof x === "number" ? String(+x.toFixed(3)) : String(x);
+  // named as people on duty name it (华祥苑 · 1号楼 · 1号梯), the codes small
+  const where = [d.estate_name, d.building_name, d.location].filter(Boolean).map(esc).join(" · ");
+  view.innerHTML = `<h1>${where || esc(d.code)} <span class="muted">${esc(tDevice(d.subtype))} · <span class="code">${esc(d.estate_code)} ${esc(d.code)}</span></span></h1>
     <p>${esc(t("online"))}: <b class="${d.online ? "ok" : "overdue"}">${d.online ? "●" : "○"}</b> · ${esc(t("last_seen"))} ${fmtTime(d.last_seen)}
-      · ${esc(t("company"))} ${esc(d.maintenance_code || "—")} ${d.inspection_due ? `· ${esc(t("due"))} ${esc(d.inspection_due)}` : ""}</p>
+      · ${esc(t("company"))} ${esc(d.maintenance_name || d.maintenance_code || "—")} ${d.inspection_due ? `· ${esc(t("due"))} ${esc(d.inspection_due)}` : ""}</p>
     <h2>${esc(t("latest"))}</h2><div class="cards" id="latest"></div>
     <h2>${esc(t("history"))}</h2>
     <form class="inline" id="chart-form"><label>${esc(t("metric"))}<select name="metric">${metrics.map(m => `<option value="${esc(m)}" ${m === metric ? "selected" : ""}>${esc(label(m))}</option>`).join("")}</select></label>

@@ -165,6 +165,19 @@ const CHANGE_WORDS = {
   rules: ["判断规则变化", "rules changed"], acknowledge: ["签收", "acknowledged"], false_alarm: ["误报", "false alarm"],
   close: ["人工关闭", "closed by a person"], rescued: ["救援完成关闭", "closed after the rescue"],
 };
+// device kinds and subtypes (the contract's, docs/contract.md), as the trades call them
+const DEVICE_NAMES = {
+  elevator: ["电梯", "lift"], fire: ["消防", "fire"], drainage: ["排水", "drainage"], water_supply: ["二次供水", "water supply"],
+  passenger: ["乘客电梯", "passenger lift"], freight: ["载货电梯", "freight lift"], escalator: ["自动扶梯", "escalator"],
+  fire_panel: ["火灾报警控制器", "fire alarm panel"], smoke_detector: ["感烟探测器", "smoke detector"],
+  manual_call_point: ["手动报警按钮", "manual call point"], hydrant_pressure: ["消火栓水压", "hydrant pressure"],
+  sprinkler_pressure: ["喷淋水压", "sprinkler pressure"], water_tank: ["消防水箱", "fire water tank"],
+  fire_pump: ["消防水泵", "fire pump"], fire_door: ["防火门", "fire door"], electrical: ["电气火灾监控", "electrical fire monitor"],
+  sump_pit: ["集水井", "sump pit"], manhole: ["检查井", "manhole"], immersion: ["水浸探测", "flood sensor"],
+  backflow_valve: ["防倒灌闸门", "backflow valve"], booster_pump: ["加压水泵", "booster pump"], tank: ["生活水箱", "water tank"],
+  water_quality: ["水质监测", "water quality"],
+};
+function tDevice(k) { const w = DEVICE_NAMES[k]; return w ? w[LANG] : k; }
 function tChange(c) { const w = CHANGE_WORDS[c]; return w ? w[LANG] : tState(c); }
 function tNotice(s) { const w = NOTICE_WORDS[s]; return w ? w[LANG] : tState(s); }
 let LANG = localStorage.getItem("lang") === "en" ? 1 : 0;

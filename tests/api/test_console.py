@@ -286,6 +286,10 @@ def test_a_device_page_shows_live_values_and_history(site: Site, page: Page) -> 
     page.goto(f"{site.base}/console/#/estates")
     page.click('[data-estate="HXY"]')
     expect(page.locator("main h1")).to_contain_text("华祥苑")
+    # the estate's devices by type and building name, not kind/subtype codes
+    lift = page.locator("main tr", has=page.locator('a[href="#/device/HXY/B2-L1"]'))
+    expect(lift).to_contain_text("乘客电梯")
+    expect(lift).to_contain_text("2号楼")
     simulate(site.stack, ["B2-L1"])
     wait_for(
         lambda: one(site.url, "SELECT count(*) FROM telemetry_1m m JOIN devices d ON"
@@ -293,9 +297,21 @@ def test_a_device_page_shows_live_values_and_history(site: Site, page: Page) -> 
     )  # fmt: skip
     page.goto(f"{site.base}/console/#/device/HXY/B2-L1")
     expect(page.locator('[data-metric="floor"]')).to_be_visible()
+    # named by estate, building and place, its type and company in words, codes small
+    expect(page.locator("main h1")).to_contain_text("华祥苑 · 2号楼 · 1号梯")
+    expect(page.locator("main h1")).to_contain_text("乘客电梯")
+    expect(page.locator("main h1 .code")).to_have_text("HXY B2-L1")
+    expect(page.locator("main p").first).to_contain_text("通顺电梯工程有限公司")
     # names and units from the contract, yes/no for booleans, not wire names
     expect(page.locator('[data-metric="load_pct"] .muted')).to_have_text("载重 (%)")
     expect(page.locator('[data-metric="in_door_zone"] .stat')).to_have_text(re.compile("^[是否]$"))
+    # a number that stands for a state, in words (运行模式 0 is 正常)
+    expect(page.locator('[data-metric="mode"] .stat')).to_have_text(
+        re.compile("^(正常|检修|消防|停止服务)$")
+    )
+    expect(page.locator('[data-metric="direction"] .stat')).to_have_text(
+        re.compile("^(下行|停止|上行)$")
+    )
     expect(page.locator("#chart-form select[name=metric] option[value=floor]")).to_have_text(
         "所在楼层 (floor)"
     )
@@ -620,3 +636,45 @@ def test_a_smoke_alarm_incident_has_no_empty_curve(site: Site, page: Page) -> No
     expect(page.locator("#evidence")).to_be_visible()
     expect(page.locator("#changes")).to_contain_text("产生")
     shot(page, "incident-smoke")
+
+
+_COUNT_TONES = """
+window.__tones = 0;
+window.AudioContext = class {
+  constructor() { this.currentTime = 0; this.destination = {}; }
+  resume() { return Promise.resolve(); }
+  createGain() { return { gain: {}, connect() {} }; }
+  createOscillator() {
+    return { frequency: {}, connect() {}, start() { window.__tones += 1; }, stop() {} };
+  }
+};
+"""
+
+
+def test_only_the_roles_that_sign_for_alerts_hear_them(site: Site, browser: Browser) -> None:
+    """A critical alert nobody has signed for (an overspeeding lift) rings on the control
+    room's board; a street office sees the same row in silence (it cannot sign for it, so
+    it could never stop it)."""
+    simulate(site.stack, ["B2-L1"], "overspeed")
+    wait_for(
+        lambda: one(site.url, "SELECT count(*) FROM alerts WHERE device_code = 'B2-L1'"
+                    " AND alert_type = 'elevator.overspeed' AND severity = 'critical'"
+                    " AND acknowledged_at IS NULL") > 0,
+        30, "an unsigned critical alert",
+    )  # fmt: skip
+    heard = {}
+    for role in (Role.STREET_OFFICE, Role.OPERATOR):
+        context = browser.new_context(viewport={"width": 1600, "height": 1000}, locale="zh-CN")
+        context.add_init_script(_COUNT_TONES)
+        page = context.new_page()
+        log_in(page, site, role)
+        row = page.locator('tr[data-alert-type="elevator.overspeed"].critical.unacked').first
+        expect(row).to_be_visible(timeout=20_000)
+        page.wait_for_timeout(6_000)  # the board rings every 2.5 s while one is unsigned
+        heard[role] = page.evaluate("window.__tones")
+        if role is Role.STREET_OFFICE:
+            expect(page.locator("#sound")).to_be_hidden()
+            expect(row.get_by_role("button", name="签收")).to_have_count(0)
+        context.close()
+    assert heard[Role.STREET_OFFICE] == 0
+    assert heard[Role.OPERATOR] >= 2  # two tones a ring
