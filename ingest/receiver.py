@@ -235,7 +235,11 @@ class Receiver:
                 )
             else:
                 delay = self.reconnect[0]
-                reason = self._read(sock)
+                try:
+                    reason = self._read(sock)
+                except Exception as err:  # a bug of ours must not end the receiving thread
+                    log.exception("ingest receiver failed; reconnecting")
+                    reason = f"{type(err).__name__}: {err}"
                 self.connected.clear()
                 with self._send_lock:
                     self._sock = None
@@ -322,8 +326,8 @@ class Receiver:
                 packets, used = split_packets(buf)
                 del buf[:used]
                 self._handle(packets, gen)
-            except ProtocolError as err:
-                return f"protocol error: {err}"
+            except (ProtocolError, IndexError) as err:  # IndexError: a packet cut short
+                return f"protocol error: {err or type(err).__name__}"
             if last_heard - self._last_sent > self.keepalive / 2:
                 self._send(PINGREQ_PACKET, gen)  # busy receiving, nothing acknowledged
         return "stopping"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -135,3 +137,39 @@ def test_wrong_credentials_are_reported_not_retried_silently(
         r.stop()
     assert "refused the ingest connection: not authorised" in caplog.text
     assert r.generation == 0
+
+
+def test_a_malformed_packet_from_the_broker_reconnects_instead_of_stopping(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A PUBLISH cut short (its topic longer than the packet) drops the connection with a
+    message that says so; the receiver connects again and goes on receiving."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    good = _publish("estate/v1/E/elevator/L1/telemetry", b"{}", 7)
+
+    def broker() -> None:
+        for first in (b"\x32\x04\x00\x09ab", good):  # topic length 9, two bytes of it
+            conn, _ = server.accept()
+            conn.recv(1024)  # CONNECT
+            conn.sendall(b"\x20\x02\x00\x00")  # CONNACK: accepted
+            packet_id = conn.recv(1024)[2:4]  # SUBSCRIBE
+            conn.sendall(b"\x90\x03" + packet_id + b"\x01")  # SUBACK: QoS 1
+            conn.sendall(first)
+            if first == good:
+                conn.recv(1024)  # the PUBACK (or the DISCONNECT at stop)
+            conn.close()
+
+    threading.Thread(target=broker, daemon=True).start()
+    out: queue.SimpleQueue[Incoming] = queue.SimpleQueue()
+    r = Receiver(
+        f"mqtt://127.0.0.1:{port}", client_id="t", out=out, clock=lambda: T0, reconnect=(0.1, 1)
+    )
+    r.subscribe({"estate/v1/#"})
+    with caplog.at_level(logging.WARNING, "estate.ingest"):
+        r.start(timeout=5)
+        m = out.get(timeout=10)
+        r.stop()
+    server.close()
+    assert (m.topic, m.mid, m.generation) == ("estate/v1/E/elevator/L1/telemetry", 7, 2)
+    assert "lost the broker (protocol error" in caplog.text
