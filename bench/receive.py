@@ -15,7 +15,6 @@ Ends with ``receive_ratio=R``: the receiver's median rate over paho's.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import queue
 import statistics
@@ -25,18 +24,15 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
-from bench.ingest import Msg, publish, split
+from bench.ingest import Msg, _client, publish, split
 from estate.mqtt import Address, close, new_client
 from estate.services import PrivateServices
 from estate.settings import load_settings
 from ingest.batch import Incoming
 from ingest.receiver import Receiver
+from ingest.worker import utcnow
 
 BATCH = 5000
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Consumer(Protocol):
@@ -132,10 +128,7 @@ def run(side: str, url: str, msgs: list[Msg]) -> tuple[float, float]:
 
 
 def forget(url: str, client_id: str) -> None:
-    address = Address.parse(url)
-    c = new_client(address, client_id, clean_session=True)
-    c.connect(address.host, address.port)
-    c.loop_start()
+    c = _client(url, client_id)  # a clean session replaces (deletes) the persistent one
     time.sleep(0.2)
     close(c)
 

@@ -146,7 +146,6 @@ class Receiver:
         self.generation = 0
         self.connected = threading.Event()  # connected and its subscriptions acknowledged
         self.paused = False
-        self.received = 0
         self._sock: socket.socket | None = None
         self._send_lock = threading.Lock()  # one writer at a time; guards _sock/generation
         self._last_sent = 0.0
@@ -271,7 +270,8 @@ class Receiver:
                 raise ProtocolError(f"expected CONNACK, got {head!r}")
             if head[3]:
                 why = CONNACK_CODES.get(head[3], f"code {head[3]}")
-                log.error("broker %s:%s refused the ingest connection: %s", *self._at(), why)
+                at = f"{self.host}:{self.port}"
+                log.error("broker %s refused the ingest connection: %s", at, why)
                 raise ProtocolError(f"refused: {why}")
         except BaseException:
             sock.close()
@@ -297,9 +297,6 @@ class Receiver:
         else:
             self.connected.set()
         return sock
-
-    def _at(self) -> tuple[str, int]:
-        return self.host, self.port
 
     def _read(self, sock: socket.socket) -> str:
         """Until the connection ends; returns why it ended."""
@@ -349,7 +346,6 @@ class Receiver:
                     raise ProtocolError(f"QoS {qos} delivery on a QoS 1 subscription")
                 if not paused:  # never acknowledged: redelivered to the next run
                     put(Incoming(topic, payload, mid, qos, gen, now))
-                    self.received += 1
             elif kind == SUBACK:
                 self._suback(body)
             elif kind == PINGRESP:

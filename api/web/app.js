@@ -412,9 +412,8 @@ async function renderDevice(view, estate, code) {
   const vocab = Object.fromEntries((d.metrics || []).map(m => [m.name, m]));
   const label = k => { const m = vocab[k]; return m ? `${LANG ? m.en : m.zh}${m.unit ? ` (${m.unit})` : ""}` : k; };
   const coded = (k, x) => ((vocab[k] && vocab[k].codes) || []).find(c => c[0] === x);  // mode 0 → 正常
-  const shown = (k, x) => typeof x === "boolean" || (vocab[k] && vocab[k].type === "boolean")
-    ? t(x ? "yes" : "no") : coded(k, x) ? coded(k, x)[LANG ? 2 : 1]
-    : typeof x === "number" ? String(+x.toFixed(3)) : String(x);
+  const shown = (k, x, c = coded(k, x)) => typeof x === "boolean" || (vocab[k] && vocab[k].type === "boolean")
+    ? t(x ? "yes" : "no") : c ? c[LANG ? 2 : 1] : typeof x === "number" ? String(+x.toFixed(3)) : String(x);
   // named as people on duty name it (华祥苑 · 1号楼 · 1号梯), the codes small
   const where = [d.estate_name, d.building_name, d.location].filter(Boolean).map(esc).join(" · ");
   view.innerHTML = `<h1>${where || esc(d.code)} <span class="muted">${esc(tDevice(d.subtype))} · <span class="code">${esc(d.estate_code)} ${esc(d.code)}</span></span></h1>

@@ -135,7 +135,7 @@ const ITEM_NAMES = {
   wall_leak: ["外墙渗漏", "external wall leak"], facade_falling: ["外墙饰面有脱落危险", "facade at risk of falling"],
   drainage_collapse: ["排水管道塌陷、爆裂", "drainage pipe collapsed or burst"],
 };
-function tItem(i) { const w = ITEM_NAMES[i]; return w ? w[LANG] : i; }
+function tItem(i) { return inLang(ITEM_NAMES, i); }
 const ALERT_NAMES = {
   "elevator.trapped": ["电梯困人", "trapped passengers"], "elevator.overspeed": ["电梯超速", "overspeed"],
   "elevator.door_open_running": ["开门走梯", "door open while running"], "elevator.ebike": ["电动车入梯", "e-bike in car"],
@@ -177,12 +177,14 @@ const DEVICE_NAMES = {
   backflow_valve: ["防倒灌闸门", "backflow valve"], booster_pump: ["加压水泵", "booster pump"], tank: ["生活水箱", "water tank"],
   water_quality: ["水质监测", "water quality"],
 };
-function tDevice(k) { const w = DEVICE_NAMES[k]; return w ? w[LANG] : k; }
-function tChange(c) { const w = CHANGE_WORDS[c]; return w ? w[LANG] : tState(c); }
-function tNotice(s) { const w = NOTICE_WORDS[s]; return w ? w[LANG] : tState(s); }
+function tDevice(k) { return inLang(DEVICE_NAMES, k); }
+function tChange(c) { return inLang(CHANGE_WORDS, c, tState(c)); }
+function tNotice(s) { return inLang(NOTICE_WORDS, s, tState(s)); }
 let LANG = localStorage.getItem("lang") === "en" ? 1 : 0;
-function t(key) { const w = WORDS[key]; return w ? w[LANG] : key; }
-function tState(s) { const w = STATES[s]; return w ? w[LANG] : s; }
-function tAlert(a) { const w = ALERT_NAMES[a]; return w ? w[LANG] : a; }
+// a word from one of the tables above in the chosen language; else the fallback (the code)
+function inLang(table, key, fallback = key) { const w = table[key]; return w ? w[LANG] : fallback; }
+function t(key) { return inLang(WORDS, key); }
+function tState(s) { return inLang(STATES, s); }
+function tAlert(a) { return inLang(ALERT_NAMES, a); }
 function setLang(en) { LANG = en ? 1 : 0; localStorage.setItem("lang", en ? "en" : "zh");
   document.documentElement.lang = en ? "en" : "zh-CN"; }
