@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 N ?= 10
 LOADED ?= 3
 
-.PHONY: help setup system venv demo test test-repeat check lint typecheck format bench clean stop
+.PHONY: help setup system venv web demo test test-repeat check lint typecheck format bench clean stop
 
 help:
 	@echo "make demo   - set everything up and run the demo stack (Ctrl-C stops it)"
@@ -21,13 +21,16 @@ help:
 	@echo "make stop   - stop this checkout's private servers"
 	@echo "make clean  - stop them and delete var/ (all local data)"
 
-setup: system venv
+setup: system venv web
 
 system:
 	@scripts/setup-system.sh
 
 venv:
 	@scripts/setup-venv.sh
+
+web:
+	@scripts/setup-web.sh
 
 demo: setup
 	$(BIN)/estate demo
@@ -46,6 +49,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 
 test: setup check
+	cd api/web && npx --no-install vitest run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-repeat: setup check

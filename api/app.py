@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import swagger_ui  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from psycopg_pool import ConnectionPool
@@ -50,8 +50,9 @@ API_VERSION = "1"
 # the public pages per address: an owner's page load is a few requests; looking up
 # estate after estate is not (every three-letter code would take a source ten hours)
 PUBLIC_BURST, PUBLIC_PER_MINUTE = 60, 30.0
-# The console: static files, no build step (vanilla JS; nothing third-party).
-WEB_DIR = Path(__file__).parent / "web"
+# The console: Vue 3 + Element Plus + ECharts sources in web/, built by Vite into web/dist
+# (`make setup` runs scripts/setup-web.sh); the API serves the build.
+WEB_DIR = Path(__file__).parent / "web" / "dist"
 DOCS_ASSETS = Path(swagger_ui.__file__).parent / "static"  # Swagger UI 5 (swagger-ui-py)
 
 
@@ -181,9 +182,21 @@ def create_app(
         return RedirectResponse("/console/")
 
     app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
-    app.mount("/console", StaticFiles(directory=WEB_DIR, html=True), name="console")
+    if (WEB_DIR / "index.html").is_file():
+        app.mount("/console", StaticFiles(directory=WEB_DIR, html=True), name="console")
+    else:
+        app.get("/console/{rest:path}", include_in_schema=False)(_console_not_built)
     app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     return app
+
+
+def _console_not_built(rest: str) -> PlainTextResponse:
+    """What /console/ says when the console was never built (the API itself works)."""
+    return PlainTextResponse(
+        f"The console is not built: {WEB_DIR} has no index.html. Run `make setup`"
+        " (or scripts/setup-web.sh), which installs it from npm and builds it.\n",
+        status_code=503,
+    )
 
 
 def _health(app: FastAPI, database_url: str) -> None:

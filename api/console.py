@@ -380,6 +380,15 @@ def _rules() -> RuleBook:
     return alert_rules.load()
 
 
+class LevelOut(BaseModel):
+    """A threshold rule's level: the value it is raised beyond (a per-device parameter at
+    its default: the device's own may differ)."""
+
+    severity: str
+    above: float | None = None
+    below: float | None = None
+
+
 class RuleOut(BaseModel):
     rule_id: str = Field(description="what an alert's rule_id names")
     alert_type: str = Field(description="the alert type it raises")
@@ -387,6 +396,23 @@ class RuleOut(BaseModel):
     title_zh: str
     title_en: str
     severity: str
+    subtypes: list[str] | None = Field(default=None, description="its subtypes (none: all)")
+    metric: str | None = Field(default=None, description="a threshold rule's metric")
+    levels: list[LevelOut] = Field(default=[], description="a threshold rule's levels")
+
+
+def _value(v: alert_rules.Value | None) -> float | None:
+    return v.default if isinstance(v, alert_rules.Param) else v
+
+
+def _levels(r: alert_rules.Rule) -> tuple[str | None, list[LevelOut]]:
+    if not isinstance(r, alert_rules.ThresholdRule):
+        return None, []
+    levels = [
+        LevelOut(severity=lv.severity, above=_value(lv.above), below=_value(lv.below))
+        for lv in r.levels
+    ]
+    return r.metric, levels
 
 
 @router.get("/rules")
@@ -397,8 +423,10 @@ def list_rules(p: Caller) -> list[RuleOut]:
     book = _rules()
     out = [
         RuleOut(rule_id=r.id, alert_type=r.alert, kind=r.kind, title_zh=r.title_zh,
-                title_en=r.title_en, severity=r.severity)
+                title_en=r.title_en, severity=r.severity, subtypes=r.subtypes, metric=m,
+                levels=lv)
         for r in book.rules
+        for m, lv in [_levels(r)]
     ]  # fmt: skip
     out += [
         RuleOut(rule_id=c.rule_id, alert_type=c.alert, kind=None, title_zh=c.title_zh,

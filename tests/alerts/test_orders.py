@@ -46,7 +46,7 @@ def test_the_api_schema_lists_exactly_the_states() -> None:
 
 
 def test_the_console_has_a_label_for_every_state() -> None:
-    text = (ROOT / "api/web/i18n.js").read_text(encoding="utf-8")
+    text = (ROOT / "api/web/src/i18n.js").read_text(encoding="utf-8")
     block = text[text.index("const STATES = {") :]
     block = block[: block.index("};")]
     labelled = set(re.findall(r"\b([a-z_]+): \[", block))

@@ -1,6 +1,7 @@
 // The console's words: Chinese first, English available (the choice is kept per browser).
-"use strict";
-const WORDS = {
+import { ref } from "vue";
+
+export const WORDS = {
   brand: ["智慧物业监测", "smart-estate"],
   offline: ["离线", "offline"], live: ["实时", "live"],
   sound_on: ["开启声音", "enable sound"], logout: ["退出", "log out"],
@@ -23,7 +24,7 @@ const WORDS = {
   live_orders: ["在办工单", "Live orders"], buildings: ["楼栋数", "Buildings"],
   shared: ["公共设施", "Shared equipment"], kind: ["类别", "Kind"], last_seen: ["最后上报", "Last seen"],
   latest: ["实时数据", "Live values"], history: ["历史曲线", "History"], metric: ["指标", "Metric"],
-  zoom_hint: ["拖动选择区间放大，双击还原", "Drag to zoom, double-click to reset"],
+  zoom_hint: ["滚轮、双指或下方滑块缩放，双击还原", "Wheel, pinch or the slider to zoom, double-click to reset"],
   evidence: ["证据", "Evidence"], changes: ["处置记录", "Changes"], work_order: ["工单", "Work order"],
   assignee: ["责任单位", "Responsible"], ack_due: ["接单时限", "Acknowledge by"],
   arrive_due: ["到场时限", "On site by"], resolve_due: ["处置时限", "Resolve by"],
@@ -79,7 +80,7 @@ const WORDS = {
   lift_spending: ["本年度电梯维保费用", "Lift maintenance this year"],
   emergency_code: ["96333 救援识别码", "96333 rescue code"], registration_no: ["使用登记证", "Registration"],
 };
-const STATES = {
+export const STATES = {
   created: ["已创建", "created"], dispatched: ["已派单", "dispatched"], acknowledged: ["已接单", "acknowledged"],
   on_site: ["已到场", "on site"], resolved: ["已处置", "resolved"], verifying: ["回头看", "verifying"],
   closed: ["已关闭", "closed"], reopened: ["已重开", "reopened"], cancelled: ["已取消", "cancelled"],
@@ -128,15 +129,14 @@ Object.assign(WORDS, {
   no_share: ["本次维修未分摊", "paid no share of this repair"], work: ["维修内容", "Work"],
   contractor: ["施工单位", "Contractor"],
 });
-const ITEM_NAMES = {
+export const ITEM_NAMES = {
   elevator_danger: ["电梯故障危及人身安全", "lift failure endangering people"], fire_system_failure: ["消防设施故障", "fire-system failure"],
   drainage_failure: ["共用排水设施故障", "shared drainage failure"], basement_flooding: ["暴雨地下室进水", "basement flooding"],
   water_supply_failure: ["二次供水设施故障", "secondary water supply failure"], roof_leak: ["屋面渗漏", "roof leak"],
   wall_leak: ["外墙渗漏", "external wall leak"], facade_falling: ["外墙饰面有脱落危险", "facade at risk of falling"],
   drainage_collapse: ["排水管道塌陷、爆裂", "drainage pipe collapsed or burst"],
 };
-function tItem(i) { return inLang(ITEM_NAMES, i); }
-const ALERT_NAMES = {
+export const ALERT_NAMES = {
   "elevator.trapped": ["电梯困人", "trapped passengers"], "elevator.overspeed": ["电梯超速", "overspeed"],
   "elevator.door_open_running": ["开门走梯", "door open while running"], "elevator.ebike": ["电动车入梯", "e-bike in car"],
   "device.offline": ["设备离线", "device offline"], "fire.alarm": ["火警", "fire alarm"],
@@ -151,14 +151,14 @@ const ALERT_NAMES = {
   "water_supply.chlorine_out_of_range": ["余氯超出限值", "chlorine out of range"], "water_supply.turbidity_high": ["浊度超标", "turbidity high"],
 };
 // a notice's problems and steps (整改通知书) in the words inspectors use
-const NOTICE_WORDS = {
+export const NOTICE_WORDS = {
   issued: ["待整改", "to rectify"], rectified: ["已整改待验收", "rectified, to verify"], closed: ["已销号", "closed"],
   reopened: ["复查反弹", "reopened"], acknowledged: ["签收", "signed for"], rejected: ["退回", "sent back"],
   holds: ["回头看：未反弹", "look-back: holds"], relapsed: ["回头看：反弹", "look-back: relapsed"],
   supervised: ["挂牌督办", "escalated (supervised)"],
 };
 // an alert's changes, as the incident page lists them
-const CHANGE_WORDS = {
+export const CHANGE_WORDS = {
   raise: ["产生", "raised"], repeat: ["再次触发", "raised again"], severity: ["级别变化", "severity changed"],
   clear: ["恢复", "cleared"], hold: ["设备恢复，待人工关闭", "normal again, held for a person"],
   mute: ["已静默", "silenced"], unmute: ["取消静默", "silence ended"], confirm: ["确认火警", "fire confirmed"],
@@ -166,7 +166,7 @@ const CHANGE_WORDS = {
   close: ["人工关闭", "closed by a person"], rescued: ["救援完成关闭", "closed after the rescue"],
 };
 // device kinds and subtypes (the contract's, docs/contract.md), as the trades call them
-const DEVICE_NAMES = {
+export const DEVICE_NAMES = {
   elevator: ["电梯", "lift"], fire: ["消防", "fire"], drainage: ["排水", "drainage"], water_supply: ["二次供水", "water supply"],
   passenger: ["乘客电梯", "passenger lift"], freight: ["载货电梯", "freight lift"], escalator: ["自动扶梯", "escalator"],
   fire_panel: ["火灾报警控制器", "fire alarm panel"], smoke_detector: ["感烟探测器", "smoke detector"],
@@ -177,14 +177,21 @@ const DEVICE_NAMES = {
   backflow_valve: ["防倒灌闸门", "backflow valve"], booster_pump: ["加压水泵", "booster pump"], tank: ["生活水箱", "water tank"],
   water_quality: ["水质监测", "water quality"],
 };
-function tDevice(k) { return inLang(DEVICE_NAMES, k); }
-function tChange(c) { return inLang(CHANGE_WORDS, c, tState(c)); }
-function tNotice(s) { return inLang(NOTICE_WORDS, s, tState(s)); }
-let LANG = localStorage.getItem("lang") === "en" ? 1 : 0;
+// the chosen language, 0 Chinese (the default) or 1 English, kept per browser; reactive, so
+// every view that reads a word re-renders when it changes
+const stored = typeof localStorage === "undefined" ? null : localStorage.getItem("lang");
+export const lang = ref(stored === "en" ? 1 : 0);
 // a word from one of the tables above in the chosen language; else the fallback (the code)
-function inLang(table, key, fallback = key) { const w = table[key]; return w ? w[LANG] : fallback; }
-function t(key) { return inLang(WORDS, key); }
-function tState(s) { return inLang(STATES, s); }
-function tAlert(a) { return inLang(ALERT_NAMES, a); }
-function setLang(en) { LANG = en ? 1 : 0; localStorage.setItem("lang", en ? "en" : "zh");
-  document.documentElement.lang = en ? "en" : "zh-CN"; }
+export function inLang(table, key, fallback = key) { const w = table[key]; return w ? w[lang.value] : fallback; }
+export const t = key => inLang(WORDS, key);
+export const tState = s => inLang(STATES, s);
+export const tAlert = a => inLang(ALERT_NAMES, a);
+export const tItem = i => inLang(ITEM_NAMES, i);
+export const tDevice = k => inLang(DEVICE_NAMES, k);
+export const tChange = c => inLang(CHANGE_WORDS, c, tState(c));
+export const tNotice = s => inLang(NOTICE_WORDS, s, tState(s));
+export function setLang(en) {
+  lang.value = en ? 1 : 0;
+  localStorage.setItem("lang", en ? "en" : "zh");
+  document.documentElement.lang = en ? "en" : "zh-CN";
+}
