@@ -591,6 +591,7 @@ def fire_view(
 
 class CompanyRow(BaseModel):
     maintenance_code: str | None
+    maintenance_name: str | None = Field(description="the company's name (null: none)")
     elevators: int
     trapped_orders: int
     median_ack_s: float | None
@@ -668,11 +669,13 @@ def elevator_view(
         "   WHERE o.mc IS NOT DISTINCT FROM l.maintenance_code),"
         " (SELECT count(*) FROM alerts a WHERE a.device_id = ANY(array_agg(l.id))"
         "   AND a.first_seen >= %(since)s)"
+        " , (SELECT o.name FROM organisations o WHERE o.code = l.maintenance_code)"
         " FROM lifts l GROUP BY l.maintenance_code ORDER BY l.maintenance_code NULLS LAST"
     ).format(scoped)
     companies = [
         CompanyRow(
             maintenance_code=mc,
+            maintenance_name=name,
             elevators=n,
             trapped_orders=t,
             median_ack_s=ack,
@@ -681,7 +684,7 @@ def elevator_view(
             elevator_alerts=al,
             alerts_per_elevator=round(al / n, 3) if n else 0.0,
         )
-        for mc, n, t, ack, arr, br, al in c.execute(companies_q, {"since": since})
+        for mc, n, t, ack, arr, br, al, name in c.execute(companies_q, {"since": since})
     ]
     overdue_q = sql.SQL(
         "WITH sd AS ({}) SELECT s.estate_code, s.device_code, s.item, s.due, s.maintenance_code"

@@ -82,6 +82,8 @@ class OrderOut(BaseModel):
     state: OrderState
     assignee: str | None = Field(description="the organisation responsible")
     assignee_name: str | None = Field(default=None, description="its name")
+    estate_name: str | None = Field(default=None, description="the estate's name")
+    device_location: str | None = Field(default=None, description="where the device is")
     chain: list[dict[str, Any]] = Field(description="escalation chain: party and organisation")
     escalation_level: int
     notified_roles: list[str]
@@ -185,17 +187,36 @@ class ItemOut(BaseModel):
 
 
 def _named(c: Conn, items: list[OrderOut]) -> list[OrderOut]:
-    """The orders with their assignees' names (one query for the page)."""
-    codes = sorted({o.assignee for o in items if o.assignee})
-    if not codes:
+    """The orders with their assignees', estates' and devices' names, as people on duty
+    name them (two queries for the page)."""
+    if not items:
         return items
+    codes = sorted({o.assignee for o in items if o.assignee})
     names: dict[str, str] = {
         str(code): str(name)
         for code, name in c.execute(
             "SELECT code, name FROM organisations WHERE code = ANY(%s)", (codes,)
         )
     }
-    return [o.model_copy(update={"assignee_name": names.get(o.assignee or "")}) for o in items]
+    places: dict[tuple[str, str], tuple[str, str | None]] = {
+        (str(e), str(d)): (str(en), loc)
+        for e, d, en, loc in c.execute(
+            "SELECT d.estate_code, d.code, e.name, d.location FROM devices d"
+            " JOIN estates e ON e.code = d.estate_code"
+            " WHERE (d.estate_code, d.code) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([o.estate_code for o in items], [o.device_code for o in items]),
+        )
+    }
+    return [
+        o.model_copy(
+            update={
+                "assignee_name": names.get(o.assignee or ""),
+                "estate_name": places.get((o.estate_code, o.device_code), (None, None))[0],
+                "device_location": places.get((o.estate_code, o.device_code), (None, None))[1],
+            }
+        )
+        for o in items
+    ]
 
 
 def _order(c: Conn, p: Principal, order_id: int) -> OrderOut:

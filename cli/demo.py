@@ -186,6 +186,28 @@ def _banner(
         "  orders escalate within a minute. CLI: `.venv/bin/estate alerts`, `estate orders`,"
     )
     common.echo("  `estate env`.")
+    if api_up:
+        duty = next((pw for login, pw in logins if login.role is Role.OPERATOR), "…")
+        lifts = next((pw for login, pw in logins if login.role is Role.MAINTENANCE), "…")
+        common.echo("Start here:")
+        common.echo(
+            f"  1. open {base}/console/ and log in as pf-hx-duty ({duty}), the control room;"
+        )
+        common.echo(
+            "  2. at +15 s a trapped passenger in 华祥苑 1号梯 appears on 告警看板 (it blinks and"
+        )
+        common.echo("     rings): sign for it (签收); its work order goes to the lift company;")
+        common.echo(
+            f"  3. on a phone (or a narrow window) log in as em-ts ({lifts}) to take the order"
+        )
+        common.echo("     (接单, 到场, 处置完成); watch it escalate if nobody does.")
+    common.echo(
+        "Every 10 s a status line: readings and events stored, dead letters (messages refused,"
+    )
+    common.echo(
+        "  with the reason: `estate deadletters`), devices online, open alerts by type, live"
+    )
+    common.echo("  work orders, deadline breaches and overdue maintenance items.")
     common.echo("Ctrl-C stops the demo and the private servers it started.")
 
 

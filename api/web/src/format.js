@@ -89,3 +89,52 @@ export function parseFrame(frame) {
   }
   return ev;
 }
+
+// Alerts as incidents: one entry per incident (alerts without one stand alone), its lead
+// the most severe, then the earliest; critical incidents first, then the newest.
+export function incidents(alerts) {
+  const by = new Map();
+  for (const a of alerts) {
+    const key = a.incident_id ?? `alert-${a.id}`;
+    if (!by.has(key)) by.set(key, []);
+    by.get(key).push(a);
+  }
+  const out = [...by.values()].map(list => {
+    list.sort((a, b) => SEV_RANK[a.severity] - SEV_RANK[b.severity] || a.first_seen.localeCompare(b.first_seen) || a.id - b.id);
+    const lead = list[0];
+    return {
+      key: lead.incident_id ?? `alert-${lead.id}`, lead, alerts: list,
+      unacked: list.filter(a => !a.acknowledged_at && a.state === "open"),
+      first_seen: list.reduce((m, a) => (a.first_seen < m ? a.first_seen : m), lead.first_seen),
+    };
+  });
+  return out.sort((a, b) => SEV_RANK[a.lead.severity] - SEV_RANK[b.lead.severity] || b.first_seen.localeCompare(a.first_seen));
+}
+
+// CSV as Excel opens it: a byte-order mark (Chinese stays Chinese), quoted where needed
+export function toCsv(heads, rows) {
+  const cell = v => { const s = String(v ?? ""); return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s; };
+  return "\ufeff" + [heads, ...rows].map(r => r.map(cell).join(",")).join("\r\n") + "\r\n";
+}
+
+// An incident's timeline: the alert's changes, its work order's events, the deadlines
+// missed and who was told, in time order. Each entry: {at, source, what, who, detail}.
+const DEADLINE_OF = { acknowledge: "ack_due", arrive: "arrive_due", resolve: "resolve_due" };
+export function timeline(alert, order, words) {
+  const out = alert.changes.map(c => ({ at: c.at, source: "alert", what: words.change(c.change), who: c.actor, severity: c.severity }));
+  if (order) {
+    for (const e of order.events || []) {
+      if (e.change === "breach") continue;  // told below, with the deadline and who
+      out.push({ at: e.at, source: "order", what: words.orderEvent(e.change), who: e.actor });
+    }
+    for (const b of order.breaches || []) {
+      out.push({ at: b.breached_at, source: "order", breach: true,
+        what: `${words.t("missed")} ${words.t(DEADLINE_OF[b.deadline] || b.deadline)}${b.escalated_to ? ` · ${words.t("escalated_to")} ${b.escalated_to}` : ""}`, who: "supervise" });
+    }
+    for (const d of order.deliveries || []) {
+      out.push({ at: d.sent_at || d.created_at, source: "order", told: true,
+        what: `${words.t("told")} ${d.org_code || d.target} ${words.t("via")} ${d.channel} · ${words.t(`delivery_${d.state}`)}`, who: d.target });
+    }
+  }
+  return out.sort((a, b) => String(a.at).localeCompare(String(b.at)));
+}

@@ -1,7 +1,7 @@
 // The console's logic that is not layout: durations, deadlines, evidence, problems, words.
 import { beforeEach, describe, expect, it } from "vitest";
-import { lang, t, tAlert, tChange, inLang, WORDS } from "./i18n.js";
-import { dueText, evidenceRows, fmtDur, metricFor, nextDue, parseFrame, problemText, dayIso, localNow } from "./format.js";
+import { lang, t, tAlert, tChange, tOrderEvent, inLang, WORDS } from "./i18n.js";
+import { dueText, evidenceRows, fmtDur, incidents, metricFor, nextDue, parseFrame, problemText, dayIso, localNow, timeline, toCsv } from "./format.js";
 
 beforeEach(() => { lang.value = 0; });
 
@@ -91,5 +91,51 @@ describe("days and the live stream", () => {
   });
   it("reads a server-sent event frame", () => {
     expect(parseFrame("id: 7\nevent: alert\ndata: {\"id\":1}")).toEqual({ id: "7", event: "alert", data: "{\"id\":1}" });
+  });
+});
+
+describe("the board: one row per incident", () => {
+  const al = (id, incident, severity, first_seen, extra = {}) => ({ id, incident_id: incident, severity, first_seen, state: "open", acknowledged_at: null, ...extra });
+  it("groups an incident's alerts under its most severe, critical incidents first", () => {
+    const rows = incidents([
+      al(1, 10, "warning", "2026-12-06T01:00:00Z"),
+      al(2, 10, "critical", "2026-12-06T01:00:05Z"),
+      al(3, 11, "major", "2026-12-06T02:00:00Z", { acknowledged_at: "2026-12-06T02:01:00Z" }),
+      al(4, null, "critical", "2026-12-06T00:00:00Z"),
+    ]);
+    expect(rows.map(r => r.lead.id)).toEqual([2, 4, 3]);
+    expect(rows[0].alerts.map(a => a.id)).toEqual([2, 1]);
+    expect(rows[0].first_seen).toBe("2026-12-06T01:00:00Z");  // the incident began with its first alert
+    expect(rows[0].unacked.map(a => a.id)).toEqual([2, 1]);
+    expect(rows[2].unacked).toEqual([]);
+    expect(rows[1].key).toBe("alert-4");  // an alert of no incident stands alone
+  });
+});
+
+describe("exports", () => {
+  it("writes CSV that Excel opens in Chinese, quoting what needs it", () => {
+    const csv = toCsv(["类型", "说明"], [["电梯困人", 'a "b", c'], ["火警", "line\nbreak"]]);
+    expect(csv.startsWith("\ufeff类型,说明\r\n")).toBe(true);
+    expect(csv).toContain('电梯困人,"a ""b"", c"');
+    expect(csv).toContain('"line\nbreak"');
+  });
+});
+
+describe("an incident's timeline", () => {
+  it("merges the alert's changes, the order's events, missed deadlines and who was told, in time", () => {
+    const alert = { changes: [{ at: "2026-12-06T01:00:00Z", change: "raise", actor: "engine", severity: "critical" },
+      { at: "2026-12-06T01:02:00Z", change: "acknowledge", actor: "user:duty", severity: "critical" }] };
+    const order = {
+      events: [{ at: "2026-12-06T01:00:01Z", change: "dispatched", actor: "dispatch" },
+        { at: "2026-12-06T01:06:00Z", change: "breach", actor: "supervise" },
+        { at: "2026-12-06T01:08:00Z", change: "acknowledged", actor: "user:lifts" }],
+      breaches: [{ deadline: "acknowledge", breached_at: "2026-12-06T01:06:00Z", escalated_to: "PF-HX" }],
+      deliveries: [{ org_code: "EM-TS", target: "estate/v1/notify/EM-TS", channel: "mqtt", state: "sent", created_at: "2026-12-06T01:00:01Z", sent_at: "2026-12-06T01:00:02Z" }],
+    };
+    const got = timeline(alert, order, { change: tChange, orderEvent: tOrderEvent, t });
+    expect(got.map(e => e.what)).toEqual([
+      "产生", "派单", "通知 EM-TS 经 mqtt · 已送达", "签收", "超过 接单时限 · 升级至 PF-HX", "已接单",
+    ]);
+    expect(timeline(alert, null, { change: tChange, orderEvent: tOrderEvent, t })).toHaveLength(2);
   });
 });

@@ -65,6 +65,26 @@ export const WORDS = {
   ledger: ["问题台账", "Problem ledger"], from: ["起", "From"], to: ["止", "To"], any: ["全部", "any"],
   authority: ["主管部门", "Authority"], auth_fire: ["消防", "Fire"], auth_market: ["市场监管", "Market supervision"],
   auth_housing: ["住建", "Housing"], auth_street: ["街道", "Street office"], general: ["综合", "General"],
+  search: ["搜索", "Search"], search_hint: ["小区、位置、编码或单位", "estate, place, code or company"],
+  all_estates: ["全部小区", "All estates"], all_types: ["全部类型", "All types"], all_severities: ["全部级别", "All severities"],
+  load_more: ["加载更多", "Load more"], shown: ["显示", "Showing"], rule: ["规则", "Rule"], place: ["位置", "Place"],
+  code: ["编码", "Code"], board_open: ["未恢复", "Open"], board_cleared: ["已恢复（历史）", "Cleared (history)"],
+  board_all: ["全部", "All"], orders_live: ["在办", "Live"], orders_all: ["全部（含已办结）", "All (with closed)"],
+  trapped_orders: ["困人工单数", "Trapped-passenger orders"], one_year: ["一年", "one year"],
+  false_alarm_rates: ["误报统计", "False alarms"], alarms: ["报警", "Alarms"], confirmed: ["确认火警", "Confirmed"],
+  false_alarms: ["误报", "False alarms"], false_rate: ["误报率", "False-alarm rate"], whole_estate: ["全小区", "whole estate"],
+  timeline: ["处置经过", "Timeline"], src_alert: ["告警", "alert"], src_order: ["工单", "order"], told: ["通知", "told"],
+  via: ["经", "via"], delivery_sent: ["已送达", "sent"], delivery_failed: ["发送失败", "failed"], delivery_pending: ["待发送", "pending"],
+  escalated_to: ["升级至", "escalated to"], missed: ["超过", "missed"], actions: ["可执行操作", "Actions"],
+  schematic: ["小区示意图", "Estate schematic"], normal: ["正常", "normal"],
+  fundcase: ["维修资金案件", "Fund case"], fund_estimate: ["填报预算（提出申请）", "Submit the estimate (apply)"],
+  fund_standing: ["按业主大会授权批准", "Approve under the owners' standing authorisation"],
+  fund_repaired: ["报修复完成", "Report the repair done"], fund_review: ["审价", "Cost review"], fund_settle: ["拨付并公示", "Pay and disclose"],
+  amount_yuan: ["金额（元）", "Amount (yuan)"], reviewed: ["审定金额", "Reviewed amount"], cost: ["实际费用", "Actual cost"],
+  invoice_ref: ["发票号", "Invoice number"], description: ["情况说明", "Description"], accepted_by: ["验收方", "Accepted by"],
+  case_standing_refused: ["授权范围外，转人工审批", "outside the standing authorisation"], case_objection: ["业主异议", "objection filed"],
+  case_answered: ["异议已答复", "objection answered"], case_system: ["系统", "system"], case_reviewed: ["已审价", "cost reviewed"],
+  objections_list: ["业主异议", "Objections"], answer: ["答复", "Answer"],
   export_xlsx: ["导出 Excel", "Export Excel"], export_csv: ["导出 CSV", "Export CSV"], source: ["来源", "Source"],
   source_notice: ["整改通知", "notice"], source_overdue: ["维保/检验逾期", "overdue"], source_breach: ["工单超时", "order breach"],
   responsible: ["责任单位/人", "Responsible"], maintenance_records: ["维保记录", "Maintenance records"],
@@ -122,7 +142,7 @@ Object.assign(WORDS, {
   role_fire_inspector: ["消防监督", "fire inspector"], role_market_inspector: ["特种设备监督", "market supervision"],
   role_housing_authority: ["住建部门", "housing authority"], role_street_office: ["街道办事处", "street office"],
   role_owner: ["业主", "owner"], role_owners_committee: ["业主委员会", "owners' committee"],
-  yes: ["是", "yes"], no: ["否", "no"], actor_engine: ["系统判断", "rules engine"],
+  yes: ["是", "yes"], no: ["否", "no"], actor_engine: ["系统判断", "rules engine"], actor_dispatch: ["派单系统", "dispatch"], actor_supervise: ["督办系统", "supervision"],
   events_only: ["此设备只上报事件，没有曲线", "This device reports events only: no curve"],
   note_required: ["请填写说明", "Write a note"], escalated: ["已升级（级）", "escalated, level"], save: ["提交", "Submit"], cancel: ["取消", "Cancel"],
   find_home: ["查我家", "Find my home"], my_share: ["您家分摊", "Your home's share"],
@@ -165,6 +185,13 @@ export const CHANGE_WORDS = {
   rules: ["判断规则变化", "rules changed"], acknowledge: ["签收", "acknowledged"], false_alarm: ["误报", "false alarm"],
   close: ["人工关闭", "closed by a person"], rescued: ["救援完成关闭", "closed after the rescue"],
 };
+// a work order's events and who was told, as the incident's timeline lists them
+export const ORDER_EVENTS = {
+  created: ["生成工单", "order created"], dispatched: ["派单", "dispatched"], redispatched: ["改派", "dispatched again"],
+  recurrence: ["再次发生", "happened again"], reopened: ["重新打开", "reopened"], verifying: ["观察期：设备须保持正常", "watching: the device must stay normal"],
+  closed: ["办结", "closed"], fire_confirmed: ["确认火警", "fire confirmed"], breach: ["超时升级", "deadline missed, escalated"],
+  acknowledged: ["已接单", "acknowledged"], on_site: ["已到场", "on site"], resolved: ["处置完成", "resolved"], cancelled: ["已取消", "cancelled"],
+};
 // device kinds and subtypes (the contract's, docs/contract.md), as the trades call them
 export const DEVICE_NAMES = {
   elevator: ["电梯", "lift"], fire: ["消防", "fire"], drainage: ["排水", "drainage"], water_supply: ["二次供水", "water supply"],
@@ -190,6 +217,9 @@ export const tItem = i => inLang(ITEM_NAMES, i);
 export const tDevice = k => inLang(DEVICE_NAMES, k);
 export const tChange = c => inLang(CHANGE_WORDS, c, tState(c));
 export const tNotice = s => inLang(NOTICE_WORDS, s, tState(s));
+export const tOrderEvent = c => inLang(ORDER_EVENTS, c, tState(c));
+// who did it: the system's parts in words, a person by their login (user:c-duty → c-duty)
+export const tActor = a => (WORDS[`actor_${a}`] ? t(`actor_${a}`) : String(a || "").replace(/^user:/, ""));
 export function setLang(en) {
   lang.value = en ? 1 : 0;
   localStorage.setItem("lang", en ? "en" : "zh");

@@ -14,3 +14,11 @@ export function onLiveEvents(f, ms = 300) {
 }
 export const enc = encodeURIComponent;
 export const deviceHref = (estate, code) => `#/device/${enc(estate)}/${enc(code)}`;
+// hand the browser a file to save (an export of what is on screen)
+export function saveFile(name, text, type = "text/csv;charset=utf-8") {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([text], { type }));
+  a.download = name;
+  document.body.append(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}

@@ -14,6 +14,7 @@ import NoticeView from "./NoticeView.vue";
 import LedgerView from "./LedgerView.vue";
 import MyHomeView from "./MyHomeView.vue";
 import FundCasesView from "./FundCasesView.vue";
+import FundCaseView from "./FundCaseView.vue";
 import DisclosureView from "./DisclosureView.vue";
 
 const none = () => ({});
@@ -32,12 +33,13 @@ export const VIEWS = {
   ledger: { component: LedgerView, props: none },
   myhome: { component: MyHomeView, props: none },
   fundcases: { component: FundCasesView, props: none },
+  fundcase: { component: FundCaseView, props: ([id]) => ({ id }) },
   disclosure: { component: DisclosureView, props: none },
 };
 export const NAV = {
-  admin: ["board", "estates", "orders", "silences", "fire", "elevators", "notices", "ledger"],
-  operator: ["board", "orders", "estates", "silences", "fire", "notices"],
-  manager: ["board", "orders", "estates", "silences", "fire", "elevators", "notices"],
+  admin: ["board", "estates", "orders", "silences", "fire", "elevators", "notices", "ledger", "fundcases"],
+  operator: ["board", "orders", "estates", "silences", "fire", "notices", "fundcases"],
+  manager: ["board", "orders", "estates", "silences", "fire", "elevators", "notices", "fundcases"],
   maintenance: ["orders", "board", "estates", "notices"],
   fire_inspector: ["fire", "notices", "ledger", "board", "estates"],
   // the lift orders a market inspector follows are in 电梯监管 (its own 工单 list is empty)
