@@ -61,6 +61,7 @@ bench: setup
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.dispatch
+	$(BIN)/python -m bench.console
 
 stop: venv
 	$(BIN)/estate services stop

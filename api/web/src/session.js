@@ -1,15 +1,13 @@
 // The console's session: the login's bearer token, the API under /api/v1, the live stream,
-// the alarm sound, the toast and a clock that ticks each second. One reactive object (S),
+// the alarm sound and the toast. One reactive object (S),
 // so the header and every view follow it.
-import { reactive, ref } from "vue";
+import { reactive } from "vue";
 import { t } from "./i18n.js";
 import { parseFrame, problemText } from "./format.js";
 
 export const OPERATORS = ["admin", "operator", "manager"];  // who signs for alerts (签收)
 export const S = reactive({ token: sessionStorage.getItem("token"), me: null, live: false, sound: false, lsn: null, rules: null });
 export const toast = reactive({ text: "", title: "" });
-export const now = ref(Date.now());  // every countdown on a page reads this
-setInterval(() => { now.value = Date.now(); }, 1000);
 
 export class ApiError extends Error {
   constructor(status, body) { super(body.detail || body.title || String(status)); this.status = status; this.body = body; }
