@@ -467,6 +467,8 @@ class FireAlertRow(BaseModel):
     first_seen: dt.datetime
     open_s: float = Field(description="seconds open at the time of the request")
     value: float | None = Field(description="the device's latest pressure, where it has one")
+    estate_name: str | None = Field(default=None, description="the estate's name")
+    device_location: str | None = Field(default=None, description="where the device is")
 
 
 class NoticeRow(BaseModel):
@@ -509,8 +511,10 @@ class FireView(BaseModel):
 _FIRE_SQL = """
 SELECT a.id AS alert_id, a.estate_code, a.building_code, a.device_code, a.alert_type,
   a.severity, a.confirmation, a.first_seen, extract(epoch FROM %(now)s - a.first_seen) AS open_s,
-  (ds.latest ->> 'pressure_mpa')::float8 AS value
+  (ds.latest ->> 'pressure_mpa')::float8 AS value, e.name AS estate_name,
+  d.location AS device_location
 FROM (SELECT * FROM alerts WHERE {scope}) a LEFT JOIN device_state ds ON ds.device_id = a.device_id
+LEFT JOIN devices d ON d.id = a.device_id LEFT JOIN estates e ON e.code = a.estate_code
 WHERE a.state = 'open' AND a.kind = 'fire' AND {which}
 ORDER BY a.first_seen LIMIT 500
 """
@@ -612,6 +616,9 @@ class TrappedRow(BaseModel):
     order_id: int
     estate_code: str
     device_code: str
+    estate_name: str | None = Field(default=None, description="the estate's name")
+    device_location: str | None = Field(default=None, description="where the lift is")
+    assignee_name: str | None = Field(default=None, description="the company's name")
     assignee: str | None
     state: str
     created_at: dt.datetime
@@ -651,6 +658,10 @@ def elevator_view(
     scoped = scoped_devices(p)
     trapped_q = sql.SQL(
         "WITH sd AS ({}) SELECT w.id AS order_id, w.estate_code, w.device_code, w.assignee,"
+        " (SELECT name FROM estates e WHERE e.code = w.estate_code) AS estate_name,"
+        " (SELECT location FROM devices d WHERE d.estate_code = w.estate_code"
+        "   AND d.code = w.device_code) AS device_location,"
+        " (SELECT name FROM organisations o WHERE o.code = w.assignee) AS assignee_name,"
         " w.state, w.created_at, extract(epoch FROM w.acknowledged_at - w.dispatched_at)"
         " AS ack_s, extract(epoch FROM w.arrived_at - w.dispatched_at) AS arrive_s,"
         " EXISTS (SELECT 1 FROM work_order_breaches b WHERE b.order_id = w.id) AS breached"

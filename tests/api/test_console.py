@@ -355,6 +355,20 @@ def test_a_device_page_shows_live_values_and_history(site: Site, page: Page) -> 
     lift = page.locator("#device-table tr", has=page.locator('a[href="#/device/HXY/B2-L1"]'))
     expect(lift).to_contain_text("乘客电梯")
     expect(lift).to_contain_text("2号楼")
+    # the schematic: building 2's block holds the lift, coloured by its state
+    expect(page.locator('#schematic [data-building="B2"] [data-device="B2-L1"]')).to_be_visible()
+    # the device list searched, and exported as shown (names and words, not codes)
+    tools = page.locator("main form.table-tools")
+    tools.locator("input[name=search]").fill("B2-L1")
+    expect(page.locator("#device-table tbody tr:visible")).to_have_count(1)
+    with page.expect_download() as got:
+        tools.locator(".export").click()
+    exported = list(csv.reader(io.StringIO(got.value.path().read_text(encoding="utf-8-sig"))))
+    assert exported[0][:3] == ["设备", "类别", "楼栋"], exported[0]
+    assert len(exported) == 2, exported
+    assert exported[1][0].startswith("B2-L1"), exported
+    assert exported[1][1:3] == ["乘客电梯", "2号楼"], exported
+    tools.locator("input[name=search]").fill("")
     simulate(site.stack, ["B2-L1"])
     wait_for(
         lambda: one(site.url, "SELECT count(*) FROM telemetry_1m m JOIN devices d ON"
@@ -854,6 +868,8 @@ def test_every_view_passes_an_accessibility_check(site: Site, browser: Browser, 
             expect(page.locator("main")).not_to_contain_text("加载中")
             page.wait_for_timeout(300)  # the charts' first frame
             where = f"{role.value if role else 'public'} {view}"
+            name = re.sub(r"[^a-z0-9]+", "-", f"{size} {where}".lower()).strip("-")
+            shot(page, f"view-{name}")  # every view, on a desk and on a phone
             if bad := _serious(page):
                 found[where] = bad
             if size == "desktop" and (words := _english(page)):

@@ -65,7 +65,7 @@ export const WORDS = {
   ledger: ["问题台账", "Problem ledger"], from: ["起", "From"], to: ["止", "To"], any: ["全部", "any"],
   authority: ["主管部门", "Authority"], auth_fire: ["消防", "Fire"], auth_market: ["市场监管", "Market supervision"],
   auth_housing: ["住建", "Housing"], auth_street: ["街道", "Street office"], general: ["综合", "General"],
-  search: ["搜索", "Search"], search_hint: ["小区、位置、编码或单位", "estate, place, code or company"],
+  search: ["搜索", "Search"], search_words: ["输入关键词", "words to find"], search_hint: ["小区、位置、编码或单位", "estate, place, code or company"],
   all_estates: ["全部小区", "All estates"], all_types: ["全部类型", "All types"], all_severities: ["全部级别", "All severities"],
   load_more: ["加载更多", "Load more"], shown: ["显示", "Showing"], rule: ["规则", "Rule"], place: ["位置", "Place"],
   code: ["编码", "Code"], board_open: ["未恢复", "Open"], board_cleared: ["已恢复（历史）", "Cleared (history)"],

@@ -6,7 +6,7 @@ import { t } from "./i18n.js";
 import { parseFrame, problemText } from "./format.js";
 
 export const OPERATORS = ["admin", "operator", "manager"];  // who signs for alerts (签收)
-export const S = reactive({ token: sessionStorage.getItem("token"), me: null, live: false, sound: false, lsn: null, rules: null });
+export const S = reactive({ token: sessionStorage.getItem("token"), me: null, live: false, sound: false, lsn: null, rules: null, estates: null });
 export const toast = reactive({ text: "", title: "" });
 
 export class ApiError extends Error {
@@ -55,7 +55,7 @@ export async function signIn(user, pass) {
 }
 export function signOut(message) {
   if (S.token) fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${S.token}` } }).catch(() => {});
-  S.token = null; S.me = null; S.rules = null; sessionStorage.removeItem("token"); stopStream();
+  S.token = null; S.me = null; S.rules = null; S.estates = null; sessionStorage.removeItem("token"); stopStream();
   if (message) sessionStorage.setItem("message", message);
   location.hash = "#/login";
 }
@@ -70,6 +70,14 @@ export async function rulesById() {
   if (!S.rules) S.rules = Object.fromEntries((await api("/rules")).map(r => [r.rule_id, r]));
   return S.rules;
 }
+
+// the estates' names by code, read once per login, so every list names the estate
+export function loadEstateNames() {
+  if (S.estates) return;
+  S.estates = {};
+  api("/estates").then(list => { S.estates = Object.fromEntries(list.map(e => [e.code, e.name])); }).catch(() => {});
+}
+export const estateName = code => (S.estates && S.estates[code]) || code;
 
 // ------------------------------------------------------------------ sound
 // Sound is for the people who act on an alert: those who sign for it (OPERATORS, as the
