@@ -357,6 +357,7 @@ def test_a_device_page_shows_live_values_and_history(site: Site, page: Page) -> 
     expect(lift).to_contain_text("2号楼")
     # the schematic: building 2's block holds the lift, coloured by its state
     expect(page.locator('#schematic [data-building="B2"] [data-device="B2-L1"]')).to_be_visible()
+    expect(page.locator('#schematic [data-building=""]')).to_have_count(1)  # shared, once
     # the device list searched, and exported as shown (names and words, not codes)
     tools = page.locator("main form.table-tools")
     tools.locator("input[name=search]").fill("B2-L1")
