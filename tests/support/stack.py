@@ -26,16 +26,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports. Every socket stays bound until all are: one at a time, the
+    kernel may hand out the port it just took back (it did: the service's and the devices'
+    MQTT listeners got one port, and the settings refused it)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
 def make_settings(var_dir: Path) -> Settings:
     """Settings for a private stack in ``var_dir`` on fresh ports, ignoring any external URLs."""
+    pg_port, mqtt_port, device_port = free_ports(3)
     return Settings(
         environment=Environment.TEST,
         database_url=None,
         mqtt_url=None,
         var_dir=var_dir,
-        pg_port=free_port(),
-        mqtt_port=free_port(),
-        mqtt_device_port=free_port(),
+        pg_port=pg_port,
+        mqtt_port=mqtt_port,
+        mqtt_device_port=device_port,
     )
 
 
