@@ -207,16 +207,13 @@ def _named(c: Conn, items: list[OrderOut]) -> list[OrderOut]:
             ([o.estate_code for o in items], [o.device_code for o in items]),
         )
     }
-    return [
-        o.model_copy(
-            update={
-                "assignee_name": names.get(o.assignee or ""),
-                "estate_name": places.get((o.estate_code, o.device_code), (None, None))[0],
-                "device_location": places.get((o.estate_code, o.device_code), (None, None))[1],
-            }
-        )
-        for o in items
-    ]
+    out = []
+    for o in items:
+        estate_name, location = places.get((o.estate_code, o.device_code), (None, None))
+        update = {"assignee_name": names.get(o.assignee or ""), "estate_name": estate_name,
+                  "device_location": location}  # fmt: skip
+        out.append(o.model_copy(update=update))
+    return out
 
 
 def _order(c: Conn, p: Principal, order_id: int) -> OrderOut:

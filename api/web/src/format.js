@@ -1,5 +1,5 @@
 // Pure formatting and domain helpers of the console (no DOM, no API): unit-tested by Vitest.
-import { lang, t, WORDS } from "./i18n.js";
+import { lang, t, tState, WORDS } from "./i18n.js";
 
 export const SEV_RANK = { critical: 0, major: 1, warning: 2, info: 3 };
 export const ZONE = "Asia/Shanghai";  // the estates' time, whatever the browser's own zone
@@ -147,3 +147,15 @@ export function timeline(alert, order, words) {
   }
   return out.sort((a, b) => String(a.at).localeCompare(String(b.at)));
 }
+
+// the causes a false fire alarm is closed with (a fixed list: inspectors count them)
+export const FALSE_CAUSES = ["cooking", "steam", "dust", "insects", "fault", "test", "malicious", "other"];
+// a threshold rule's levels as a chart's lines: {value, label} ("警告 <")
+export const levelLines = levels => levels.map(lv => ({
+  value: lv.above ?? lv.below, label: `${tState(lv.severity)} ${lv.above !== null && lv.above !== undefined ? ">" : "<"}`,
+}));
+// the periods a statistics view offers, in days, and their names
+export const PERIODS = [7, 30, 90, 365];
+export const periodName = d => (d === 365 ? t("one_year") : lang.value ? `${d} days` : `${d}天`);
+// a metric as the contract names it for people: 载重 (%), not load_pct (the code without one)
+export const metricLabel = (m, code) => (m ? `${lang.value ? m.en : m.zh}${m.unit ? ` (${m.unit})` : ""}` : code);
