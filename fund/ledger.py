@@ -125,6 +125,38 @@ def post(
     return jid, True
 
 
+def account_lines(
+    conn: Conn,
+    account_id: int,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The entries that moved ``account_id``, newest first (ids below ``before``), each
+    with the account's balance after it and the other side of the entry."""
+    rows = conn.execute(
+        "WITH mine AS (SELECT l.journal_id, l.amount_fen,"
+        "   sum(l.amount_fen) OVER (ORDER BY l.journal_id) AS balance_fen"
+        "   FROM fund_legs l WHERE l.account = %(acct)s)"
+        " SELECT m.journal_id, j.at, j.kind, j.case_id, m.amount_fen, m.balance_fen,"
+        " (SELECT string_agg(o.account, ', ' ORDER BY o.account) FROM fund_legs o"
+        "   WHERE o.journal_id = m.journal_id AND o.account <> %(acct)s) AS counterparty,"
+        " j.memo, j.actor, j.hash"
+        " FROM mine m JOIN fund_journal j ON j.id = m.journal_id"
+        " WHERE (%(before)s::bigint IS NULL OR m.journal_id < %(before)s)"
+        " AND (%(since)s::timestamptz IS NULL OR j.at >= %(since)s)"
+        " AND (%(until)s::timestamptz IS NULL OR j.at < %(until)s)"
+        " ORDER BY m.journal_id DESC LIMIT %(limit)s",
+        {"acct": fund(account_id), "before": before, "since": since, "until": until,
+         "limit": limit},
+    ).fetchall()  # fmt: skip
+    keys = ("journal_id", "at", "kind", "case_id", "amount_fen", "balance_fen",
+            "counterparty", "memo", "actor", "hash")  # fmt: skip
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
 @dataclass(frozen=True)
 class Verified:
     entries: int

@@ -80,6 +80,9 @@ ITEM: dict[str, tuple[str, str, str, Sees]] = {  # GET one: path, inside key, ou
                                     frozenset({A, H, OP, MG, FI, SO})),
     "/api/v1/fund/cases/{case_id}": ("/api/v1/fund/cases/{}", "fund_case", "fund_case_out",
                                      frozenset({A, H, OP, MG, SO, OC})),
+    "/api/v1/fund/accounts/{account_id}/journal": (
+        "/api/v1/fund/accounts/{}/journal", "account", "account_out",
+        frozenset({A, H, OP, MG, SO, OC})),
     "/api/v1/fund/accounts/{account_id}/homes": (
         "/api/v1/fund/accounts/{}/homes", "account", "account_out",
         frozenset({A, H, OP, MG, SO, OC})),
@@ -95,6 +98,8 @@ LIST: dict[str, tuple[str, str, str, str, Sees]] = {  # GET list: path, id field
                         frozenset({A, H, OP, MG, FI, SO})),
     "/api/v1/dead-letters": ("/api/v1/dead-letters", "id", "dead", "dead_out",
                              frozenset({A, OP, MG})),
+    "/api/v1/devices": ("/api/v1/devices?limit=500", "id", "device", "device_out",
+                        ALL - {OW, FI, OC}),
     "/api/v1/fund/accounts": ("/api/v1/fund/accounts", "id", "account", "account_out",
                               frozenset({A, H, OP, MG, SO, OC})),
     "/api/v1/fund/cases": ("/api/v1/fund/cases", "id", "fund_case", "fund_case_out",
@@ -144,6 +149,7 @@ READ_ONLY: dict[str, tuple[str, Sees]] = {  # GET: who gets 200 (others 403)
     "/api/v1/silences": ("/api/v1/silences?active=false", ALL),
     "/api/v1/views/fire": ("/api/v1/views/fire", ALL),
     "/api/v1/views/elevators": ("/api/v1/views/elevators", ALL),
+    "/api/v1/views/drainage": ("/api/v1/views/drainage", ALL),
 }  # fmt: skip
 VISIT = {
     "technician": "张师傅", "items": {f"A{i:02d}": "ok" for i in range(1, 32)},
@@ -371,6 +377,8 @@ def test_inspectors_see_only_their_domain_in_every_list_and_view(
         assert {n["authority"] for n in listed} <= {AUTHORITY_OF[role]}
         estate = client.get("/api/v1/estates/HXY", headers=h).json()
         assert {d["kind"] for d in estate["device_list"]} == {kind}
+        devices = client.get("/api/v1/devices?limit=500", headers=h).json()["items"]
+        assert {d["kind"] for d in devices} == {kind}
         silences = client.get("/api/v1/silences", headers=h).json()
         seen = {(s["device_code"], s["alert_type"]) for s in silences if s["reason"] == "domain"}
         assert (None, None) in seen  # estate-wide work concerns everyone
@@ -378,9 +386,9 @@ def test_inspectors_see_only_their_domain_in_every_list_and_view(
             assert device is None or kinds[device] == kind, (role, device)
             assert alert is None or alert.split(".")[0] == kind, (role, alert)
         assert len(seen) == 3
-        for view in ("fire", "elevators"):
+        for view in ("fire", "elevators", "drainage"):
             body = client.get(f"/api/v1/views/{view}", headers=h).json()
-            assert {n["id"] for n in body["notices"]} <= {n["id"] for n in listed}
+            assert {n["id"] for n in body.get("notices", [])} <= {n["id"] for n in listed}
             rows = [r for k, v in body.items() if isinstance(v, list) for r in v]
             codes = {r["device_code"] for r in rows if r.get("device_code")}
             assert {kinds[c] for c in codes if c in kinds} <= {kind}, (role, view)

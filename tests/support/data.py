@@ -148,6 +148,9 @@ def county_world(conn: Conn, t0: dt.datetime, now: dt.datetime) -> World:
         "fund_case_out": one("SELECT id FROM fund_cases WHERE estate_code = 'CGXC'"),
         "silence": one("SELECT id FROM silences WHERE estate_code = 'HXY'"),
         "silence_out": one("SELECT id FROM silences WHERE estate_code = 'CGXC'"),
+        "device": one("SELECT id FROM devices WHERE estate_code = 'HXY' AND code = 'B1-L1'"),
+        "device_out": one("SELECT id FROM devices WHERE estate_code = 'CGXC'"
+                          " AND code = 'B1-SD1'"),
         "account": one("SELECT id FROM fund_accounts WHERE estate_code = 'HXY'"
                        " AND building_code = 'B1'"),
         "account_out": one("SELECT id FROM fund_accounts WHERE estate_code = 'CGXC'"
