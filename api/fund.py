@@ -275,6 +275,21 @@ def list_accounts(
     return page(items, limit, lambda a: a.id)
 
 
+@router.get("/accounts/{account_id}", responses={404: {}})
+def get_account(*, c: Db, p: Caller, account_id: int) -> AccountOut:
+    """One fund account with its balance."""
+    allow(p, *READERS)
+    q = sql.SQL(
+        "SELECT id, estate_code, building_code, name, balance_fen, opened_at FROM fund_accounts"
+        " WHERE id = %s AND {}"
+    ).format(fund_scope(p))
+    row = fetch_one(c, AccountOut, q, (account_id,))
+    if row is None:
+        detail = f"no fund account {account_id} that you may see"
+        raise Problem(404, "not-found", "Not found", detail)
+    return row
+
+
 class JournalLine(BaseModel):
     """One ledger entry as it touched one account (分户明细账 of the account)."""
 
@@ -303,11 +318,7 @@ def account_journal(
 ) -> Page[JournalLine]:
     """The account's ledger entries, newest first, each with the balance after it: the
     journal the housing authority exports (the console pages through it for a CSV)."""
-    allow(p, *READERS)
-    q = sql.SQL("SELECT 1 FROM fund_accounts WHERE id = %s AND {}").format(fund_scope(p))
-    if c.execute(q, (account_id,)).fetchone() is None:
-        detail = f"no fund account {account_id} that you may see"
-        raise Problem(404, "not-found", "Not found", detail)
+    get_account(c=c, p=p, account_id=account_id)  # 403 / 404 as for the account
     rows = ledger.account_lines(
         c, account_id,
         since=ledger_day(since), until=ledger_day(until), before=cursor_id(cursor), limit=limit,

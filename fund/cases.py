@@ -828,7 +828,7 @@ def settle(conn: Conn, case_id: int, *, cost_fen: int, invoice_ref: str, key: st
             raise CaseError(why)
         jid, _ = ledger.post(
             conn, kind="repair", key=key, actor=actor, now=now, case_id=case_id,
-            memo=f"case {case_id}, invoice {invoice_ref}",
+            memo=f"维修资金案件 #{case_id}，发票 {invoice_ref}",
             legs=[Leg(ledger.fund(account), -cost_fen), Leg("external:contractor", cost_fen)],
         )  # fmt: skip
         building = conn.execute(

@@ -358,18 +358,21 @@ def test_a_device_page_shows_live_values_and_history(site: Site, page: Page) -> 
     # the schematic: building 2's block holds the lift, coloured by its state
     expect(page.locator('#schematic [data-building="B2"] [data-device="B2-L1"]')).to_be_visible()
     expect(page.locator('#schematic [data-building=""]')).to_have_count(1)  # shared, once
-    # the device list searched, and exported as shown (names and words, not codes)
-    tools = page.locator("main form.table-tools")
-    tools.locator("input[name=search]").fill("B2-L1")
-    expect(page.locator("#device-table tbody tr:visible")).to_have_count(1)
+    # the device list searched on the server, and every match exported (names and words)
+    page.locator("#device-filter input[name=q]").fill("B2-L1")
+    expect(page.locator("#device-table tbody tr")).to_have_count(1)
     with page.expect_download() as got:
-        tools.locator(".export").click()
+        page.click("#export-devices")
     exported = list(csv.reader(io.StringIO(got.value.path().read_text(encoding="utf-8-sig"))))
-    assert exported[0][:3] == ["设备", "类别", "楼栋"], exported[0]
+    assert exported[0][:4] == ["设备", "位置", "类别", "楼栋"], exported[0]
     assert len(exported) == 2, exported
-    assert exported[1][0].startswith("B2-L1"), exported
-    assert exported[1][1:3] == ["乘客电梯", "2号楼"], exported
-    tools.locator("input[name=search]").fill("")
+    assert exported[1][0] == "B2-L1", exported
+    assert exported[1][2:4] == ["乘客电梯", "2号楼"], exported
+    # filters by kind on the server: the estate's fire points, no lift among them
+    page.locator("#device-filter input[name=q]").fill("")
+    page.select_option("#device-filter select[name=kind]", "fire")
+    expect(page.locator('#device-table tr[data-device="B2-L1"]')).to_have_count(0)
+    expect(page.locator("#device-table tbody tr").first).to_contain_text("消防")
     simulate(site.stack, ["B2-L1"])
     wait_for(
         lambda: one(site.url, "SELECT count(*) FROM telemetry_1m m JOIN devices d ON"
@@ -766,6 +769,25 @@ def test_the_housing_authority_pays_a_case_from_the_console(site: Site, page: Pa
         " fund_cases WHERE id = %s)", case,
     ) == 1  # fmt: skip
     shot(page, "fund-case-settled")
+    # the account's journal shows the payment with the balance after it, and the whole
+    # journal exports as one CSV
+    account = one(site.url, "SELECT account_id FROM fund_cases WHERE id = %s", case)
+    balance = one(site.url, "SELECT balance_fen FROM fund_accounts WHERE id = %s", account)
+    page.click('#nav a[data-nav="fundaccounts"]')
+    page.click(f"#fund-accounts tr[data-account='{account}'] a")
+    paid = page.locator("#journal tbody tr").first
+    expect(paid).to_contain_text("维修支出")
+    expect(paid).to_contain_text("−1,180.50")
+    expect(paid).to_contain_text("施工单位")
+    with page.expect_download() as got:
+        page.click("#export-journal")
+    rows = list(csv.reader(io.StringIO(got.value.path().read_text(encoding="utf-8-sig"))))
+    assert rows[0][:5] == ["凭证号", "时间", "类别", "金额（元）", "余额"], rows[0]
+    entries = one(site.url, "SELECT count(*) FROM fund_legs WHERE account = 'fund:' || %s", account)
+    assert len(rows) == 1 + entries, rows
+    assert rows[1][2:5] == ["维修支出", "−1,180.50", f"{balance / 100:,.2f}"], rows[1]
+    assert len(rows[1][9]) == 64  # the chain hash, for `estate fund verify`
+    shot(page, "fund-journal")
 
 
 _COUNT_TONES = """
@@ -815,9 +837,9 @@ AXE = Path(__file__).resolve().parents[2] / "api/web/node_modules/axe-core/axe.m
 AXE_VIEWS: dict[Role | None, list[str]] = {
     None: ["#/login", "#/public/HXY"],
     Role.OPERATOR: ["#/board", "#/orders", "#/estates", "#/estate/HXY", "#/device/HXY/B2-L1",
-                    "#/silences", "#/fire", "#/notices"],
+                    "#/silences", "#/fire", "#/notices", "#/devicelist", "#/drainage"],
     Role.MARKET_INSPECTOR: ["#/elevators", "#/ledger"],
-    Role.OWNERS_COMMITTEE: ["#/fundcases"],
+    Role.OWNERS_COMMITTEE: ["#/fundcases", "#/fundaccounts"],
 }  # fmt: skip
 
 

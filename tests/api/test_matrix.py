@@ -80,6 +80,9 @@ ITEM: dict[str, tuple[str, str, str, Sees]] = {  # GET one: path, inside key, ou
                                     frozenset({A, H, OP, MG, FI, SO})),
     "/api/v1/fund/cases/{case_id}": ("/api/v1/fund/cases/{}", "fund_case", "fund_case_out",
                                      frozenset({A, H, OP, MG, SO, OC})),
+    "/api/v1/fund/accounts/{account_id}": (
+        "/api/v1/fund/accounts/{}", "account", "account_out",
+        frozenset({A, H, OP, MG, SO, OC})),
     "/api/v1/fund/accounts/{account_id}/journal": (
         "/api/v1/fund/accounts/{}/journal", "account", "account_out",
         frozenset({A, H, OP, MG, SO, OC})),

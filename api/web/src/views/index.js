@@ -16,6 +16,10 @@ import MyHomeView from "./MyHomeView.vue";
 import FundCasesView from "./FundCasesView.vue";
 import FundCaseView from "./FundCaseView.vue";
 import DisclosureView from "./DisclosureView.vue";
+import DevicesView from "./DevicesView.vue";
+import DrainageView from "./DrainageView.vue";
+import FundAccountsView from "./FundAccountsView.vue";
+import FundAccountView from "./FundAccountView.vue";
 
 const none = () => ({});
 export const VIEWS = {
@@ -35,17 +39,21 @@ export const VIEWS = {
   fundcases: { component: FundCasesView, props: none },
   fundcase: { component: FundCaseView, props: ([id]) => ({ id }) },
   disclosure: { component: DisclosureView, props: none },
+  devicelist: { component: DevicesView, props: none },
+  drainage: { component: DrainageView, props: none },
+  fundaccounts: { component: FundAccountsView, props: none },
+  fundaccount: { component: FundAccountView, props: ([id]) => ({ id }) },
 };
 export const NAV = {
-  admin: ["board", "estates", "orders", "silences", "fire", "elevators", "notices", "ledger", "fundcases"],
-  operator: ["board", "orders", "estates", "silences", "fire", "notices", "fundcases"],
-  manager: ["board", "orders", "estates", "silences", "fire", "elevators", "notices", "fundcases"],
-  maintenance: ["orders", "board", "estates", "notices"],
-  fire_inspector: ["fire", "notices", "ledger", "board", "estates"],
+  admin: ["board", "estates", "devicelist", "orders", "silences", "fire", "elevators", "drainage", "notices", "ledger", "fundcases", "fundaccounts"],
+  operator: ["board", "orders", "estates", "devicelist", "silences", "fire", "drainage", "notices", "fundcases", "fundaccounts"],
+  manager: ["board", "orders", "estates", "devicelist", "silences", "fire", "elevators", "drainage", "notices", "fundcases", "fundaccounts"],
+  maintenance: ["orders", "board", "estates", "devicelist", "notices"],
+  fire_inspector: ["fire", "notices", "ledger", "board", "estates", "devicelist"],
   // the lift orders a market inspector follows are in 电梯监管 (its own 工单 list is empty)
-  market_inspector: ["elevators", "notices", "ledger", "board", "estates"],
-  housing_authority: ["estates", "elevators", "fire", "notices", "ledger", "board", "fundcases"],
-  street_office: ["board", "orders", "estates", "fire", "elevators", "notices", "ledger", "fundcases"],
+  market_inspector: ["elevators", "notices", "ledger", "board", "estates", "devicelist"],
+  housing_authority: ["estates", "elevators", "fire", "drainage", "notices", "ledger", "board", "fundcases", "fundaccounts"],
+  street_office: ["board", "orders", "estates", "fire", "elevators", "drainage", "notices", "ledger", "fundcases", "fundaccounts"],
   owner: ["myhome", "disclosure"],
-  owners_committee: ["fundcases", "disclosure"],
+  owners_committee: ["fundcases", "fundaccounts", "disclosure"],
 };
