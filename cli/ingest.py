@@ -10,13 +10,46 @@ import threading
 
 from alerts.stage import AlertStage
 from cli import common
+from estate import db
+from estate.cluster import LocalCluster
+from estate.mqtt import SERVICE_ACCOUNT
+from estate.services import PrivateServices
 from estate.settings import Settings, SettingsError
 from ingest import deadletters
+from ingest.cluster import Holder
 from ingest.rollup import apply_retention, roll_up
 from ingest.worker import Shard, Worker, keep_collections_short
 
 
+def cmd_ingest_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    """A worker of the clustered deployment: a fair share of the partitions, by lease."""
+    cluster = LocalCluster(settings)
+    stop = threading.Event()
+    # the cluster has no Mosquitto: only the database is needed (`estate cluster up` or
+    # DATABASE_URL), and it is not stopped when this worker ends
+    ep = PrivateServices(settings).endpoints()
+    db.upgrade(ep.database_url)
+    holder = Holder(
+        database_url=ep.database_url,
+        mqtt_url=cluster.service_mqtt_url,
+        nats_servers=cluster.nats_urls,
+        partitions=cluster.partitions,
+        config=common.ingest_config(settings, None),
+        stage=(lambda: None)
+        if args.no_alerts
+        else (lambda: AlertStage(rules_path=settings.alert_rules)),
+        name=args.name,
+        nats_user=SERVICE_ACCOUNT,
+        nats_password=cluster.service_password,
+    )
+    with common.stop_on_signals(stop):
+        holder.run(stop)
+    return 0
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cluster:
+        return cmd_ingest_cluster(args, settings)
     try:
         shard = Shard.parse(args.shard)
     except ValueError as err:
@@ -100,6 +133,12 @@ def register(sub: common.SubParsers) -> None:
     s = sub.add_parser("ingest", help="run an ingest worker (MQTT to TimescaleDB) until stopped")
     s.add_argument("--shard", default="0/1", help="k/N: own the estates with crc32(code) %% N == k")
     s.add_argument("--no-alerts", action="store_true", help="store only; evaluate no rules")
+    s.add_argument(
+        "--cluster", action="store_true",
+        help="read the local cluster's log (estate cluster up): hold a fair share of its"
+        " partitions and take over a dead worker's",
+    )  # fmt: skip
+    s.add_argument("--name", default="", help="this worker's name in the logs")
     s.set_defaults(func=cmd_ingest)
     s = sub.add_parser(
         "maintain", help="recompute pending rollups and apply retention once, then exit"

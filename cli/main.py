@@ -14,14 +14,27 @@ import sys
 from collections.abc import Sequence
 
 from alerts.rules import RulesError
-from cli import access, alerts, common, db, demo, dispatch, fund, ingest, registry, services
+from cli import (
+    access,
+    alerts,
+    cluster,
+    common,
+    db,
+    demo,
+    dispatch,
+    fund,
+    ingest,
+    registry,
+    services,
+)
 from cli import simulate as simulate_cmd
 from estate import db as estate_db
 from estate import registry as estate_registry
 from estate.services import ServiceError
 from estate.settings import SettingsError, load_settings
 
-DOMAINS = (services, db, registry, ingest, simulate_cmd, demo, access, dispatch, fund, alerts)
+DOMAINS = (services, db, registry, ingest, simulate_cmd, demo, access, dispatch, fund, alerts,
+           cluster)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,6 +119,17 @@ class Runner:
         return done.stdout
 
 
+def detach(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``argv`` in the background, detached from us (a new session, reparented to init
+    when the shell that starts it exits; output appended to ``log``); return its pid."""
+    done = subprocess.run(
+        ["/bin/sh", "-c", 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!',
+         "detach", str(log), *argv],
+        capture_output=True, text=True, check=True, start_new_session=True, env=env,
+    )  # fmt: skip
+    return int(done.stdout.strip())
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     mqtt_device_url: str | None = None
     """where devices connect to an external broker (and `estate simulate --mode device`);
     unset: `MQTT_URL`'s host and port"""
+    cluster_port: Port = 11900
+    """`estate cluster up`: node i (1-3) of the local NATS cluster listens for NATS clients
+    on this + i, for MQTT devices on this + 10 + i, for its routes on this + 20 + i, and
+    for monitoring on this + 30 + i (127.0.0.1 only)"""
+    cluster_partitions: int = Field(default=16, ge=1, le=1024)
+    """partitions of the cluster's log (the estate is the key); fixed once devices publish"""
     mosquitto_bin: Path = Path("/usr/sbin/mosquitto")
     """Mosquitto binary"""
     service_user: str = "smartestate"

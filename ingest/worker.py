@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -53,6 +53,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from estate.mqtt import Address, close, new_client
 from ingest.batch import DeviceRef, Incoming, Rows, dead_letter, decode_batch, pg_text, shard_of
 from ingest.contract import Bounds, Reason, service_output
+from ingest.jetstream import JetStreamReceiver, partition_of
 from ingest.receiver import Receiver
 from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
 from ingest.writer import Writer, Written, mark_silent
@@ -67,8 +68,12 @@ def utcnow() -> dt.datetime:
 
 @dataclass(frozen=True)
 class Shard:
+    """The estates one worker owns: ``crc32(estate) mod count == index`` (``--shard k/N`` on
+    Mosquitto), or in the cluster the partition NATS maps them to (``fnv1a``)."""
+
     index: int = 0
     count: int = 1
+    scheme: Literal["crc32", "fnv1a"] = "crc32"
 
     @classmethod
     def parse(cls, text: str) -> Shard:
@@ -82,6 +87,8 @@ class Shard:
         return cls(k, n)
 
     def owns(self, estate: str) -> bool:
+        if self.scheme == "fnv1a":
+            return partition_of(estate, self.count) == self.index
         return shard_of(estate, self.count) == self.index
 
     def __str__(self) -> str:
@@ -480,7 +487,11 @@ class Worker(OwnWriter):
         config: IngestConfig = IngestConfig(),
         clock: Clock = utcnow,
         stage: BatchStage | None = None,
+        subscriber: Receiver | JetStreamReceiver | None = None,
     ) -> None:
+        """``subscriber``: where the messages come from (default: an MQTT session on
+        ``mqtt_url``; in the cluster, the partition's ``JetStreamReceiver``); ``mqtt_url``
+        is where the alert stage publishes."""
         self.database_url, self.shard, self.config, self.clock = database_url, shard, config, clock
         self.stage = stage
         self._stage_started = False
@@ -489,7 +500,11 @@ class Worker(OwnWriter):
         self.metrics = Metrics()
         self.directory = Directory()
         client_id = f"{config.client_prefix}-{shard.index}of{shard.count}"
-        self.subscriber = Receiver(mqtt_url, client_id=client_id, out=self.queue, clock=clock)
+        if subscriber is not None:
+            subscriber.out = self.queue
+        self.subscriber = subscriber or Receiver(
+            mqtt_url, client_id=client_id, out=self.queue, clock=clock
+        )
         # What the alert stage publishes goes out on a client of its own: the consumer's
         # inflight window carries device data and acknowledgements only, and an alert
         # never waits behind a batch's acknowledgements (nor they behind it).

@@ -22,6 +22,7 @@ from estate.db import Conn
 from ingest import contract
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds
+from ingest.receiver import Receiver
 from ingest.worker import Directory, IngestConfig, Worker
 from ingest.writer import Writer
 from tests.support.data import count, load_registry
@@ -483,7 +484,9 @@ def test_no_device_login_can_take_over_a_workers_or_another_devices_session(
         stop.set()
         attacker.join(10)
     assert tries[0] > 20
-    assert run.worker.subscriber.generation == 1  # the worker's connection was never taken
+    subscriber = run.worker.subscriber
+    assert isinstance(subscriber, Receiver)
+    assert subscriber.generation == 1  # the worker's connection was never taken
     assert sump_drops == []  # nor the other device's
     sump.disconnect()
     sump.loop_stop()

@@ -1,0 +1,148 @@
+"""``estate cluster up|down|status``: the clustered deployment on loopback ports (three NATS
+nodes with JetStream and MQTT, two ingest workers sharing the partitions, the private
+PostgreSQL and its streaming replica), for tests and demos; docs/scale.md."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+from cli import common
+from estate import db
+from estate.cluster import LocalCluster
+from estate.services import PrivateReplica, PrivateServices, _pid_cmdline, _read_pid, detach
+from estate.settings import Settings
+from ingest.cluster import LEASE_APP, LOCK_CLASS
+
+WORKERS = 2
+
+
+def _devices(database_url: str) -> list[tuple[str, str, str]]:
+    with db.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT estate_code, kind, code FROM devices WHERE active ORDER BY 1, 3"
+        ).fetchall()
+    return [(str(e), str(k), str(c)) for e, k, c in rows]
+
+
+def _worker_pidfile(cluster: LocalCluster, i: int) -> Path:
+    return cluster.root / f"worker-{i}.pid"
+
+
+def _worker_pid(cluster: LocalCluster, i: int) -> int | None:
+    pid = _read_pid(_worker_pidfile(cluster, i))
+    if pid is None:
+        return None
+    cmdline = _pid_cmdline(pid) or ""
+    return pid if "--cluster" in cmdline and f"w{i}" in cmdline else None
+
+
+def start_worker(cluster: LocalCluster, i: int, settings: Settings) -> int:
+    """An ``estate ingest --cluster`` process in the background, its log beside the nodes."""
+    log = cluster.root / f"worker-{i}.log"
+    env = {**os.environ, "ESTATE_VAR_DIR": str(settings.var_dir)}
+    pid = detach([sys.executable, "-m", "cli", "ingest", "--cluster", "--name", f"w{i}"], log, env)
+    _worker_pidfile(cluster, i).write_text(f"{pid}\n")
+    return pid
+
+
+def stop_worker(cluster: LocalCluster, i: int, sig: int = signal.SIGTERM) -> None:
+    pid = _worker_pid(cluster, i)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + 60
+    while _pid_cmdline(pid) is not None and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    _worker_pidfile(cluster, i).unlink(missing_ok=True)
+
+
+def held_partitions(database_url: str) -> dict[int, list[int]]:
+    """Partitions by the pid of the lease session holding them."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT a.pid, l.objid::int FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.granted"
+            " AND a.application_name = %s ORDER BY 1, 2",
+            (LOCK_CLASS, LEASE_APP),
+        ).fetchall()
+    out: dict[int, list[int]] = {}
+    for pid, k in rows:
+        out.setdefault(int(pid), []).append(int(k))
+    return out
+
+
+def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    svc = PrivateServices(settings)
+    cluster = LocalCluster(settings)
+    replica = PrivateReplica(settings, svc.runner)
+    if args.action == "up":
+        svc.start()
+        svc.disown()
+        ep = svc.endpoints()
+        db.upgrade(ep.database_url)
+        replica.start()
+        devices = _devices(ep.database_url)
+        cluster.up(devices)
+        for i in range(1, WORKERS + 1):
+            if _worker_pid(cluster, i) is None:
+                start_worker(cluster, i, settings)
+        common.echo(f"cluster: {len(cluster.nodes)} NATS nodes, {cluster.partitions} partitions,"
+                    f" {len(devices)} device logins, {WORKERS} ingest workers")  # fmt: skip
+        for node, url in zip(cluster.nodes, cluster.mqtt_urls, strict=True):
+            common.echo(f"  {node.name}: devices connect to {url}")
+        common.echo(f"  replica: 127.0.0.1:{replica.port}; `estate cluster status` shows who"
+                    " holds which partition")  # fmt: skip
+        return 0
+    if args.action == "down":
+        for i in range(1, WORKERS + 1):
+            stop_worker(cluster, i)
+        cluster.down()
+        replica.stop()
+        common.echo("cluster stopped (workers, nodes, replica); the primary PostgreSQL stays"
+                    " up: `estate services stop` stops it")  # fmt: skip
+        return 0
+    ok = True
+    for st in cluster.status():
+        ok &= st.running
+        common.echo(f"{st.name}: {st.detail} on {st.address}")
+    ep = svc.endpoints()
+    try:
+        held = held_partitions(ep.database_url)
+    except psycopg.Error as err:
+        held = {}
+        common.echo(f"partitions: the database is not reachable ({err})")
+    for i in range(1, WORKERS + 1):
+        pid = _worker_pid(cluster, i)
+        ok &= pid is not None
+        common.echo(f"ingest worker w{i}: {'running, pid ' + str(pid) if pid else 'stopped'}")
+    for lease_pid, parts in held.items():
+        common.echo(f"  lease session {lease_pid}: partitions {', '.join(map(str, parts))}")
+    free = set(range(cluster.partitions)) - {k for p in held.values() for k in p}
+    if free:
+        ok = False
+        common.echo(f"  partitions nobody holds: {', '.join(map(str, sorted(free)))}")
+    st = replica.status()
+    common.echo(f"{st.name}: {st.detail} on {st.address}")
+    return 0 if ok and st.running else 3
+
+
+def register(sub: common.SubParsers) -> None:
+    """Add this module's commands to the ``estate`` parser."""
+    s = sub.add_parser(
+        "cluster",
+        help="start, stop or inspect the local clustered deployment (3 NATS nodes, 2 ingest"
+        " workers, primary + replica)",
+    )
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.set_defaults(func=cmd_cluster)

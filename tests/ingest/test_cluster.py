@@ -1,0 +1,217 @@
+"""The clustered deployment on loopback (issue 21): three NATS nodes with JetStream and MQTT,
+two ingest worker processes sharing the partitions by lease, the real database.
+
+Devices publish numbered QoS 1 messages for many estates to all three nodes while a broker
+node and an ingest worker are killed (SIGKILL) mid-run. Afterwards every message a device
+got a PUBACK for is stored exactly once, no partition was ever held by two workers, every
+partition is held again, and the takeover time is printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+
+from cli.cluster import held_partitions
+from estate import registry
+from estate.cluster import LocalCluster, client_id
+from estate.mqtt import (
+    Address,
+    close,
+    connect_and_wait,
+    device_password,
+    device_username,
+    new_client,
+)
+from estate.services import load_secrets, port_in_use
+from ingest import contract
+from ingest.jetstream import partition_of
+from tests.support.data import count
+from tests.support.pipeline import wait_for
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+ESTATES = 24
+PARTITIONS = 8
+PER_DEVICE = 150
+
+
+def free_base() -> int:
+    """A base port whose node ports (+1..+33) are all free."""
+    for _ in range(50):
+        base = random.randrange(20_000, 40_000, 100)
+        if not any(port_in_use(base + i) for i in range(1, 34)):
+            return base
+    raise RuntimeError("no free port range for the cluster")
+
+
+def world() -> str:
+    estates = "\n".join(
+        f"  - {{code: C{i:02d}, name: 小区{i}, area: D, buildings: [{{code: B1, name: 1号楼,"
+        f" floors: 9, devices: [{{code: L1, kind: elevator, subtype: passenger}}]}}]}}"
+        for i in range(ESTATES)
+    )
+    return (
+        "version: 1\nareas:\n  - {code: C, name: 市, level: city}\n"
+        "  - {code: D, name: 区, level: district, parent: C}\n"
+        f"organisations: []\nestates:\n{estates}\n"
+    )
+
+
+@pytest.fixture
+def cluster(stack: Stack, database_url: str) -> Iterator[tuple[LocalCluster, dict[str, str]]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        registry.load(conn, registry.parse(world()))
+        devices = [(str(e), str(k), str(c)) for e, k, c in conn.execute(
+            "SELECT estate_code, kind, code FROM devices ORDER BY 1")]  # fmt: skip
+    settings = stack.settings.model_copy(
+        update={"cluster_port": free_base(), "cluster_partitions": PARTITIONS}
+    )
+    c = LocalCluster(settings)
+    env = {
+        **os.environ, "DATABASE_URL": database_url, "ESTATE_VAR_DIR": str(settings.var_dir),
+        "ESTATE_CLUSTER_PORT": str(settings.cluster_port),
+        "ESTATE_CLUSTER_PARTITIONS": str(PARTITIONS), "ESTATE_ENVIRONMENT": "test",
+    }  # fmt: skip
+    try:
+        c.up(devices)
+        yield c, env
+    finally:
+        c.down()
+
+
+def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "ingest", "--cluster", "--name", name],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+
+
+class Device:
+    """One lift publishing numbered readings over QoS 1 to one node; ``acked`` holds the
+    sequence numbers the node acknowledged."""
+
+    def __init__(self, c: LocalCluster, secret: str, estate: str, port: int) -> None:
+        self.estate = estate
+        login = Address("127.0.0.1", port).login(
+            device_username(estate, "L1"), device_password(secret, estate, "L1")
+        )
+        self.client = new_client(login, client_id(estate, "L1"), clean_session=True)
+        self.client.max_inflight_messages_set(20)
+        self.mids: dict[int, int] = {}
+        self.acked: set[int] = set()
+        self.lock = threading.Lock()
+        self.client.on_publish = self._on_publish
+        connect_and_wait(self.client, login, who=f"device {estate}/L1")
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, *_: object) -> None:
+        with self.lock:
+            seq = self.mids.pop(mid, None)
+            if seq is not None:
+                self.acked.add(seq)
+
+    def send(self, seq: int) -> None:
+        now = dt.datetime.now(dt.UTC)
+        body = contract.telemetry(now, seq, {"floor": float(seq % 9 + 1)})
+        topic = f"estate/v1/{self.estate}/elevator/L1/telemetry"
+        with self.lock:
+            info = self.client.publish(topic, contract.dumps(body), qos=1)
+            self.mids[info.mid] = seq
+
+
+def test_every_acknowledged_message_survives_a_dead_node_and_a_dead_worker(
+    cluster: tuple[LocalCluster, dict[str, str]], database_url: str, tmp_path: Path
+) -> None:
+    c, env = cluster
+    secret = load_secrets(c.settings.var_dir)["device_secret"]
+    workers = [start_worker(env, f"w{i}", tmp_path / f"w{i}.log") for i in (1, 2)]
+    try:
+        wait_for(lambda: sum(len(p) for p in held_partitions(database_url).values())
+                 == PARTITIONS and len(held_partitions(database_url)) == 2, 60,
+                 "both workers holding their share")  # fmt: skip
+        # the devices: estates spread over the nodes (node 2 is the one to die)
+        estates = [f"C{i:02d}" for i in range(ESTATES)]
+        devices = [Device(c, secret, e, c.nodes[i % 3].mqtt_port) for i, e in enumerate(estates)]
+        overlaps: list[dict[int, list[int]]] = []
+        watching = threading.Event()
+
+        def watch() -> None:  # no partition is ever held by two lease sessions
+            while not watching.is_set():
+                held = held_partitions(database_url)
+                every = [k for parts in held.values() for k in parts]
+                if len(every) != len(set(every)):
+                    overlaps.append(held)
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        killed_at = 0.0
+        for seq in range(1, PER_DEVICE + 1):
+            for d in devices:
+                d.send(seq)
+            if seq == PER_DEVICE // 3:
+                workers[0].send_signal(signal.SIGKILL)  # mid-batch: it held half the log
+                killed_at = time.monotonic()
+            if seq == PER_DEVICE // 2:
+                c.stop_node(c.nodes[1], signal.SIGKILL)
+            time.sleep(0.01)
+        # the survivor holds every partition: the takeover
+        wait_for(lambda: held_partitions(database_url).get(
+            next(iter(held_partitions(database_url)), 0), []) == list(range(PARTITIONS)),
+            60, "the survivor holding every partition")  # fmt: skip
+        takeover = time.monotonic() - killed_at
+        time.sleep(2)  # the devices' last PUBACKs
+        acked = {(d.estate, s) for d in devices for s in d.acked}
+        stored_q = "SELECT count(*) FROM telemetry t JOIN devices v ON v.id = t.device_id"
+        wait_for(lambda: count(database_url, stored_q) >= len(acked), 90,
+                 "every acknowledged message stored")  # fmt: skip
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT v.estate_code, t.seq, count(*) FROM telemetry t"
+                " JOIN devices v ON v.id = t.device_id GROUP BY 1, 2"
+            ).fetchall()
+        stored = {(str(e), int(s)): int(n) for e, s, n in rows}
+        missing = acked - stored.keys()
+        twice = {k: n for k, n in stored.items() if n > 1}
+        watching.set()
+        watcher.join(5)
+        by_node = [sum(len(d.acked) for i, d in enumerate(devices) if i % 3 == n) for n in range(3)]
+        print(
+            f"\ncluster: {len(acked)} messages acknowledged (by node {by_node}),"
+            f" {len(stored)} stored,"
+            f" takeover of a killed worker's partitions {takeover:.1f} s"
+            f" (node 2 killed too; {PARTITIONS} partitions,"
+            f" {len({partition_of(e, PARTITIONS) for e in estates})} in use)"
+        )
+        assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
+        assert not twice, f"stored more than once: {list(twice.items())[:5]}"
+        assert not overlaps, f"a partition held twice: {overlaps[:2]}"
+        # publishing went on through both kills: the devices on the surviving nodes got
+        # PUBACKs for readings sent after node 2 died
+        late = {d.estate for d in devices if max(d.acked, default=0) > PER_DEVICE // 2 + 10}
+        survivors = {d.estate for i, d in enumerate(devices) if i % 3 != 1}
+        assert late >= survivors, sorted(survivors - late)
+        for d in devices:
+            close(d.client)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+                try:
+                    w.wait(60)
+                except subprocess.TimeoutExpired:
+                    w.kill()
