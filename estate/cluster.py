@@ -7,7 +7,7 @@ partition. Ingest workers (``estate ingest --cluster``) and the streaming replic
 Devices speak the same contract to any node's MQTT port: topics, JSON payloads, QoS 1, a
 login per device. A node maps ``estate.v1.<estate>.<kind>.<device>.<telemetry|event|status>``
 to ``p.<partition>.estate.v1.…`` (``partition(P, estate)``: FNV-1a, the worker's
-``ingest.jetstream.partition_of``) and stores the message in the replicated ``$MQTT_msgs``
+``partition_of``) and stores the message in the replicated ``$MQTT_msgs``
 stream before it sends the PUBACK.
 """
 
@@ -29,6 +29,8 @@ from typing import Any
 from urllib.parse import quote
 
 import nats
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from estate.mqtt import (
     SERVICE_ACCOUNT,
@@ -52,9 +54,69 @@ from estate.services import (
     port_in_use,
 )
 from estate.settings import Settings
-from ingest import jetstream
 
 NODES = 3
+
+STREAM = "$MQTT_msgs"  # the stream NATS's MQTT listener stores QoS 1 messages in
+PREFIX = "$MQTT.msgs.p."  # + "<partition>.estate.v1.…" (the mapped device subject)
+ACK_WAIT_S = 30.0
+
+
+def fnv1a(text: str) -> int:
+    """32-bit FNV-1a, as nats-server's ``partition()`` mapping hashes a token."""
+    h = 0x811C9DC5
+    for b in text.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def partition_of(estate: str, partitions: int) -> int:
+    """The partition the cluster puts ``estate``'s messages in."""
+    return fnv1a(estate) % partitions
+
+
+def consumer_name(partition: int, generation: int) -> str:
+    return f"part-{partition}-{generation}"
+
+
+def filter_subject(partition: int) -> str:
+    return f"{PREFIX}{partition}.>"
+
+
+async def consumers_of(js: JetStreamContext, partition: int) -> list[tuple[int, Any]]:
+    """The partition's consumers as (generation, info), oldest first."""
+    found = []
+    for info in await js.consumers_info(STREAM):
+        name = info.name or ""
+        head = f"part-{partition}-"
+        if name.startswith(head) and name[len(head) :].isdigit():
+            found.append((int(name[len(head) :]), info))
+    return sorted(found, key=lambda x: x[0])
+
+
+def consumer_config(partition: int, generation: int, start_seq: int | None) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=consumer_name(partition, generation),
+        filter_subject=filter_subject(partition),
+        ack_policy=AckPolicy.ALL,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
+        opt_start_seq=start_seq,
+        ack_wait=ACK_WAIT_S,
+        max_ack_pending=-1,
+        max_deliver=-1,
+        inactive_threshold=None,
+    )
+
+
+async def ensure_partitions(js: JetStreamContext, partitions: int) -> None:
+    """A consumer for every partition (``estate cluster up``): with interest retention the
+    stream keeps only what some consumer still has to read, so they exist before any device
+    publishes."""
+    for k in range(partitions):
+        if not await consumers_of(js, k):
+            await js.add_consumer(STREAM, consumer_config(k, 1, None))
+
+
 KINDS_OF_MESSAGE = ("telemetry", "event", "status")
 
 
@@ -269,13 +331,13 @@ class LocalCluster:
             deadline = time.monotonic() + timeout
             while True:
                 try:
-                    await js.stream_info(jetstream.STREAM)
+                    await js.stream_info(STREAM)
                     break
                 except Exception:
                     if time.monotonic() > deadline:
                         raise ServiceError("no $MQTT_msgs stream in the cluster") from None
                     await asyncio.sleep(0.3)
-            await jetstream.ensure_partitions(js, self.partitions)
+            await ensure_partitions(js, self.partitions)
         finally:
             await nc.close()
 

@@ -39,37 +39,19 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from estate.cluster import (
+    PREFIX,
+    STREAM,
+    consumer_config,
+    consumer_name,
+    consumers_of,
+)
 from ingest.batch import Incoming
 
 log = logging.getLogger("estate.ingest.jetstream")
 
-STREAM = "$MQTT_msgs"  # the stream NATS's MQTT listener stores QoS 1 messages in
-PREFIX = "$MQTT.msgs.p."  # + "<partition>.estate.v1.…" (the mapped device subject)
-ACK_WAIT_S = 30.0
 FETCH = 2000
-
-
-def fnv1a(text: str) -> int:
-    """32-bit FNV-1a, as nats-server's ``partition()`` mapping hashes a token."""
-    h = 0x811C9DC5
-    for b in text.encode():
-        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def partition_of(estate: str, partitions: int) -> int:
-    """The partition the cluster puts ``estate``'s messages in."""
-    return fnv1a(estate) % partitions
-
-
-def consumer_name(partition: int, generation: int) -> str:
-    return f"part-{partition}-{generation}"
-
-
-def filter_subject(partition: int) -> str:
-    return f"{PREFIX}{partition}.>"
 
 
 def topic_of(subject: str) -> str:
@@ -80,46 +62,12 @@ def topic_of(subject: str) -> str:
     return rest.replace("//", "\x00").replace(".", "/").replace("\x00", ".")
 
 
-async def consumers_of(js: JetStreamContext, partition: int) -> list[tuple[int, Any]]:
-    """The partition's consumers as (generation, info), oldest first."""
-    found = []
-    for info in await js.consumers_info(STREAM):
-        name = info.name or ""
-        head = f"part-{partition}-"
-        if name.startswith(head) and name[len(head) :].isdigit():
-            found.append((int(name[len(head) :]), info))
-    return sorted(found, key=lambda x: x[0])
-
-
-def _config(partition: int, generation: int, start_seq: int | None) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=consumer_name(partition, generation),
-        filter_subject=filter_subject(partition),
-        ack_policy=AckPolicy.ALL,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
-        opt_start_seq=start_seq,
-        ack_wait=ACK_WAIT_S,
-        max_ack_pending=-1,
-        max_deliver=-1,
-        inactive_threshold=None,
-    )
-
-
-async def ensure_partitions(js: JetStreamContext, partitions: int) -> None:
-    """A consumer for every partition (``estate cluster up``): with interest retention the
-    stream keeps only what some consumer still has to read, so they exist before any device
-    publishes."""
-    for k in range(partitions):
-        if not await consumers_of(js, k):
-            await js.add_consumer(STREAM, _config(k, 1, None))
-
-
 async def take_over(js: JetStreamContext, partition: int) -> str:
     """The consumer the new holder of ``partition`` reads; a fresh one at the first
     unacknowledged message when the last holder left deliveries unacknowledged."""
     found = await consumers_of(js, partition)
     if not found:
-        await js.add_consumer(STREAM, _config(partition, 1, None))
+        await js.add_consumer(STREAM, consumer_config(partition, 1, None))
         return consumer_name(partition, 1)
     generation, info = found[-1]
     pending = info.num_ack_pending or 0
@@ -128,7 +76,7 @@ async def take_over(js: JetStreamContext, partition: int) -> str:
         generation += 1
         # the new one first: with interest retention, deleting the old one first would let
         # the stream drop messages nobody else was interested in
-        await js.add_consumer(STREAM, _config(partition, generation, floor + 1))
+        await js.add_consumer(STREAM, consumer_config(partition, generation, floor + 1))
         log.info(
             "partition %d: %d messages were delivered to the last holder and not acknowledged;"
             " reading again from stream sequence %d",

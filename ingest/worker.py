@@ -50,10 +50,11 @@ import paho.mqtt.client as mqtt
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from estate.cluster import partition_of
 from estate.mqtt import Address, close, new_client
 from ingest.batch import DeviceRef, Incoming, Rows, dead_letter, decode_batch, pg_text, shard_of
 from ingest.contract import Bounds, Reason, service_output
-from ingest.jetstream import JetStreamReceiver, partition_of
+from ingest.jetstream import JetStreamReceiver
 from ingest.receiver import Receiver
 from ingest.rollup import Retention, RollupResult, apply_retention, roll_up
 from ingest.writer import Writer, Written, mark_silent

@@ -26,7 +26,7 @@ import pytest
 
 from cli.cluster import held_partitions
 from estate import registry
-from estate.cluster import LocalCluster, client_id
+from estate.cluster import LocalCluster, client_id, partition_of
 from estate.mqtt import (
     Address,
     close,
@@ -37,7 +37,6 @@ from estate.mqtt import (
 )
 from estate.services import load_secrets, port_in_use
 from ingest import contract
-from ingest.jetstream import partition_of
 from tests.support.data import count
 from tests.support.pipeline import wait_for
 from tests.support.stack import Stack
