@@ -19,7 +19,7 @@ from estate import db
 from estate.cluster import LocalCluster
 from estate.services import PrivateReplica, PrivateServices, _pid_cmdline, _read_pid, detach
 from estate.settings import Settings
-from ingest.cluster import LEASE_APP, LOCK_CLASS
+from ingest.cluster import held_partitions
 
 WORKERS = 2
 
@@ -65,21 +65,6 @@ def stop_worker(cluster: LocalCluster, i: int, sig: int = signal.SIGTERM) -> Non
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
     _worker_pidfile(cluster, i).unlink(missing_ok=True)
-
-
-def held_partitions(database_url: str) -> dict[int, list[int]]:
-    """Partitions by the pid of the lease session holding them."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT a.pid, l.objid::int FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.granted"
-            " AND a.application_name = %s ORDER BY 1, 2",
-            (LOCK_CLASS, LEASE_APP),
-        ).fetchall()
-    out: dict[int, list[int]] = {}
-    for pid, k in rows:
-        out.setdefault(int(pid), []).append(int(k))
-    return out
 
 
 def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:

@@ -98,7 +98,7 @@ def consumer_config(partition: int, generation: int, start_seq: int | None) -> C
     return ConsumerConfig(
         durable_name=consumer_name(partition, generation),
         filter_subject=filter_subject(partition),
-        ack_policy=AckPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
         opt_start_seq=start_seq,
         ack_wait=ACK_WAIT_S,

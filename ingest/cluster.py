@@ -38,6 +38,21 @@ LEASE_APP = "estate-ingest-lease"
 LOCK_CLASS = 0x45535441  # the advisory locks' first key ("ESTA"); the partition is the second
 
 
+def held_partitions(database_url: str) -> dict[int, list[int]]:
+    """Partitions by the pid of the lease session holding them."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT a.pid, l.objid::int FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.granted"
+            " AND a.application_name = %s ORDER BY 1, 2",
+            (LOCK_CLASS, LEASE_APP),
+        ).fetchall()
+    out: dict[int, list[int]] = {}
+    for pid, k in rows:
+        out.setdefault(int(pid), []).append(int(k))
+    return out
+
+
 @dataclass
 class _Held:
     worker: Worker

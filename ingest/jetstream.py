@@ -9,8 +9,11 @@ send the PUBACK: a device's PUBACK means the message is in the replicated log.
 Each partition has one durable consumer (``part-<k>-<generation>``) on that stream; the
 stream keeps a message while a consumer has not acknowledged it (interest retention).
 Exactly one ingest worker holds a partition at a time (its lease, ``ingest.cluster``); it
-reads the partition in order and acknowledges after the database commit (``AckAll``: the
-newest committed message acknowledges everything before it).
+reads the partition in order and acknowledges each message after the database commit.
+(Not ``AckAll``: a pull whose answer is lost with a dying node's connection leaves
+deliveries the worker never saw, and acknowledging a newer message would acknowledge them
+too; the kill test lost messages that way. A gap in the delivery sequence instead makes the
+receiver read on from the first unacknowledged message, as a takeover does.)
 
 When a worker takes a partition over, the previous holder may have died with messages
 delivered but not acknowledged; JetStream would hold them until their ack wait ran out and
@@ -91,6 +94,16 @@ async def take_over(js: JetStreamContext, partition: int) -> str:
     return consumer_name(partition, generation)
 
 
+class LostDelivery(RuntimeError):
+    """Messages the consumer delivered never arrived (a connection died with them)."""
+
+
+async def _ack_each(msgs: list[Any]) -> None:
+    for msg in msgs:
+        with contextlib.suppress(Exception):  # unacknowledged: delivered again, absorbed
+            await msg.ack()
+
+
 class JetStreamReceiver:
     """One partition's messages into ``out`` in stream order; ``ack`` after the commit."""
 
@@ -119,15 +132,12 @@ class JetStreamReceiver:
         """Nothing to do: the partition is the subscription."""
 
     def ack(self, messages: list[Incoming]) -> int:
-        """Acknowledge the newest of ``messages`` (``AckAll`` covers the ones before it)."""
-        newest = max((m.mid for m in messages), default=0)
-        msg = self._pending.get(newest)
-        for m in messages:
-            self._pending.pop(m.mid, None)
-        if msg is None or self._loop is None:
+        """Acknowledge each of ``messages`` (committed), in order."""
+        msgs = [x for x in (self._pending.pop(m.mid, None) for m in messages) if x is not None]
+        if not msgs or self._loop is None:
             return 0
-        asyncio.run_coroutine_threadsafe(msg.ack(), self._loop)
-        return len(messages)
+        asyncio.run_coroutine_threadsafe(_ack_each(msgs), self._loop)
+        return len(msgs)
 
     def start(self, timeout: float = 30) -> None:
         self._thread = threading.Thread(
@@ -165,6 +175,7 @@ class JetStreamReceiver:
                 name = await take_over(js, self.partition)
                 sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
                 self.connected.set()
+                delivered = 0  # the consumer's delivery sequence: a gap is a lost delivery
                 while not self._stop.is_set():
                     if self.paused:
                         await asyncio.sleep(0.05)
@@ -175,6 +186,12 @@ class JetStreamReceiver:
                         continue
                     now = self.clock()
                     for msg in msgs:
+                        seq = msg.metadata.sequence.consumer
+                        if delivered and seq != delivered + 1:
+                            raise LostDelivery(
+                                f"deliveries {delivered + 1}-{seq - 1} were lost in transit"
+                            )
+                        delivered = seq
                         mid = next(self._mids)
                         self._pending[mid] = msg
                         self.out.put(Incoming(topic_of(msg.subject), msg.data, mid, 1, 0, now))
