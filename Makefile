@@ -62,6 +62,7 @@ bench: setup
 	$(BIN)/python -m bench.alerts
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.cluster
 
 stop: venv
 	$(BIN)/estate services stop
