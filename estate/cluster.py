@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import nats
@@ -59,7 +59,12 @@ NODES = 3
 
 STREAM = "$MQTT_msgs"  # the stream NATS's MQTT listener stores QoS 1 messages in
 PREFIX = "$MQTT.msgs.p."  # + "<partition>.estate.v1.…" (the mapped device subject)
+UNMAPPED = "$MQTT.msgs.estate."  # device subjects no mapping matched (a wrong topic)
 ACK_WAIT_S = 30.0
+# The consumers: per partition everything ("part", the worker's main path) and its events
+# again ("evt", the event fast lane, as a second subscription is on Mosquitto); and one for
+# what no mapping matched ("rest", read by partition 0's holder: dead letters, never lost).
+Kind = Literal["part", "evt", "rest"]
 
 
 def fnv1a(text: str) -> int:
@@ -75,29 +80,35 @@ def partition_of(estate: str, partitions: int) -> int:
     return fnv1a(estate) % partitions
 
 
-def consumer_name(partition: int, generation: int) -> str:
-    return f"part-{partition}-{generation}"
+def consumer_name(kind: Kind, partition: int, generation: int) -> str:
+    return f"{kind}-{partition}-{generation}"
 
 
-def filter_subject(partition: int) -> str:
+def filter_subject(kind: Kind, partition: int) -> str:
+    if kind == "evt":
+        return f"{PREFIX}{partition}.estate.v1.*.*.*.event"
+    if kind == "rest":
+        return f"{UNMAPPED}>"
     return f"{PREFIX}{partition}.>"
 
 
-async def consumers_of(js: JetStreamContext, partition: int) -> list[tuple[int, Any]]:
-    """The partition's consumers as (generation, info), oldest first."""
+async def consumers_of(js: JetStreamContext, kind: Kind, partition: int) -> list[tuple[int, Any]]:
+    """The partition's consumers of ``kind`` as (generation, info), oldest first."""
     found = []
+    head = f"{kind}-{partition}-"
     for info in await js.consumers_info(STREAM):
         name = info.name or ""
-        head = f"part-{partition}-"
         if name.startswith(head) and name[len(head) :].isdigit():
             found.append((int(name[len(head) :]), info))
     return sorted(found, key=lambda x: x[0])
 
 
-def consumer_config(partition: int, generation: int, start_seq: int | None) -> ConsumerConfig:
+def consumer_config(
+    kind: Kind, partition: int, generation: int, start_seq: int | None
+) -> ConsumerConfig:
     return ConsumerConfig(
-        durable_name=consumer_name(partition, generation),
-        filter_subject=filter_subject(partition),
+        durable_name=consumer_name(kind, partition, generation),
+        filter_subject=filter_subject(kind, partition),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
         opt_start_seq=start_seq,
@@ -108,13 +119,19 @@ def consumer_config(partition: int, generation: int, start_seq: int | None) -> C
     )
 
 
-async def ensure_partitions(js: JetStreamContext, partitions: int) -> None:
-    """A consumer for every partition (``estate cluster up``): with interest retention the
-    stream keeps only what some consumer still has to read, so they exist before any device
-    publishes."""
+def consumers_wanted(partitions: int) -> list[tuple[Kind, int]]:
+    wanted: list[tuple[Kind, int]] = [("rest", 0)]
     for k in range(partitions):
-        if not await consumers_of(js, k):
-            await js.add_consumer(STREAM, consumer_config(k, 1, None))
+        wanted += [("part", k), ("evt", k)]
+    return wanted
+
+
+async def ensure_partitions(js: JetStreamContext, partitions: int) -> None:
+    """Every consumer (``estate cluster up``): with interest retention the stream keeps only
+    what some consumer still has to read, so they exist before any device publishes."""
+    for kind, k in consumers_wanted(partitions):
+        if not await consumers_of(js, kind, k):
+            await js.add_consumer(STREAM, consumer_config(kind, k, 1, None))
 
 
 KINDS_OF_MESSAGE = ("telemetry", "event", "status")

@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from estate.cluster import Kind
 from ingest.jetstream import JetStreamReceiver
 from ingest.worker import BatchStage, Clock, IngestConfig, Shard, Worker, utcnow
 
@@ -95,18 +96,23 @@ class Holder:
         return max(1, int(row[0])) if row else 1
 
     def _start(self, k: int) -> None:
-        receiver = JetStreamReceiver(
-            self.nats_servers, k, out=queue.SimpleQueue(),  # the worker gives its own
-            clock=self.clock, user=self.nats_user, password=self.nats_password,
-        )  # fmt: skip
+        def receiver(*kinds: Kind) -> JetStreamReceiver:
+            return JetStreamReceiver(
+                self.nats_servers, k, out=queue.SimpleQueue(),  # the worker gives its own
+                clock=self.clock, user=self.nats_user, password=self.nats_password, kinds=kinds,
+            )  # fmt: skip
+
         config = IngestConfig(
-            **{**self.config.__dict__, "event_lane": False, "maintain": k == 0,
-               "metrics_port": None, "client_prefix": f"{self.config.client_prefix}-p{k}"}
+            **{**self.config.__dict__, "maintain": k == 0, "metrics_port": None,
+               "client_prefix": f"{self.config.client_prefix}-p{k}"}
         )  # fmt: skip
+        # partition 0's worker also reads what no mapping matched: dead letters, not lost
         worker = Worker(
             database_url=self.database_url, mqtt_url=self.mqtt_url,
             shard=Shard(k, self.partitions, "fnv1a"), config=config, clock=self.clock,
-            stage=self.stage(), subscriber=receiver,
+            stage=self.stage(),
+            subscriber=receiver("part", "rest") if k == 0 else receiver("part"),
+            events=receiver("evt") if config.event_lane else None,
         )  # fmt: skip
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), name=f"estate-part-{k}")

@@ -46,6 +46,8 @@ from nats.js import JetStreamContext
 from estate.cluster import (
     PREFIX,
     STREAM,
+    UNMAPPED,
+    Kind,
     consumer_config,
     consumer_name,
     consumers_of,
@@ -61,17 +63,20 @@ def topic_of(subject: str) -> str:
     """The device's MQTT topic back from the stored subject: ``$MQTT.msgs.p.3.estate.v1.HXY.
     elevator.B1-L1.telemetry`` → ``estate/v1/HXY/elevator/B1-L1/telemetry``. NATS wrote an
     MQTT ``.`` as ``//``; it is restored."""
-    rest = subject[len(PREFIX) :].split(".", 1)[-1]
+    if subject.startswith(PREFIX):
+        rest = subject[len(PREFIX) :].split(".", 1)[-1]
+    else:  # a subject no mapping matched ("rest"): "$MQTT.msgs.estate.…"
+        rest = subject[len(UNMAPPED) - len("estate.") :]
     return rest.replace("//", "\x00").replace(".", "/").replace("\x00", ".")
 
 
-async def take_over(js: JetStreamContext, partition: int) -> str:
-    """The consumer the new holder of ``partition`` reads; a fresh one at the first
-    unacknowledged message when the last holder left deliveries unacknowledged."""
-    found = await consumers_of(js, partition)
+async def take_over(js: JetStreamContext, kind: Kind, partition: int) -> str:
+    """The consumer of ``kind`` the new holder of ``partition`` reads; a fresh one at the
+    first unacknowledged message when the last holder left deliveries unacknowledged."""
+    found = await consumers_of(js, kind, partition)
     if not found:
-        await js.add_consumer(STREAM, consumer_config(partition, 1, None))
-        return consumer_name(partition, 1)
+        await js.add_consumer(STREAM, consumer_config(kind, partition, 1, None))
+        return consumer_name(kind, partition, 1)
     generation, info = found[-1]
     pending = info.num_ack_pending or 0
     if pending:
@@ -79,10 +84,11 @@ async def take_over(js: JetStreamContext, partition: int) -> str:
         generation += 1
         # the new one first: with interest retention, deleting the old one first would let
         # the stream drop messages nobody else was interested in
-        await js.add_consumer(STREAM, consumer_config(partition, generation, floor + 1))
+        await js.add_consumer(STREAM, consumer_config(kind, partition, generation, floor + 1))
         log.info(
-            "partition %d: %d messages were delivered to the last holder and not acknowledged;"
+            "%s-%d: %d messages were delivered to the last holder and not acknowledged;"
             " reading again from stream sequence %d",
+            kind,
             partition,
             pending,
             floor + 1,
@@ -90,8 +96,8 @@ async def take_over(js: JetStreamContext, partition: int) -> str:
     for old, _ in found:
         if old < generation:
             with contextlib.suppress(Exception):
-                await js.delete_consumer(STREAM, consumer_name(partition, old))
-    return consumer_name(partition, generation)
+                await js.delete_consumer(STREAM, consumer_name(kind, partition, old))
+    return consumer_name(kind, partition, generation)
 
 
 class LostDelivery(RuntimeError):
@@ -105,7 +111,9 @@ async def _ack_each(msgs: list[Any]) -> None:
 
 
 class JetStreamReceiver:
-    """One partition's messages into ``out`` in stream order; ``ack`` after the commit."""
+    """One partition's messages into ``out`` in stream order; ``ack`` after the commit.
+    ``kinds``: the partition's consumers read (``part``; ``part`` and ``rest`` for partition
+    0's worker; ``evt`` for the event lane), each in its own order."""
 
     def __init__(
         self,
@@ -116,8 +124,11 @@ class JetStreamReceiver:
         clock: Callable[[], dt.datetime],
         user: str | None = None,
         password: str | None = None,
+        kinds: tuple[Kind, ...] = ("part",),
     ) -> None:
         self.servers, self.partition, self.out, self.clock = servers, partition, out, clock
+        self.kinds = kinds
+        self._bound: set[str] = set()
         self.user, self.password = user, password
         self.paused = False  # the worker's flush: take no more
         self.connected = threading.Event()
@@ -172,9 +183,27 @@ class JetStreamReceiver:
                     max_reconnect_attempts=-1, connect_timeout=2,
                 )  # fmt: skip
                 js = nc.jetstream()
-                name = await take_over(js, self.partition)
+                await asyncio.gather(*(self._consume(js, kind) for kind in self.kinds))
+            except Exception as err:  # no cluster to connect to: say so, try again
+                self._error = err
+                log.warning("partition %d: no NATS connection (%s); retrying in 1 s",
+                            self.partition, err)  # fmt: skip
+                await asyncio.sleep(1.0)
+            finally:
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+
+    async def _consume(self, js: JetStreamContext, kind: Kind) -> None:
+        """One consumer into ``out``; after any failure (a node away, a lost delivery) it
+        reads on from the first unacknowledged message (``take_over``)."""
+        while not self._stop.is_set():
+            try:
+                name = await take_over(js, kind, self.partition)
                 sub = await js.pull_subscribe_bind(durable=name, stream=STREAM)
-                self.connected.set()
+                self._bound.add(kind)
+                if len(self._bound) == len(self.kinds):
+                    self.connected.set()
                 delivered = 0  # the consumer's delivery sequence: a gap is a lost delivery
                 while not self._stop.is_set():
                     if self.paused:
@@ -195,12 +224,8 @@ class JetStreamReceiver:
                         mid = next(self._mids)
                         self._pending[mid] = msg
                         self.out.put(Incoming(topic_of(msg.subject), msg.data, mid, 1, 0, now))
-            except Exception as err:  # the cluster is away: say so, try again
+            except Exception as err:
                 self._error = err
-                log.warning("partition %d: JetStream unavailable (%s); retrying in 1 s",
-                            self.partition, err)  # fmt: skip
+                log.warning("%s-%d: %s; reading on from the first unacknowledged message"
+                            " in 1 s", kind, self.partition, err or type(err).__name__)  # fmt: skip
                 await asyncio.sleep(1.0)
-            finally:
-                if nc is not None:
-                    with contextlib.suppress(Exception):
-                        await nc.close()

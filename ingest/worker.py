@@ -390,7 +390,7 @@ class EventLane(OwnWriter):
         self,
         *,
         database_url: str,
-        subscriber: Receiver,
+        subscriber: Receiver | JetStreamReceiver,
         directory: Directory,
         owns: Callable[[str], bool],
         config: IngestConfig,
@@ -489,10 +489,12 @@ class Worker(OwnWriter):
         clock: Clock = utcnow,
         stage: BatchStage | None = None,
         subscriber: Receiver | JetStreamReceiver | None = None,
+        events: Receiver | JetStreamReceiver | None = None,
     ) -> None:
         """``subscriber``: where the messages come from (default: an MQTT session on
-        ``mqtt_url``; in the cluster, the partition's ``JetStreamReceiver``); ``mqtt_url``
-        is where the alert stage publishes."""
+        ``mqtt_url``; in the cluster, the partition's ``JetStreamReceiver``); ``events``: the
+        event lane's (default: a second MQTT session); ``mqtt_url`` is where the alert
+        stage publishes."""
         self.database_url, self.shard, self.config, self.clock = database_url, shard, config, clock
         self.stage = stage
         self._stage_started = False
@@ -518,9 +520,10 @@ class Worker(OwnWriter):
         self._lane_thread: threading.Thread | None = None
         self._lane_stop = threading.Event()
         if config.event_lane:
-            events = Receiver(
-                mqtt_url, client_id=f"{client_id}-events", out=queue.SimpleQueue(), clock=clock
-            )
+            if events is None:
+                events = Receiver(
+                    mqtt_url, client_id=f"{client_id}-events", out=queue.SimpleQueue(), clock=clock
+                )
             self.lane = EventLane(
                 database_url=database_url,
                 subscriber=events,
@@ -579,8 +582,9 @@ class Worker(OwnWriter):
         return batch
 
     def _mine(self, messages: list[Incoming]) -> tuple[list[Incoming], list[Incoming]]:
-        """Split off messages of known estates another shard owns (shard 0's catch-all)."""
-        if self.shard.count == 1:
+        """Split off messages of known estates another shard owns (shard 0's catch-all). In
+        the cluster the log's partitions are exact: what a worker reads is its own."""
+        if self.shard.count == 1 or self.shard.scheme == "fnv1a":
             return messages, []
         mine, others = [], []
         for m in messages:

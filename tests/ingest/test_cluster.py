@@ -38,6 +38,7 @@ from estate.mqtt import (
 from estate.services import load_secrets, port_in_use
 from ingest import contract
 from ingest.cluster import held_partitions
+from tests.support.data import count
 from tests.support.pipeline import wait_for
 from tests.support.stack import Stack
 
@@ -166,6 +167,16 @@ def test_every_acknowledged_message_survives_a_dead_node_and_a_dead_worker(
                     overlaps.append(held)
                 time.sleep(0.1)
 
+        # an event (through the event lane and the main path) and a topic no mapping
+        # matches (a device's own subtree, but not a message type): a dead letter, not lost
+        oops = devices[0].client.publish(
+            f"estate/v1/{devices[0].estate}/elevator/L1/bogus", b"{}", qos=1
+        )
+        event = contract.event(dt.datetime.now(dt.UTC), 10_000, "overspeed", {"mps": 2.4})
+        devices[2].client.publish(
+            f"estate/v1/{devices[2].estate}/elevator/L1/event", contract.dumps(event), qos=1
+        ).wait_for_publish(10)
+        oops.wait_for_publish(10)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         killed_at = 0.0
@@ -216,6 +227,13 @@ def test_every_acknowledged_message_survives_a_dead_node_and_a_dead_worker(
         assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
         assert not twice, f"stored more than once: {list(twice.items())[:5]}"
         assert not overlaps, f"a partition held twice: {overlaps[:2]}"
+        wait_for(lambda: count(database_url, "SELECT count(*) FROM dead_letters WHERE topic ="
+                               " %s", f"estate/v1/{estates[0]}/elevator/L1/bogus") == 1, 30,
+                 "the wrong topic as a dead letter")  # fmt: skip
+        assert count(database_url, "SELECT count(*) FROM events WHERE code = 'overspeed'") == 1
+        wait_for(lambda: count(database_url, "SELECT count(*) FROM alerts WHERE estate_code = %s"
+                               " AND alert_type = 'elevator.overspeed'", estates[2]) == 1, 30,
+                 "the overspeed alert")  # fmt: skip
         # publishing went on through both kills: the devices on the surviving nodes got
         # PUBACKs for readings sent after node 2 died
         late = {d.estate for d in devices if max(d.acked, default=0) > PER_DEVICE // 2 + 10}
