@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from cli import common
 from estate import db, registry
+from estate.cluster import LocalCluster
 from estate.generate import ProgressBar, generate, write_yaml
 from estate.mqtt import write_broker_files
 from estate.settings import Settings, SettingsError
@@ -37,10 +38,15 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
             report = registry.load(conn, reg)
         common.echo(f"loaded: {report}")
         synced = _sync_private_broker(settings, ep.database_url)
+        nodes = 0
+        if (settings.var_dir / "cluster").is_dir():  # `estate cluster up` made one here
+            nodes = LocalCluster(settings).sync_devices(_devices(ep.database_url))
     if synced is not None:
         common.echo(f"broker: credentials and ACLs for {synced} devices applied (no restart)")
     else:
         common.echo("broker: external; write its files with `estate broker sync --out DIR`")
+    if nodes:
+        common.echo(f"cluster: the logins applied on {nodes} running NATS nodes (no restart)")
     return 0
 
 

@@ -278,6 +278,20 @@ class LocalCluster:
         # JSON is a subset of the NATS configuration format; the file holds passwords
         write_private(node.conf, json.dumps(conf, indent=1))
 
+    def sync_devices(self, devices: list[tuple[str, str, str]]) -> int:
+        """The logins and permissions of ``devices`` into the running nodes (reloaded with
+        SIGHUP, nobody disconnected); returns how many nodes took them."""
+        n = 0
+        for node in self.nodes:
+            pid = node.pid()
+            if pid is None:
+                continue
+            self._write(node, devices)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+                n += 1
+        return n
+
     def up(self, devices: list[tuple[str, str, str]], timeout: float = 30) -> None:
         """Start the nodes, wait for a JetStream leader, create the MQTT streams (by one
         MQTT connection) and a consumer per partition."""

@@ -177,6 +177,12 @@ def test_every_acknowledged_message_survives_a_dead_node_and_a_dead_worker(
             f"estate/v1/{devices[2].estate}/elevator/L1/event", contract.dumps(event), qos=1
         ).wait_for_publish(10)
         oops.wait_for_publish(10)
+        # a device may publish only its own subjects: one lift's reading forged by another
+        # is acknowledged (MQTT 3.1.1 lets a broker drop what it refuses) and stored nowhere
+        forged = contract.telemetry(dt.datetime.now(dt.UTC), 99_999, {"floor": 1.0})
+        devices[0].client.publish(
+            f"estate/v1/{devices[1].estate}/elevator/L1/telemetry", contract.dumps(forged), qos=1
+        ).wait_for_publish(10)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         killed_at = 0.0
@@ -231,6 +237,7 @@ def test_every_acknowledged_message_survives_a_dead_node_and_a_dead_worker(
                                " %s", f"estate/v1/{estates[0]}/elevator/L1/bogus") == 1, 30,
                  "the wrong topic as a dead letter")  # fmt: skip
         assert count(database_url, "SELECT count(*) FROM events WHERE code = 'overspeed'") == 1
+        assert count(database_url, "SELECT count(*) FROM telemetry WHERE seq = 99999") == 0
         wait_for(lambda: count(database_url, "SELECT count(*) FROM alerts WHERE estate_code = %s"
                                " AND alert_type = 'elevator.overspeed'", estates[2]) == 1, 30,
                  "the overspeed alert")  # fmt: skip
