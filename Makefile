@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.cluster
+	$(BIN)/python -m bench.storage
 
 stop: venv
 	$(BIN)/estate services stop
