@@ -14,9 +14,19 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from estate.services import PrivateServices, _pid_cmdline, port_in_use
+from estate.cluster import client_id
+from estate.mqtt import (
+    Address,
+    close,
+    connect_and_wait,
+    device_password,
+    device_username,
+    new_client,
+)
+from estate.services import PrivateServices, _pid_cmdline, load_secrets, port_in_use
+from ingest import contract
 from tests.support.cli import ESTATE_CMD, estate_env, run_estate
-from tests.support.stack import Stack, free_port, make_settings
+from tests.support.stack import Stack, free_base, free_port, make_settings
 
 
 def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
@@ -315,3 +325,83 @@ def test_dispatch_commands(stack: Stack, database_url: str, tmp_path: Path) -> N
     )
     assert made.returncode == 0, made.stderr
     assert out.read_bytes()[:2] == b"PK"  # a zip: the xlsx container
+
+
+@pytest.mark.integration
+def test_cluster_up_status_down(tmp_path: Path) -> None:
+    """`estate cluster up` on loopback: three NATS nodes, two workers, primary + replica; a
+    device publishes to a node with its own login and the reading is stored; a device added
+    to the registry can log in without a restart; `down` stops it all."""
+    s = make_settings(tmp_path / "var")
+    base = free_base()
+    env = estate_env(s.var_dir, s.pg_port, s.mqtt_port, s.mqtt_device_port) | {
+        "ESTATE_PG_REPLICA_PORT": str(free_port()), "ESTATE_CLUSTER_PORT": str(base),
+        "ESTATE_CLUSTER_PARTITIONS": "4",
+    }  # fmt: skip
+    reg = tmp_path / "city.yaml"
+
+    def registry(*codes: str) -> None:
+        devices = ", ".join(f"{{code: {c}, kind: elevator, subtype: passenger}}" for c in codes)
+        reg.write_text(
+            "version: 1\nareas:\n  - {code: C, name: 市, level: city}\norganisations: []\n"
+            "estates:\n  - {code: E1, name: 东苑, area: C, buildings: [{code: B1, name: 1号楼,"
+            f" floors: 9, devices: [{devices}]}}]}}\n"
+        )
+        done = run_estate(["registry", "load", str(reg)], env)
+        assert done.returncode == 0, done.stderr
+
+    def publish(code: str, seq: int) -> None:
+        secret = load_secrets(s.var_dir)["device_secret"]
+        login = Address("127.0.0.1", base + 12).login(
+            device_username("E1", code), device_password(secret, "E1", code)
+        )
+        client = new_client(login, client_id("E1", code), clean_session=True)
+        try:
+            connect_and_wait(client, login, who=f"device E1/{code}")
+            body = contract.telemetry(dt.datetime.now(dt.UTC), seq, {"floor": 3.0})
+            topic = f"estate/v1/E1/elevator/{code}/telemetry"
+            client.publish(topic, contract.dumps(body), qos=1).wait_for_publish(10)
+        finally:
+            close(client)
+
+    try:
+        registry("L1")
+        up = run_estate(["cluster", "up"], env)
+        assert up.returncode == 0, up.stderr
+        assert "3 NATS nodes, 4 partitions, 1 device logins, 2 ingest workers" in up.stdout
+        deadline = time.monotonic() + 60
+        # both workers hold a share (the first may take all, then gives half back)
+        while True:
+            status = run_estate(["cluster", "status"], env)
+            if status.returncode == 0 and status.stdout.count("lease session") == 2:
+                break
+            assert time.monotonic() < deadline, status.stdout
+            time.sleep(1)
+        assert "postgres-replica: running" in status.stdout
+        publish("L1", 7)
+        registry("L1", "L2")  # the new lift's login reaches the running nodes
+        publish("L2", 8)
+        url = PrivateServices(s).endpoints().database_url
+        # L1's reading stored; L2's stored too, or (the workers re-read the registry every
+        # 30 s) a dead letter for an unknown device, replayable: never lost
+        deadline = time.monotonic() + 30
+        while True:
+            with psycopg.connect(url) as conn:
+                stored = {
+                    f"{c}:{q}" for c, q in conn.execute(
+                        "SELECT d.code, t.seq FROM telemetry t"
+                        " JOIN devices d ON d.id = t.device_id")
+                } | {
+                    f"{t.split('/')[4]}:dead" for (t,) in conn.execute(
+                        "SELECT topic FROM dead_letters WHERE reason = 'unknown_device'")
+                }  # fmt: skip
+            if stored >= {"L1:7"} and stored & {"L2:8", "L2:dead"}:
+                break
+            assert time.monotonic() < deadline, stored
+            time.sleep(0.5)
+        down = run_estate(["cluster", "down"], env)
+        assert down.returncode == 0, down.stderr
+        assert run_estate(["cluster", "status"], env).returncode == 3
+    finally:
+        run_estate(["cluster", "down"], env)
+        run_estate(["services", "stop"], env)

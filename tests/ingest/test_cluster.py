@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -35,27 +34,18 @@ from estate.mqtt import (
     device_username,
     new_client,
 )
-from estate.services import load_secrets, port_in_use
+from estate.services import load_secrets
 from ingest import contract
 from ingest.cluster import held_partitions
 from tests.support.data import count
 from tests.support.pipeline import wait_for
-from tests.support.stack import Stack
+from tests.support.stack import Stack, free_base
 
 pytestmark = pytest.mark.integration
 
 ESTATES = 24
 PARTITIONS = 8
 PER_DEVICE = 150
-
-
-def free_base() -> int:
-    """A base port whose node ports (+1..+33) are all free."""
-    for _ in range(50):
-        base = random.randrange(20_000, 40_000, 100)
-        if not any(port_in_use(base + i) for i in range(1, 34)):
-            return base
-    raise RuntimeError("no free port range for the cluster")
 
 
 def world() -> str:

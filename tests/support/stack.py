@@ -4,6 +4,7 @@ migrated template."""
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import time
 import uuid
@@ -14,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from estate.services import PrivateServices
+from estate.services import PrivateServices, port_in_use
 from estate.settings import Environment, Settings
 
 TEMPLATE = "estate_template"
@@ -35,6 +36,15 @@ def free_ports(n: int) -> list[int]:
         for s in socks:
             s.bind(("127.0.0.1", 0))
         return [int(s.getsockname()[1]) for s in socks]
+
+
+def free_base() -> int:
+    """A base port whose node ports (+1..+33) are all free."""
+    for _ in range(50):
+        base = random.randrange(20_000, 40_000, 100)
+        if not any(port_in_use(base + i) for i in range(1, 34)):
+            return base
+    raise RuntimeError("no free port range for the cluster")
 
 
 def make_settings(var_dir: Path) -> Settings:
