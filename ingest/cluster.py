@@ -45,7 +45,9 @@ def held_partitions(database_url: str) -> dict[int, list[int]]:
         rows = conn.execute(
             "SELECT a.pid, l.objid::int FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.granted"
-            " AND a.application_name = %s ORDER BY 1, 2",
+            " AND a.application_name = %s AND a.datname = current_database()"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " ORDER BY 1, 2",
             (LOCK_CLASS, LEASE_APP),
         ).fetchall()
     out: dict[int, list[int]] = {}
@@ -91,7 +93,10 @@ class Holder:
 
     def _count_live(self, lease: psycopg.Connection[tuple[Any, ...]]) -> int:
         row = lease.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (LEASE_APP,)
+            # advisory locks are per database: so are the workers that share them
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            " AND datname = current_database()",
+            (LEASE_APP,),
         ).fetchone()
         return max(1, int(row[0])) if row else 1
 
