@@ -72,23 +72,7 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
     cluster = LocalCluster(settings)
     replica = PrivateReplica(settings, svc.runner)
     if args.action == "up":
-        svc.start()
-        svc.disown()
-        ep = svc.endpoints()
-        db.upgrade(ep.database_url)
-        replica.start()
-        devices = _devices(ep.database_url)
-        cluster.up(devices)
-        for i in range(1, WORKERS + 1):
-            if _worker_pid(cluster, i) is None:
-                start_worker(cluster, i, settings)
-        common.echo(f"cluster: {len(cluster.nodes)} NATS nodes, {cluster.partitions} partitions,"
-                    f" {len(devices)} device logins, {WORKERS} ingest workers")  # fmt: skip
-        for node, url in zip(cluster.nodes, cluster.mqtt_urls, strict=True):
-            common.echo(f"  {node.name}: devices connect to {url}")
-        common.echo(f"  replica: 127.0.0.1:{replica.port}; `estate cluster status` shows who"
-                    " holds which partition")  # fmt: skip
-        return 0
+        return _up(settings, svc, cluster, replica)
     if args.action == "down":
         for i in range(1, WORKERS + 1):
             stop_worker(cluster, i)
@@ -97,13 +81,59 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
         common.echo("cluster stopped (workers, nodes, replica); the primary PostgreSQL stays"
                     " up: `estate services stop` stops it")  # fmt: skip
         return 0
+    return _status(cluster, svc, replica)
+
+
+def _up(
+    settings: Settings, svc: PrivateServices, cluster: LocalCluster, replica: PrivateReplica
+) -> int:
+    svc.start()
+    svc.disown()
+    ep = svc.endpoints()
+    db.upgrade(ep.database_url)
+    replica.start()
+    devices = _devices(ep.database_url)
+    cluster.up(devices)
+    for i in range(1, WORKERS + 1):
+        if _worker_pid(cluster, i) is None:
+            start_worker(cluster, i, settings)
+    common.echo(f"cluster: {len(cluster.nodes)} NATS nodes, {cluster.partitions} partitions,"
+                f" {len(devices)} device logins, {WORKERS} ingest workers")  # fmt: skip
+    for node, url in zip(cluster.nodes, cluster.mqtt_urls, strict=True):
+        common.echo(f"  {node.name}: devices connect to {url}")
+    common.echo(f"  replica: 127.0.0.1:{replica.port}; `estate cluster status` shows who"
+                " holds which partition")  # fmt: skip
+    return 0
+
+
+def _log_line(cluster: LocalCluster) -> bool:
+    """The log's backlog in one line; False when no node answers."""
+    try:
+        if not any(node.pid() for node in cluster.nodes):
+            raise ConnectionError("no node running")
+        backlog = cluster.backlog()
+    except Exception as err:  # no node answers: said above per node
+        common.echo(f"log: no answer from the cluster ({type(err).__name__})")
+        return False
+    waiting = sum(n for n, _ in backlog.values())
+    unacked = sum(n for _, n in backlog.values())
+    worst = max(backlog.items(), key=lambda kv: kv[1][0], default=("", (0, 0)))
+    common.echo(
+        f"log: {waiting} messages waiting, {unacked} being committed"
+        + (f" (most behind: {worst[0]}, {worst[1][0]})" if worst[1][0] else "")
+    )
+    return True
+
+
+def _status(cluster: LocalCluster, svc: PrivateServices, replica: PrivateReplica) -> int:
+    """Nodes, workers, who holds which partition, the log's backlog, the replica; 3 when
+    anything is down or a partition has no holder."""
     ok = True
     for st in cluster.status():
         ok &= st.running
         common.echo(f"{st.name}: {st.detail} on {st.address}")
-    ep = svc.endpoints()
     try:
-        held = held_partitions(ep.database_url)
+        held = held_partitions(svc.endpoints().database_url)
     except psycopg.Error as err:
         held = {}
         common.echo(f"partitions: the database is not reachable ({err})")
@@ -113,6 +143,7 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
         common.echo(f"ingest worker w{i}: {'running, pid ' + str(pid) if pid else 'stopped'}")
     for lease_pid, parts in held.items():
         common.echo(f"  lease session {lease_pid}: partitions {', '.join(map(str, parts))}")
+    ok &= _log_line(cluster)
     free = set(range(cluster.partitions)) - {k for p in held.values() for k in p}
     if free:
         ok = False

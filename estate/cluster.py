@@ -372,6 +372,27 @@ class LocalCluster:
         finally:
             await nc.close()
 
+    def backlog(self, timeout: float = 5) -> dict[str, tuple[int, int]]:
+        """Per consumer: messages not yet delivered, and delivered but not acknowledged
+        (a worker's batch in progress, or a dead worker's until the takeover)."""
+
+        async def read() -> dict[str, tuple[int, int]]:
+            nc = await nats.connect(
+                servers=self.nats_urls, user=SERVICE_ACCOUNT, password=self.service_password,
+                connect_timeout=1, allow_reconnect=False,
+            )  # fmt: skip
+            try:
+                infos = await nc.jetstream().consumers_info(STREAM)
+                return {
+                    str(i.name): (int(i.num_pending or 0), int(i.num_ack_pending or 0))
+                    for i in infos
+                    if i.name and i.name.split("-")[0] in ("part", "evt", "rest")
+                }
+            finally:
+                await nc.close()
+
+        return asyncio.run(asyncio.wait_for(read(), timeout))
+
     def stop_node(self, node: Node, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         pid = node.pid()
         if pid is None:

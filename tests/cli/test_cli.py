@@ -378,6 +378,7 @@ def test_cluster_up_status_down(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, status.stdout
             time.sleep(1)
         assert "postgres-replica: running" in status.stdout
+        assert "log: 0 messages waiting" in status.stdout, status.stdout
         publish("L1", 7)
         registry("L1", "L2")  # the new lift's login reaches the running nodes
         publish("L2", 8)
