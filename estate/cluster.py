@@ -269,8 +269,8 @@ class LocalCluster:
             "jetstream": {"store_dir": str(node.dir / "js"), "max_memory_store": 268435456},
             "cluster": {"name": "estate", "listen": f"127.0.0.1:{node.route_port}",
                         "routes": routes},
-            # QoS 1 messages in $MQTT_msgs on every node; max_ack_pending covers the
-            # service's own subscriptions (the workers read the stream directly)
+            # QoS 1 messages stored in $MQTT_msgs on all three nodes before the PUBACK (the
+            # workers read that stream directly, not through MQTT subscriptions)
             "mqtt": {"listen": f"127.0.0.1:{node.mqtt_port}", "stream_replicas": NODES},
             "mappings": mappings(self.partitions),
             "authorization": {"users": users(self.service_password, self.secret, devices)},

@@ -6,8 +6,10 @@ any node of a NATS cluster. The nodes map each device subject to its estate's pa
 every QoS 1 message in the ``$MQTT_msgs`` stream (replicated on three nodes) before they
 send the PUBACK: a device's PUBACK means the message is in the replicated log.
 
-Each partition has one durable consumer (``part-<k>-<generation>``) on that stream; the
-stream keeps a message while a consumer has not acknowledged it (interest retention).
+Each partition has durable consumers on that stream (``part-<k>-<generation>`` for all its
+messages, ``evt-…`` for its events again, the event lane's; ``rest-0-…`` takes what no
+mapping matched; ``estate.cluster``); the stream keeps a message while a consumer has not
+acknowledged it (interest retention).
 Exactly one ingest worker holds a partition at a time (its lease, ``ingest.cluster``); it
 reads the partition in order and acknowledges each message after the database commit.
 (Not ``AckAll``: a pull whose answer is lost with a dying node's connection leaves
