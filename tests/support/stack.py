@@ -41,7 +41,9 @@ def free_ports(n: int) -> list[int]:
 def free_base() -> int:
     """A base port whose node ports (+1..+33) are all free."""
     for _ in range(50):
-        base = random.randrange(20_000, 40_000, 100)
+        # below the kernel's ephemeral range (32768 up): no client socket takes one of
+        # these between the check and the nodes' start
+        base = random.randrange(20_000, 32_600, 100)
         if not any(port_in_use(base + i) for i in range(1, 34)):
             return base
     raise RuntimeError("no free port range for the cluster")
