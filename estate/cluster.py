@@ -61,6 +61,7 @@ STREAM = "$MQTT_msgs"  # the stream NATS's MQTT listener stores QoS 1 messages i
 PREFIX = "$MQTT.msgs.p."  # + "<partition>.estate.v1.…" (the mapped device subject)
 UNMAPPED = "$MQTT.msgs.estate."  # device subjects no mapping matched (a wrong topic)
 ACK_WAIT_S = 30.0
+MAX_ACK_PENDING = 20_000
 # The consumers: per partition everything ("part", the worker's main path) and its events
 # again ("evt", the event fast lane, as a second subscription is on Mosquitto); and one for
 # what no mapping matched ("rest", read by partition 0's holder: dead letters, never lost).
@@ -113,7 +114,9 @@ def consumer_config(
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq else DeliverPolicy.ALL,
         opt_start_seq=start_seq,
         ack_wait=ACK_WAIT_S,
-        max_ack_pending=-1,
+        # at most this many delivered and not yet acknowledged: a worker stuck on its
+        # database holds no more than this in memory (Mosquitto's inflight limit likewise)
+        max_ack_pending=MAX_ACK_PENDING,
         max_deliver=-1,
         inactive_threshold=None,
     )

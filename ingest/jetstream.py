@@ -112,6 +112,12 @@ async def _ack_each(msgs: list[Any]) -> None:
             await msg.ack()
 
 
+async def _in_progress(msgs: list[Any]) -> None:
+    for msg in msgs:
+        with contextlib.suppress(Exception):  # if it is lost, the message comes again
+            await msg.in_progress()
+
+
 class JetStreamReceiver:
     """One partition's messages into ``out`` in stream order; ``ack`` after the commit.
     ``kinds``: the partition's consumers read (``part``; ``part`` and ``rest`` for partition
@@ -151,6 +157,13 @@ class JetStreamReceiver:
             return 0
         asyncio.run_coroutine_threadsafe(_ack_each(msgs), self._loop)
         return len(msgs)
+
+    def hold(self, messages: list[Incoming]) -> None:
+        """The worker is still retrying these (the database is away): tell JetStream, so it
+        does not deliver them again when their ack wait runs out."""
+        msgs = [x for x in (self._pending.get(m.mid) for m in messages) if x is not None]
+        if msgs and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(_in_progress(msgs), self._loop)
 
     def start(self, timeout: float = 30) -> None:
         self._thread = threading.Thread(

@@ -185,6 +185,10 @@ class Receiver:
         if new and self.connected.is_set():
             self._send(subscribe_packet(self._next_id(), sorted(new)))
 
+    def hold(self, messages: list[Incoming]) -> None:
+        """Nothing to do: Mosquitto keeps unacknowledged messages in flight as long as the
+        connection lives (the worker is retrying them)."""
+
     def ack(self, messages: list[Incoming]) -> int:
         """Acknowledge what arrived on the current connection, in one write; return how
         many were sent."""

@@ -618,6 +618,7 @@ class Worker(OwnWriter):
                     len(messages),
                     delay,
                 )
+                self.subscriber.hold(messages)
                 if stop.wait(delay):
                     log.warning(
                         "stopping with %d messages uncommitted: the broker redelivers "
