@@ -847,10 +847,10 @@ wet AS (
   SELECT DISTINCT estate_code, bucket + k * interval '1 hour' AS bucket
   FROM hrs, generate_series(-1, 1) AS k WHERE duty >= %(wet)s),
 ev AS (
-  SELECT a.estate_code, a.alert_type, a.first_seen,
-         EXISTS (SELECT 1 FROM wet w WHERE w.estate_code = a.estate_code
-                 AND w.bucket = date_trunc('hour', a.first_seen)) AS in_rain
-  FROM alerts a WHERE a.kind = 'drainage' AND a.first_seen >= %(since)s
+  SELECT a.estate_code, a.alert_type, a.first_seen, w.bucket IS NOT NULL AS in_rain
+  FROM alerts a LEFT JOIN wet w ON w.estate_code = a.estate_code
+    AND w.bucket = date_trunc('hour', a.first_seen)
+  WHERE a.kind = 'drainage' AND a.first_seen >= %(since)s
   AND a.device_id IN (SELECT id FROM sd)){tail}
 """
 
@@ -880,21 +880,24 @@ def _drainage_estates(c: Conn, p: Principal, args: dict[str, Any]) -> list[Drain
     return fetch_all(c, DrainageEstate, query, args)
 
 
+# each figure aggregated once per estate and joined (not a subquery per estate scanning
+# every estate-hour again)
 _DRAINAGE_ESTATES = """,
-types AS (SELECT estate_code, alert_type, count(*) AS n FROM ev GROUP BY 1, 2),
-places AS (SELECT DISTINCT estate_code FROM pits UNION SELECT estate_code FROM ev)
-SELECT x.estate_code, e.name AS estate_name,
-  (SELECT count(*) FROM pits p WHERE p.estate_code = x.estate_code) AS sump_pits,
-  (SELECT count(*) FROM hrs h WHERE h.estate_code = x.estate_code AND h.bucket >= %(since)s
-   AND h.duty >= %(wet)s) AS wet_hours,
-  (SELECT count(*) FROM ev WHERE ev.estate_code = x.estate_code) AS events,
-  (SELECT count(*) FROM ev WHERE ev.estate_code = x.estate_code AND ev.in_rain)
-   AS events_in_rain,
-  coalesce((SELECT jsonb_object_agg(t.alert_type, t.n) FROM types t
-            WHERE t.estate_code = x.estate_code), '{}'::jsonb) AS by_type,
-  (SELECT max(h.peak) FROM hrs h WHERE h.estate_code = x.estate_code
-   AND h.bucket >= %(since)s) AS peak_level_m
+n AS (SELECT estate_code, count(*) AS sump_pits FROM pits GROUP BY 1),
+h AS (SELECT estate_code, count(*) FILTER (WHERE duty >= %(wet)s) AS wet_hours,
+      max(peak) AS peak FROM hrs WHERE bucket >= %(since)s GROUP BY 1),
+c AS (SELECT estate_code, count(*) AS events, count(*) FILTER (WHERE in_rain) AS in_rain
+      FROM ev GROUP BY 1),
+t AS (SELECT estate_code, jsonb_object_agg(alert_type, k) AS by_type
+      FROM (SELECT estate_code, alert_type, count(*) AS k FROM ev GROUP BY 1, 2) x GROUP BY 1),
+places AS (SELECT estate_code FROM n UNION SELECT estate_code FROM c)
+SELECT x.estate_code, e.name AS estate_name, coalesce(n.sump_pits, 0) AS sump_pits,
+  coalesce(h.wet_hours, 0) AS wet_hours, coalesce(c.events, 0) AS events,
+  coalesce(c.in_rain, 0) AS events_in_rain, coalesce(t.by_type, '{}'::jsonb) AS by_type,
+  h.peak AS peak_level_m
 FROM places x JOIN estates e ON e.code = x.estate_code
+LEFT JOIN n ON n.estate_code = x.estate_code LEFT JOIN h ON h.estate_code = x.estate_code
+LEFT JOIN c ON c.estate_code = x.estate_code LEFT JOIN t ON t.estate_code = x.estate_code
 ORDER BY events_in_rain DESC, events DESC, x.estate_code LIMIT 1000"""
 
 

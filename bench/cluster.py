@@ -20,47 +20,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import multiprocessing as mp
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from multiprocessing.queues import Queue as MpQueue
 
-import numpy as np
 import psycopg
 
-from bench.ingest import Msg, _publisher, make_stream, prepare, split, truncate, wait_rows, workers
+from bench.ingest import make_stream, measure_latency, measure_rate, prepare, workers
 from estate.cluster import LocalCluster
 from estate.mqtt import SERVICE_ACCOUNT
 from estate.services import PrivateServices
 from estate.settings import load_settings
-from ingest.batch import DeviceRef
 from ingest.cluster import held_partitions
 
 Workers = Callable[[int], AbstractContextManager[None]]
-
-
-def publish_to(urls: list[str], parts: list[list[Msg]], *, rate: float = 0.0) -> list[list[int]]:
-    """Publish part i to ``urls[i % len(urls)]``, each from its own process; send times."""
-    ctx = mp.get_context("spawn")
-    go = ctx.Event()
-    out: MpQueue[tuple[list[int], int]] = ctx.Queue()
-    procs = [
-        ctx.Process(target=_publisher, args=(urls[i % len(urls)], p, rate / len(parts), go, out))
-        for i, p in enumerate(parts)
-    ]
-    for p in procs:
-        p.start()
-    time.sleep(1.5)
-    go.set()
-    results = [out.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join(30)
-    return [r[0] for r in results]
 
 
 @contextmanager
@@ -95,62 +71,6 @@ def cluster_workers(url: str, n: int, partitions: int) -> Iterator[None]:
             p.wait(60)
 
 
-def throughput(
-    url: str, urls: list[str], msgs: list[Msg], run: AbstractContextManager[None]
-) -> float:
-    truncate(url)
-    with run:
-        sent = publish_to(urls, split(msgs, 2))
-        done = wait_rows(url, len(msgs))
-    first = min(s[0] for s in sent if s)
-    return len(msgs) / ((done - first) / 1e9)
-
-
-def latency(
-    url: str, urls: list[str], devices: list[DeviceRef], run: AbstractContextManager[None],
-    *, rate: float, seconds: float,
-) -> tuple[float, float]:  # fmt: skip
-    """(p50 ms, p99 ms) publish-to-commit at a steady ``rate`` from 20 devices."""
-    truncate(url)
-    devs = devices[:20]
-    n = int(rate * seconds)
-    msgs = make_stream(devs, n, dt.datetime.now(dt.UTC))
-    committed: dict[int, list[tuple[int, int]]] = {d.id: [] for d in devs}
-    stop = threading.Event()
-
-    def poll() -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            q = (
-                "SELECT d, (SELECT seq FROM telemetry WHERE device_id = d ORDER BY ts DESC"
-                " LIMIT 1) FROM unnest(%s::int[]) d"
-            )
-            last = {d.id: -1 for d in devs}
-            while not stop.is_set():
-                now = time.time_ns()
-                for dev, seq in conn.execute(q, ([d.id for d in devs],)):
-                    if seq is not None and seq > last[dev]:
-                        committed[dev].append((int(seq), now))
-                        last[dev] = int(seq)
-                time.sleep(0.005)
-
-    with run:
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        sent = publish_to(urls[:1], [msgs], rate=rate)[0]
-        wait_rows(url, n)
-        time.sleep(0.2)
-        stop.set()
-        poller.join(10)
-    lat = []
-    for i, t_sent in enumerate(sent):
-        dev, seq = devs[i % len(devs)].id, i // len(devs)
-        for s, t in committed[dev]:
-            if s >= seq:
-                lat.append((t - t_sent) / 1e6)
-                break
-    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,9 +91,9 @@ def main() -> None:
         print(f"{len(msgs)} messages from {len(devices)} lifts, 2 publishers, QoS 1; latency at"
               f" {args.rate:.0f} msg/s for {args.seconds:.0f} s", flush=True)  # fmt: skip
         single: Workers = lambda n: workers(url, ep.mqtt_url, n, f"{run_id}-{n}w")  # noqa: E731
-        rate = throughput(url, [ep.mqtt_url], msgs, single(1))
-        p50, p99 = latency(url, [ep.mqtt_url], devices, single(1), rate=args.rate,
-                           seconds=args.seconds)  # fmt: skip
+        rate = measure_rate(url, ep.mqtt_url, msgs, single(1))
+        p50, p99, _ = measure_latency(url, ep.mqtt_url, devices, single(1), rate=args.rate,
+                                      seconds=args.seconds)  # fmt: skip
         rows.append(("mosquitto, 1 worker", rate, p50, p99))
         print(f"  {rows[-1][0]}: {rate:.0f} msg/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms", flush=True)
         cluster = LocalCluster(settings)
@@ -187,9 +107,9 @@ def main() -> None:
         try:
             for n in (int(x) for x in args.workers.split(",")):
                 many: Workers = lambda k: cluster_workers(url, k, cluster.partitions)  # noqa: E731
-                rate = throughput(url, urls, msgs, many(n))
-                p50, p99 = latency(url, urls, devices, many(n), rate=args.rate,
-                                   seconds=args.seconds)  # fmt: skip
+                rate = measure_rate(url, urls, msgs, many(n))
+                p50, p99, _ = measure_latency(url, urls[0], devices, many(n), rate=args.rate,
+                                              seconds=args.seconds)  # fmt: skip
                 rows.append((f"cluster (3 nodes, R3), {n} worker{'s' if n > 1 else ''}",
                              rate, p50, p99))  # fmt: skip
                 print(f"  {rows[-1][0]}: {rate:.0f} msg/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms",

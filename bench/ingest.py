@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from multiprocessing.queues import Queue as MpQueue
 from multiprocessing.synchronize import Event as MpEvent
 from urllib.parse import unquote, urlsplit
@@ -83,15 +83,17 @@ def _publisher(
 
 
 def publish(
-    mqtt_url: str, parts: list[list[Msg]], *, rate: float = 0.0
+    mqtt_url: str | list[str], parts: list[list[Msg]], *, rate: float = 0.0
 ) -> tuple[list[list[int]], int]:
-    """Publish each part from its own process; return per-part send times and last ack."""
+    """Publish each part from its own process (part i to ``mqtt_url[i % n]`` when given
+    several brokers); return per-part send times and last ack."""
+    urls = [mqtt_url] if isinstance(mqtt_url, str) else mqtt_url
     ctx = mp.get_context("spawn")
     go = ctx.Event()
     out: MpQueue[tuple[list[int], int]] = ctx.Queue()
     procs = [
-        ctx.Process(target=_publisher, args=(mqtt_url, p, rate / len(parts), go, out))
-        for p in parts
+        ctx.Process(target=_publisher, args=(urls[i % len(urls)], p, rate / len(parts), go, out))
+        for i, p in enumerate(parts)
     ]
     for p in procs:
         p.start()
@@ -229,8 +231,18 @@ def split(msgs: list[Msg], parts: int) -> list[list[Msg]]:
 
 
 def run_ingest(url: str, mqtt_url: str, msgs: list[Msg], n_workers: int, run_id: str) -> float:
+    return measure_rate(
+        url, mqtt_url, msgs, workers(url, mqtt_url, n_workers, f"{run_id}-{n_workers}w")
+    )
+
+
+def measure_rate(
+    url: str, mqtt_url: str | list[str], msgs: list[Msg], run: AbstractContextManager[None]
+) -> float:
+    """msg/s from the first publication to the last row committed, with the workers ``run``
+    starts (two publishers; several brokers: part i to broker i)."""
     truncate(url)
-    with workers(url, mqtt_url, n_workers, f"{run_id}-{n_workers}w"):
+    with run:
         sent, _ = publish(mqtt_url, split(msgs, 2))
         done = wait_rows(url, len(msgs))
     first = min(s[0] for s in sent if s)
@@ -363,7 +375,17 @@ def free_port() -> int:
 def run_latency(
     url: str, mqtt_url: str, devices: list[DeviceRef], run_id: str, *, rate: float, seconds: float
 ) -> tuple[float, float, float]:
-    """(p50 ms, p99 ms, achieved msg/s) publish-to-commit at a steady ``rate``."""
+    """(p50 ms, p99 ms, achieved msg/s) publish-to-commit at a steady ``rate``, one worker."""
+    run = workers(url, mqtt_url, 1, f"{run_id}-lat")
+    return measure_latency(url, mqtt_url, devices, run, rate=rate, seconds=seconds)
+
+
+def measure_latency(
+    url: str, mqtt_url: str, devices: list[DeviceRef], run: AbstractContextManager[None],
+    *, rate: float, seconds: float,
+) -> tuple[float, float, float]:  # fmt: skip
+    """(p50 ms, p99 ms, achieved msg/s) publish-to-commit at a steady ``rate`` from 20
+    devices, with the workers ``run`` starts."""
     truncate(url)
     devs = devices[:20]
     n = int(rate * seconds)
@@ -387,7 +409,7 @@ def run_latency(
                         last[dev] = int(seq)
                 time.sleep(0.005)
 
-    with workers(url, mqtt_url, 1, f"{run_id}-lat"):
+    with run:
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
         sent, _ = publish(mqtt_url, [msgs], rate=rate)

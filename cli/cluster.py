@@ -5,11 +5,9 @@ PostgreSQL and its streaming replica), for tests and demos; docs/scale.md."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -17,7 +15,14 @@ import psycopg
 from cli import common
 from estate import db
 from estate.cluster import LocalCluster
-from estate.services import PrivateReplica, PrivateServices, _pid_cmdline, _read_pid, detach
+from estate.services import (
+    PrivateReplica,
+    PrivateServices,
+    _pid_cmdline,
+    _read_pid,
+    detach,
+    stop_pid,
+)
 from estate.settings import Settings
 from ingest.cluster import held_partitions
 
@@ -55,15 +60,8 @@ def start_worker(cluster: LocalCluster, i: int, settings: Settings) -> int:
 
 def stop_worker(cluster: LocalCluster, i: int, sig: int = signal.SIGTERM) -> None:
     pid = _worker_pid(cluster, i)
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-    deadline = time.monotonic() + 60
-    while _pid_cmdline(pid) is not None and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
+    if pid is not None:
+        stop_pid(pid, sig, timeout=60)  # a worker flushes its batches first
     _worker_pidfile(cluster, i).unlink(missing_ok=True)
 
 

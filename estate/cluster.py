@@ -52,6 +52,7 @@ from estate.services import (
     detach,
     load_secrets,
     port_in_use,
+    stop_pid,
 )
 from estate.settings import Settings
 
@@ -299,12 +300,11 @@ class LocalCluster:
         """Start the nodes, wait for a JetStream leader, create the MQTT streams (by one
         MQTT connection) and a consumer per partition."""
         binary = nats_server_bin()
+        self.sync_devices(devices)  # the nodes already running: the logins now registered
         for node in self.nodes:
-            self._write(node, devices)
             if node.pid() is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(node.pid() or 0, signal.SIGHUP)  # the new users
                 continue
+            self._write(node, devices)
             for port in (node.client_port, node.mqtt_port, node.route_port, node.http_port):
                 if port_in_use(port):
                     raise ServiceError(
@@ -398,18 +398,8 @@ class LocalCluster:
 
     def stop_node(self, node: Node, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         pid = node.pid()
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while _pid_cmdline(pid) is not None and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
-        if _pid_cmdline(pid) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        if pid is not None:
+            stop_pid(pid, sig, timeout)
         node.pidfile.unlink(missing_ok=True)
 
     def down(self) -> None:

@@ -119,6 +119,29 @@ class Runner:
         return done.stdout
 
 
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``pid`` to exit (reaping it if it is our child); True if
+    it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _pid_cmdline(pid) is None:
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if we are its parent
+        time.sleep(0.05)
+    return False
+
+
+def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    """Send ``sig`` to a process of ours and wait for it; SIGKILL after ``timeout`` s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    if not wait_gone(pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_gone(pid, 10)
+
+
 def detach(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     """Start ``argv`` in the background, detached from us (a new session, reparented to init
     when the shell that starts it exits; output appended to ``log``); return its pid."""
@@ -567,14 +590,9 @@ persistent_client_expiration 7d
 
     def _gone(self, pid: int, timeout: float) -> bool:
         """Wait up to ``timeout`` s for ``pid`` to exit; True (pid file removed) if it did."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _pid_cmdline(pid) is None:
-                self.pidfile.unlink(missing_ok=True)
-                return True
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # reap it if we are its parent
-            time.sleep(0.05)
+        if wait_gone(pid, timeout):
+            self.pidfile.unlink(missing_ok=True)
+            return True
         return False
 
     def status(self) -> Status:

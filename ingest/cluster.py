@@ -18,11 +18,11 @@ redelivery on Mosquitto.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +61,6 @@ class _Held:
     worker: Worker
     thread: threading.Thread
     stop: threading.Event
-    since: float
 
 
 class Holder:
@@ -89,7 +88,6 @@ class Holder:
         self.check_s, self.name = check_s, name
         self.nats_user, self.nats_password = nats_user, nats_password
         self.held: dict[int, _Held] = {}
-        self.taken: list[tuple[int, float]] = []  # (partition, monotonic time it was taken)
 
     def _count_live(self, lease: psycopg.Connection[tuple[Any, ...]]) -> int:
         row = lease.execute(
@@ -107,9 +105,9 @@ class Holder:
                 clock=self.clock, user=self.nats_user, password=self.nats_password, kinds=kinds,
             )  # fmt: skip
 
-        config = IngestConfig(
-            **{**self.config.__dict__, "maintain": k == 0, "metrics_port": None,
-               "client_prefix": f"{self.config.client_prefix}-p{k}"}
+        config = dataclasses.replace(
+            self.config, maintain=k == 0, metrics_port=None,
+            client_prefix=f"{self.config.client_prefix}-p{k}",
         )  # fmt: skip
         # partition 0's worker also reads what no mapping matched: dead letters, not lost
         worker = Worker(
@@ -122,8 +120,7 @@ class Holder:
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), name=f"estate-part-{k}")
         thread.start()
-        self.held[k] = _Held(worker, thread, stop, time.monotonic())
-        self.taken.append((k, time.monotonic()))
+        self.held[k] = _Held(worker, thread, stop)
         log.info("%s took partition %d/%d", self.name or "this worker", k, self.partitions)
 
     def _give_back(self, k: int, lease: psycopg.Connection[tuple[Any, ...]] | None) -> None:

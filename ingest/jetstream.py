@@ -39,7 +39,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import nats
 from nats.aio.client import Client as NATS
@@ -106,16 +106,12 @@ class LostDelivery(RuntimeError):
     """Messages the consumer delivered never arrived (a connection died with them)."""
 
 
-async def _ack_each(msgs: list[Any]) -> None:
+async def _tell(msgs: list[Any], what: Literal["ack", "in_progress"]) -> None:
+    """Acknowledge each message, or say each is still in progress. One that is lost on
+    the way comes again (a duplicate, absorbed by the writer)."""
     for msg in msgs:
-        with contextlib.suppress(Exception):  # unacknowledged: delivered again, absorbed
-            await msg.ack()
-
-
-async def _in_progress(msgs: list[Any]) -> None:
-    for msg in msgs:
-        with contextlib.suppress(Exception):  # if it is lost, the message comes again
-            await msg.in_progress()
+        with contextlib.suppress(Exception):
+            await getattr(msg, what)()
 
 
 class JetStreamReceiver:
@@ -155,7 +151,7 @@ class JetStreamReceiver:
         msgs = [x for x in (self._pending.pop(m.mid, None) for m in messages) if x is not None]
         if not msgs or self._loop is None:
             return 0
-        asyncio.run_coroutine_threadsafe(_ack_each(msgs), self._loop)
+        asyncio.run_coroutine_threadsafe(_tell(msgs, "ack"), self._loop)
         return len(msgs)
 
     def hold(self, messages: list[Incoming]) -> None:
@@ -163,7 +159,7 @@ class JetStreamReceiver:
         does not deliver them again when their ack wait runs out."""
         msgs = [x for x in (self._pending.get(m.mid) for m in messages) if x is not None]
         if msgs and self._loop is not None:
-            asyncio.run_coroutine_threadsafe(_in_progress(msgs), self._loop)
+            asyncio.run_coroutine_threadsafe(_tell(msgs, "in_progress"), self._loop)
 
     def start(self, timeout: float = 30) -> None:
         self._thread = threading.Thread(

@@ -13,6 +13,17 @@ export class ApiError extends Error {
   constructor(status, body) { super(body.detail || body.title || String(status)); this.status = status; this.body = body; }
 }
 
+// Every item of a paged list: the API's pages followed (next_cursor) to the end.
+export async function apiAll(path) {
+  const sep = path.includes("?") ? "&" : "?";
+  let page = await api(path), items = page.items;
+  while (page.next_cursor) {
+    page = await api(`${path}${sep}cursor=${encodeURIComponent(page.next_cursor)}`);
+    items = items.concat(page.items);
+  }
+  return items;
+}
+
 export async function api(path, opts = {}) {
   const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
   if (S.token) headers.Authorization = `Bearer ${S.token}`;
