@@ -27,6 +27,13 @@ from estate.settings import Settings
 from ingest.cluster import held_partitions
 
 WORKERS = 2
+# the service's own processes of the local cluster, by name: two ingest workers sharing the
+# partitions, and the supervisor (dispatch, deadlines, escalation, notifications: without
+# it a trapped passenger's alert would get no work order)
+PROCESSES: dict[str, list[str]] = {
+    **{f"w{i}": ["ingest", "--cluster", "--name", f"w{i}"] for i in range(1, WORKERS + 1)},
+    "supervisor": ["supervise", "--cluster"],
+}
 
 
 def _devices(database_url: str) -> list[tuple[str, str, str]]:
@@ -37,32 +44,33 @@ def _devices(database_url: str) -> list[tuple[str, str, str]]:
     return [(str(e), str(k), str(c)) for e, k, c in rows]
 
 
-def _worker_pidfile(cluster: LocalCluster, i: int) -> Path:
-    return cluster.root / f"worker-{i}.pid"
+def _pidfile(cluster: LocalCluster, name: str) -> Path:
+    return cluster.root / f"{name}.pid"
 
 
-def _worker_pid(cluster: LocalCluster, i: int) -> int | None:
-    pid = _read_pid(_worker_pidfile(cluster, i))
+def process_pid(cluster: LocalCluster, name: str) -> int | None:
+    """The pid of the named process if it runs (its pid file and its command line agree)."""
+    pid = _read_pid(_pidfile(cluster, name))
     if pid is None:
         return None
     cmdline = _pid_cmdline(pid) or ""
-    return pid if "--cluster" in cmdline and f"w{i}" in cmdline else None
+    return pid if all(arg in cmdline for arg in PROCESSES[name]) else None
 
 
-def start_worker(cluster: LocalCluster, i: int, settings: Settings) -> int:
-    """An ``estate ingest --cluster`` process in the background, its log beside the nodes."""
-    log = cluster.root / f"worker-{i}.log"
+def start_process(cluster: LocalCluster, name: str, settings: Settings) -> int:
+    """The named `estate` process in the background, its log beside the nodes."""
     env = {**os.environ, "ESTATE_VAR_DIR": str(settings.var_dir)}
-    pid = detach([sys.executable, "-m", "cli", "ingest", "--cluster", "--name", f"w{i}"], log, env)
-    _worker_pidfile(cluster, i).write_text(f"{pid}\n")
+    argv = [sys.executable, "-m", "cli", *PROCESSES[name]]
+    pid = detach(argv, cluster.root / f"{name}.log", env)
+    _pidfile(cluster, name).write_text(f"{pid}\n")
     return pid
 
 
-def stop_worker(cluster: LocalCluster, i: int, sig: int = signal.SIGTERM) -> None:
-    pid = _worker_pid(cluster, i)
+def stop_process(cluster: LocalCluster, name: str, sig: int = signal.SIGTERM) -> None:
+    pid = process_pid(cluster, name)
     if pid is not None:
         stop_pid(pid, sig, timeout=60)  # a worker flushes its batches first
-    _worker_pidfile(cluster, i).unlink(missing_ok=True)
+    _pidfile(cluster, name).unlink(missing_ok=True)
 
 
 def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,11 +80,12 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "up":
         return _up(settings, svc, cluster, replica)
     if args.action == "down":
-        for i in range(1, WORKERS + 1):
-            stop_worker(cluster, i)
+        for name in PROCESSES:
+            stop_process(cluster, name)
         cluster.down()
         replica.stop()
-        common.echo("cluster stopped (workers, nodes, replica); the primary PostgreSQL stays"
+        common.echo("cluster stopped (workers, supervisor, nodes, replica); the primary"
+                    " PostgreSQL stays"
                     " up: `estate services stop` stops it")  # fmt: skip
         return 0
     return _status(cluster, svc, replica)
@@ -92,11 +101,12 @@ def _up(
     replica.start()
     devices = _devices(ep.database_url)
     cluster.up(devices)
-    for i in range(1, WORKERS + 1):
-        if _worker_pid(cluster, i) is None:
-            start_worker(cluster, i, settings)
+    for name in PROCESSES:
+        if process_pid(cluster, name) is None:
+            start_process(cluster, name, settings)
     common.echo(f"cluster: {len(cluster.nodes)} NATS nodes, {cluster.partitions} partitions,"
-                f" {len(devices)} device logins, {WORKERS} ingest workers")  # fmt: skip
+                f" {len(devices)} device logins, {WORKERS} ingest workers, the supervisor"
+                " (dispatch and deadlines)")  # fmt: skip
     for node, url in zip(cluster.nodes, cluster.mqtt_urls, strict=True):
         common.echo(f"  {node.name}: devices connect to {url}")
     common.echo(f"  replica: 127.0.0.1:{replica.port}; `estate cluster status` shows who"
@@ -135,10 +145,11 @@ def _status(cluster: LocalCluster, svc: PrivateServices, replica: PrivateReplica
     except psycopg.Error as err:
         held = {}
         common.echo(f"partitions: the database is not reachable ({err})")
-    for i in range(1, WORKERS + 1):
-        pid = _worker_pid(cluster, i)
+    for name in PROCESSES:
+        pid = process_pid(cluster, name)
         ok &= pid is not None
-        common.echo(f"ingest worker w{i}: {'running, pid ' + str(pid) if pid else 'stopped'}")
+        what = "supervisor" if name == "supervisor" else f"ingest worker {name}"
+        common.echo(f"{what}: {'running, pid ' + str(pid) if pid else 'stopped'}")
     for lease_pid, parts in held.items():
         common.echo(f"  lease session {lease_pid}: partitions {', '.join(map(str, parts))}")
     ok &= _log_line(cluster)

@@ -14,7 +14,9 @@ from alerts import dispatch, notify, orders, responsibility
 from alerts.notify import MqttSender, Notifier, WebhookSender
 from alerts.supervise import SupervisorService
 from cli import common
+from estate.cluster import LocalCluster
 from estate.mqtt import service_publisher
+from estate.services import PrivateServices
 from estate.settings import Settings, SettingsError
 from fund import cases as fund_cases
 from oversight import ledger, notices
@@ -133,6 +135,17 @@ def cmd_responsibility(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
     """Dispatch, deadlines, escalation, look-back and notification delivery until stopped."""
+    if args.cluster:
+        # the local cluster's: its database (`estate cluster up` or DATABASE_URL), and its
+        # notifications published through node 1's MQTT as the service account
+        database_url = PrivateServices(settings).endpoints().database_url
+        stop = threading.Event()
+        with (
+            common.stop_on_signals(stop),
+            service_publisher(LocalCluster(settings).service_mqtt_url, "supervise") as publish,
+        ):
+            supervisor(database_url, publish).run(stop)
+        return 0
     with common.servers(settings, upgrade=True) as ep:
         stop = threading.Event()
         with (
@@ -157,6 +170,8 @@ def register(sub: common.SubParsers) -> None:
     s = sub.add_parser(
         "supervise", help="run dispatch, deadlines, escalation and notifications until stopped"
     )
+    s.add_argument("--cluster", action="store_true",
+                   help="for the local cluster (estate cluster up starts one)")  # fmt: skip
     s.set_defaults(func=cmd_supervise)
     s = sub.add_parser("orders", help="list work orders, or acknowledge/arrive/resolve/cancel")
     s.add_argument(

@@ -341,16 +341,21 @@ def test_cluster_up_status_down(tmp_path: Path) -> None:
     reg = tmp_path / "city.yaml"
 
     def registry(*codes: str) -> None:
-        devices = ", ".join(f"{{code: {c}, kind: elevator, subtype: passenger}}" for c in codes)
+        devices = ", ".join(
+            f"{{code: {c}, kind: elevator, subtype: passenger, maintenance: EM}}" for c in codes
+        )
         reg.write_text(
-            "version: 1\nareas:\n  - {code: C, name: 市, level: city}\norganisations: []\n"
-            "estates:\n  - {code: E1, name: 东苑, area: C, buildings: [{code: B1, name: 1号楼,"
+            "version: 1\nareas:\n  - {code: C, name: 市, level: city}\norganisations:\n"
+            "  - {code: EM, name: 安达电梯, roles: [elevator_maintenance]}\n"
+            "  - {code: PF, name: 东苑物业, roles: [property_firm]}\n"
+            "estates:\n  - {code: E1, name: 东苑, area: C, property_firm: PF, buildings: ["
+            "{code: B1, name: 1号楼,"
             f" floors: 9, devices: [{devices}]}}]}}\n"
         )
         done = run_estate(["registry", "load", str(reg)], env)
         assert done.returncode == 0, done.stderr
 
-    def publish(code: str, seq: int) -> None:
+    def publish(code: str, seq: int, event: str | None = None) -> None:
         secret = load_secrets(s.var_dir)["device_secret"]
         login = Address("127.0.0.1", base + 12).login(
             device_username("E1", code), device_password(secret, "E1", code)
@@ -358,8 +363,10 @@ def test_cluster_up_status_down(tmp_path: Path) -> None:
         client = new_client(login, client_id("E1", code), clean_session=True)
         try:
             connect_and_wait(client, login, who=f"device E1/{code}")
-            body = contract.telemetry(dt.datetime.now(dt.UTC), seq, {"floor": 3.0})
-            topic = f"estate/v1/E1/elevator/{code}/telemetry"
+            now = dt.datetime.now(dt.UTC)
+            body = (contract.event(now, seq, event) if event
+                    else contract.telemetry(now, seq, {"floor": 3.0}))  # fmt: skip
+            topic = f"estate/v1/E1/elevator/{code}/{'event' if event else 'telemetry'}"
             client.publish(topic, contract.dumps(body), qos=1).wait_for_publish(10)
         finally:
             close(client)
@@ -378,6 +385,7 @@ def test_cluster_up_status_down(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, status.stdout
             time.sleep(1)
         assert "postgres-replica: running" in status.stdout
+        assert "supervisor: running" in status.stdout
         assert "log: 0 messages waiting" in status.stdout, status.stdout
         publish("L1", 7)
         registry("L1", "L2")  # the new lift's login reaches the running nodes
@@ -400,6 +408,21 @@ def test_cluster_up_status_down(tmp_path: Path) -> None:
                 break
             assert time.monotonic() < deadline, stored
             time.sleep(0.5)
+        # a trapped passenger through the cluster: its alert, and the supervisor that
+        # `cluster up` started dispatches the order to the lift's maintenance company
+        publish("L1", 9, "trapped")
+        deadline = time.monotonic() + 30
+        while True:
+            with psycopg.connect(url) as conn:
+                order = conn.execute(
+                    "SELECT assignee FROM work_orders WHERE device_code = 'L1'"
+                    " AND alert_type = 'elevator.trapped'"
+                ).fetchone()
+            if order is not None:
+                break
+            assert time.monotonic() < deadline, "no work order for the trapped passenger"
+            time.sleep(0.5)
+        assert order[0] == "EM"
         down = run_estate(["cluster", "down"], env)
         assert down.returncode == 0, down.stderr
         assert run_estate(["cluster", "status"], env).returncode == 3
