@@ -13,11 +13,13 @@ database; printed:
   aggregates exist only in the Timescale edition; the Apache edition (the default here)
   keeps raw rows as they are;
 - per kind, the share of messages whose values equal the device's previous message
-  (an idle lift at a landing sends the same nine values every 2 s): what storing a run of
-  unchanged readings once, with each repeat's timestamp and sequence, would save;
+  (an idle lift at a landing sends the same nine values every 2 s);
+- the same telemetry rewritten as runs by ``ingest.runs.compact`` (a device's unchanged
+  readings stored once with each repeat's time and sequence; verified lossless by the
+  compaction itself and again here): bytes on disk per message after;
 - a city's raw telemetry for the retention (``ESTATE_RETENTION_RAW_DAYS``) at the offered
-  load of the capacity model, as stored today and with repeats as runs (a projection: the
-  run layout is not built).
+  load of the capacity model, as stored raw and as runs (both from the measured bytes per
+  message; the city's mix of kinds weighted as the capacity model's inventory).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import collections
 import datetime as dt
 import json
 import random
+import time
+from dataclasses import dataclass
 
 import psycopg
 
@@ -38,12 +42,13 @@ from estate.settings import load_settings
 from ingest import contract
 from ingest.batch import Incoming, decode_batch
 from ingest.contract import Bounds, Channel
+from ingest.rollup import roll_up
+from ingest.runs import compact
 from ingest.worker import Directory
 from ingest.writer import Writer
 from simulators.devices import SIMULATORS, make_sim
 
 DB = "bench_storage"
-REPEAT_BYTES = 6.0  # a repeat inside a run: its ms offset (int4) and seq delta (int2)
 
 
 def world(lifts: int) -> tuple[str, list[tuple[str, str, str]]]:
@@ -92,8 +97,8 @@ def simulate(
     return msgs, total, same
 
 
-def store(registry_text: str, msgs: list[Incoming]) -> tuple[int, int, str]:
-    """(rows, bytes on disk, edition) after the real writer stored ``msgs``."""
+def store(registry_text: str, msgs: list[Incoming]) -> Stored:
+    """Store ``msgs`` with the real writer, measure, rewrite them as runs, measure again."""
     with PrivateServices(load_settings()).running() as ep:
         admin = ep.database_url.rsplit("/", 1)[0] + "/postgres"
         url = fresh_database(admin, DB)
@@ -112,9 +117,39 @@ def store(registry_text: str, msgs: list[Incoming]) -> tuple[int, int, str]:
                 " current_setting('timescaledb.license', true)"
             ).fetchone()
             assert row is not None
+            everything = (
+                "SELECT count(*), sum(hashtextextended(t::text, 0))"
+                " FROM telemetry_between('-infinity', 'infinity') t"
+            )
+            before = conn.execute(everything).fetchone()
+            # as the maintainer would two days on, once every minute is rolled up
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+            roll_up(conn, later)
+            t0 = time.perf_counter()
+            made = compact(conn, later, dt.timedelta(days=2), limit=10)
+            took = time.perf_counter() - t0
+            conn.execute("VACUUM ANALYZE telemetry_runs")
+            after = conn.execute(everything).fetchone()
+            assert before == after, f"runs changed the readings: {before} != {after}"
+            runs_size = conn.execute(
+                "SELECT sum(total_bytes) FROM chunks_detailed_size('telemetry_runs')"
+            ).fetchone()
+            assert runs_size is not None
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-    return int(row[0]), int(row[1] or 0), str(row[2])
+    return Stored(
+        int(row[0]), int(row[1] or 0), str(row[2]), made.runs, int(runs_size[0] or 0), took
+    )
+
+
+@dataclass(frozen=True)
+class Stored:
+    rows: int
+    size: int  # bytes on disk, raw
+    edition: str
+    runs: int
+    runs_size: int  # bytes on disk once stored as runs
+    compact_s: float
 
 
 def main() -> None:
@@ -126,31 +161,40 @@ def main() -> None:
     args = ap.parse_args()
     text, devices = world(args.lifts)
     msgs, total, same = simulate(devices, args.minutes)
-    rows, size, edition = store(text, msgs)
-    per_row = size / rows
+    st = store(text, msgs)
+    per_row = st.size / st.rows
+    per_msg_runs = st.runs_size / st.rows
     print(f"{len(msgs)} telemetry messages from {len(devices)} simulated devices,"
-          f" {args.minutes:g} simulated minutes; {rows} rows stored")  # fmt: skip
+          f" {args.minutes:g} simulated minutes; {st.rows} rows stored")  # fmt: skip
     print(f"on disk: {per_row:.0f} B a row (heap, indexes, TOAST of the chunks)")
     print(
-        f"TimescaleDB edition: {edition}"
-        + ("" if edition == "timescale" else " (no compression, no continuous aggregates)")
+        f"TimescaleDB edition: {st.edition}"
+        + ("" if st.edition == "timescale" else " (no compression, no continuous aggregates)")
     )
     print(f"{'kind':14} {'messages':>9} {'repeats':>8}")
     for kind in sorted(total):
         print(f"{kind:14} {total[kind]:9d} {same[kind] / total[kind]:8.0%}")
+    print(f"as runs (ingest.runs): {st.runs} rows for {st.rows} readings, {per_msg_runs:.0f} B"
+          f" a message on disk ({per_msg_runs / per_row:.0%} of raw), every reading given"
+          f" back unchanged (count and checksum); compaction {st.rows / st.compact_s:,.0f}"
+          " readings/s")  # fmt: skip
     c = city_model(2318)  # seed 003's city, as the capacity model
     by_kind: dict[str, float] = collections.defaultdict(float)
     for (kind, sub), count in c.devices.items():
         by_kind[kind] += count / SIMULATORS[(kind, sub)][1]
     city = sum(by_kind.values())
     repeat = sum(r * same[k] / total[k] for k, r in by_kind.items() if total[k]) / city
+    # the city's mix differs from the sample's: scale the saving by its share of repeats
+    sample_repeat = sum(same.values()) / sum(total.values())
+    city_runs_b = per_row - (per_row - per_msg_runs) * repeat / sample_repeat
     days = load_settings().retention_raw_days
     today = city * 86_400 * days * per_row / 1e12
-    runs = city * 86_400 * days * (per_row * (1 - repeat) + REPEAT_BYTES * repeat) / 1e12
+    runs = city * 86_400 * days * city_runs_b / 1e12
     print(f"a city ({city:,.0f} msg/s): {repeat:.0%} of its messages repeat the device's last"
           f" reading; {days:g} days of raw telemetry: {today:.1f} TB as stored,"
-          f" {runs:.1f} TB with repeats as runs (projected)")  # fmt: skip
+          f" {runs:.1f} TB as runs (~{city_runs_b:.0f} B a message)")  # fmt: skip
     print(f"storage_bytes_per_row={per_row:.0f}")
+    print(f"storage_runs_bytes_per_msg={per_msg_runs:.0f}")
     print(f"storage_city_repeat_share={repeat:.2f}")
     print(f"storage_city_raw_tb={today:.1f}")
     print(f"storage_city_raw_runs_tb={runs:.1f}")

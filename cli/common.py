@@ -154,6 +154,7 @@ def retention(settings: Settings) -> Retention:
         events_days=settings.retention_events_days,
         minute_days=settings.retention_1m_days,
         hour_days=settings.retention_1h_days,
+        runs_after_days=settings.runs_after_days,
     )
 
 

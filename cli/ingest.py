@@ -15,7 +15,7 @@ from estate.cluster import LocalCluster
 from estate.mqtt import SERVICE_ACCOUNT
 from estate.services import PrivateServices
 from estate.settings import Settings, SettingsError
-from ingest import deadletters
+from ingest import deadletters, runs
 from ingest.cluster import Holder
 from ingest.rollup import apply_retention, roll_up
 from ingest.worker import Shard, Worker, keep_collections_short
@@ -81,7 +81,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
-    """One round of what ingest shard 0 does in the background: rollups, then retention."""
+    """One round of what ingest shard 0 does in the background: rollups, retention, then
+    old days as runs (ingest.runs) when configured."""
     retention = common.retention(settings)
     with common.database(settings, upgrade=True, autocommit=True) as conn:
         now = dt.datetime.now(dt.UTC)
@@ -99,6 +100,12 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         for table, n in apply_retention(conn, now, retention).items():
             common.echo(f"retention: {table}: {n} chunks dropped")
+        after = settings.runs_after_days if args.runs_after_days is None else args.runs_after_days
+        while after:
+            made = runs.compact(conn, now, dt.timedelta(days=after))
+            if not made.days:
+                break
+            common.echo(f"runs: {made.readings} readings of a day stored as {made.runs} runs")
     return 0
 
 
@@ -141,10 +148,15 @@ def register(sub: common.SubParsers) -> None:
     s.add_argument("--name", default="", help="this worker's name in the logs")
     s.set_defaults(func=cmd_ingest)
     s = sub.add_parser(
-        "maintain", help="recompute pending rollups and apply retention once, then exit"
+        "maintain",
+        help="recompute pending rollups, apply retention and make runs once, then exit",
     )
     s.add_argument("--limit", type=int, default=100_000, help="at most this many buckets a level")
     s.add_argument("--no-retention", action="store_true", help="rollups only")
+    s.add_argument(
+        "--runs-after-days", type=float, metavar="DAYS",
+        help="store raw days older than DAYS as runs (default: ESTATE_RUNS_AFTER_DAYS)",
+    )  # fmt: skip
     s.set_defaults(func=cmd_maintain)
     s = sub.add_parser("deadletters", help="list or replay rejected messages")
     s.add_argument("action", choices=["list", "replay"])

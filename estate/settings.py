@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     retention_raw_days: float = Field(default=30, ge=0)
     """raw telemetry kept (whole day chunks dropped after); `0` = forever; must exceed
     `ESTATE_TS_MAX_PAST_S`"""
+    runs_after_days: float = Field(default=0, ge=0)
+    """raw telemetry days older than this are stored as runs: a device's unchanged
+    readings kept once with each repeat's time and sequence, losslessly (docs/scale.md);
+    `0` = never (the default); a city sets 2"""
     retention_events_days: float = Field(default=365, ge=0)
     """device events kept"""
     retention_1m_days: float = Field(default=90, ge=0)

@@ -242,10 +242,16 @@ def _evidence(conn: Conn, alert_id: int | None, order_id: int | None) -> dict[st
             ev["readings"] = [
                 {"ts": ts.isoformat(), **{k: v for k, v in vals.items() if v is not None}}
                 for ts, vals in conn.execute(
+                    # raw or kept as runs (ingest.runs): a case opened days later still
+                    # shows the readings around its alert
                     "SELECT ts, to_jsonb(t) - 'ts' - 'device_id' - 'seq' - 'received_at'"
-                    " FROM telemetry t WHERE device_id = %s AND ts BETWEEN %s AND %s"
+                    " FROM telemetry_between(%s, %s) t WHERE device_id = %s"
                     " ORDER BY ts LIMIT 500",
-                    (dev, first - dt.timedelta(minutes=30), first + dt.timedelta(minutes=30)),
+                    (
+                        first - dt.timedelta(minutes=30),
+                        first + dt.timedelta(minutes=30, microseconds=1),
+                        dev,
+                    ),
                 )
             ]
             ev["notices"] = [

@@ -63,7 +63,9 @@ def _upsert(target: str, source: str, aggregates: list[str], time_col: str) -> s
     )
 
 
-_MINUTE_SQL = _upsert("telemetry_1m", "telemetry", _RAW_AGG, "ts")
+# raw readings and those stored as runs (ingest.runs) alike: a late reading for a day kept
+# as runs recomputes its minute from all of it
+_MINUTE_SQL = _upsert("telemetry_1m", "telemetry_between(%(bucket)s, %(end)s)", _RAW_AGG, "ts")
 _HOUR_SQL = _upsert("telemetry_1h", "telemetry_1m", _MIN_AGG, "bucket")
 
 # Run by the ingest writer after the batch's telemetry is in the staging table; ordered so
@@ -148,6 +150,7 @@ class Retention:
     events_days: float = 365
     minute_days: float = 90
     hour_days: float = 1830
+    runs_after_days: float = 0  # raw days older than this become runs (ingest.runs); 0: never
 
     def raw_horizon(self, now: dt.datetime) -> dt.datetime | None:
         return now - dt.timedelta(days=self.raw_days) if self.raw_days else None
@@ -166,6 +169,7 @@ def apply_retention(
     )
     plan: list[tuple[str, float, dt.datetime | None]] = [
         ("telemetry", retention.raw_days, pending.get("1m")),
+        ("telemetry_runs", retention.raw_days, pending.get("1m")),
         ("events", retention.events_days, None),
         ("telemetry_1m", retention.minute_days, pending.get("1h")),
         ("telemetry_1h", retention.hour_days, None),

@@ -52,6 +52,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from estate.cluster import partition_of
 from estate.mqtt import Address, close, new_client
+from ingest import runs
 from ingest.batch import DeviceRef, Incoming, Rows, dead_letter, decode_batch, pg_text, shard_of
 from ingest.contract import Bounds, Reason, service_output
 from ingest.jetstream import JetStreamReceiver
@@ -261,13 +262,17 @@ def full_collection() -> None:
 
 
 class Maintainer:
-    """Rollups every ``rollup_every_s`` and retention hourly, on a connection of its own.
+    """Rollups every ``rollup_every_s`` and retention hourly, on a connection of its own;
+    with ``retention.runs_after_days`` set, old days rewritten as runs (ingest.runs) on a
+    second thread and connection, since a city's day takes hours and must not hold up the
+    rollups.
 
-    Runs on its own thread so that a long recompute (catching up after downtime) never
+    Runs on threads of its own so that a long recompute (catching up after downtime) never
     holds up ingest batches. A database error is logged and the next round retries.
     """
 
     RETENTION_EVERY_S = 3600.0
+    RUNS_EVERY_S = 600.0
 
     def __init__(
         self, database_url: str, config: IngestConfig, clock: Clock, metrics: Metrics
@@ -294,18 +299,51 @@ class Maintainer:
             self._last_retention = time.monotonic()
         return result
 
+    def runs_round(self, conn: psycopg.Connection[tuple[Any, ...]], stop: threading.Event) -> int:
+        """Every due day as runs, one day (one transaction) at a time; days done."""
+        after = dt.timedelta(days=self.config.retention.runs_after_days)
+        days = 0
+        while not stop.is_set():
+            made = runs.compact(conn, self.clock(), after)
+            if not made.days:
+                break
+            days += made.days
+            self.metrics.dropped_chunks.labels("telemetry_to_runs").inc(made.days)
+        return days
+
     def run(self, stop: threading.Event) -> None:
+        if self.config.retention.runs_after_days:
+            threading.Thread(
+                target=self._loop,
+                args=(stop, 0.0, self.RUNS_EVERY_S, lambda c: self.runs_round(c, stop), "runs"),
+                name="estate-runs",
+                daemon=True,
+            ).start()
+        every = self.config.rollup_every_s
+        self._loop(stop, every, every, self.round, "rollup/retention")
+
+    def _loop(
+        self,
+        stop: threading.Event,
+        first: float,
+        every: float,
+        work: Callable[[psycopg.Connection[tuple[Any, ...]]], object],
+        what: str,
+    ) -> None:
         conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        while not stop.wait(self.config.rollup_every_s):
+        wait = first
+        while not stop.wait(wait):
+            wait = every
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
-                self.round(conn)
-            except psycopg.Error as err:
+                work(conn)
+            except (psycopg.Error, runs.RunsMismatch) as err:
                 log.warning(
-                    "rollup/retention round failed (%s); retrying in %.0f s",
+                    "%s round failed (%s); retrying in %.0f s",
+                    what,
                     str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__,
-                    self.config.rollup_every_s,
+                    every,
                 )
                 if conn is not None:
                     with contextlib.suppress(psycopg.Error):

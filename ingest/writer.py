@@ -8,7 +8,8 @@ really inserted counts afterwards: the batch's rows are cut down to it (``Rows.k
 so device state, the alert stage and evidence never see a redelivery. A key stored before
 (or earlier in the batch) with *other* content is a dead letter ``conflict``: the first
 stays, nothing changes silently. The same transaction marks the batch's minutes for the
-rollups (ingest.rollup).
+rollups (ingest.rollup). A late reading for a day already kept as runs is stored as a run
+of one, and compared with the runs for duplicates (ingest.runs).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ingest import runs
 from ingest.batch import METRIC_COLUMNS, TELEMETRY_TYPES, Incoming, Rows, dead_letter
 from ingest.contract import Reason, Topic, event_only
 from ingest.rollup import MARK_DIRTY
@@ -73,10 +75,6 @@ class Written:
 
 
 Key = tuple[int, int, Any]  # (device_id, seq, ts)
-_BY_KEYS = (
-    "JOIN unnest(%s::int4[], %s::int8[], %s::timestamptz[]) k(d, s, ts)"
-    " ON t.device_id = k.d AND t.seq = k.s AND t.ts = k.ts"
-)
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 
@@ -167,19 +165,16 @@ class Writer:
             cp.set_types(list(TELEMETRY_TYPES))
             for r in rows.telemetry:
                 cp.write_row(r if r[-1] is None else (*r[:-1], Jsonb(r[-1])))
-        cur.execute(
-            "INSERT INTO telemetry SELECT * FROM _tel ON CONFLICT DO NOTHING"
-            " RETURNING device_id, seq, ts"
-        )
+        # late readings for a day already stored as runs go to the runs (ingest.runs)
+        cur.execute(runs.INSERT_SQL)
         if cur.rowcount == len(rows.telemetry):
             return [True] * len(rows.telemetry)  # the common case: all new, nothing to compare
-        cols = ", ".join(("t.ts", "t.device_id", "t.seq", *(f"t.{c}" for c in METRIC_COLUMNS)))
         return _duplicates(
             cur,
             rows,
             table_rows=rows.telemetry,
             sources=rows.telemetry_from,
-            stored_sql=f"SELECT {cols}, t.extra FROM telemetry t {_BY_KEYS}",  # noqa: S608 (ours)
+            stored_sql=runs.STORED_SQL,
         )
 
     def _events(self, cur: Cursor, rows: Rows) -> list[bool]:
@@ -200,7 +195,9 @@ class Writer:
             rows,
             table_rows=rows.events,
             sources=rows.events_from,
-            stored_sql=f"SELECT t.ts, t.device_id, t.seq, t.code, t.detail FROM events t {_BY_KEYS}",  # noqa: S608, E501
+            stored_sql="SELECT t.ts, t.device_id, t.seq, t.code, t.detail FROM events t"
+            " JOIN unnest(%(d)s::int4[], %(s)s::int8[], %(ts)s::timestamptz[]) k(d, s, ts)"
+            " ON t.device_id = k.d AND t.seq = k.s AND t.ts = k.ts",
         )
 
 
@@ -218,7 +215,10 @@ def _duplicates(
     (dead letter). Returns which rows were inserted."""
     new = set(cur.fetchall())
     keys = sorted({_key(r) for r in table_rows}, key=lambda k: (k[0], k[1]))
-    cur.execute(stored_sql, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
+    cur.execute(
+        stored_sql,
+        {"d": [k[0] for k in keys], "s": [k[1] for k in keys], "ts": [k[2] for k in keys]},
+    )
     stored = {_key(r): _normal(r) for r in cur.fetchall()}
     kept: list[bool] = []
     claimed: set[Key] = set()

@@ -87,7 +87,10 @@ OWNERS: dict[str, set[str]] = {
     "buildings": {"estate/registry.py"},
     "units": {"estate/registry.py"},
     "devices": {"estate/registry.py"},
-    "telemetry": {"ingest/writer.py"},
+    # where a reading is stored (raw, or in a run) is ingest.runs' SQL, run by the writer
+    "telemetry": {"ingest/runs.py"},
+    "telemetry_runs": {"ingest/runs.py"},
+    "telemetry_runs_horizon": {"ingest/runs.py"},
     "events": {"ingest/writer.py"},
     "device_state": {"ingest/writer.py"},
     "dead_letters": {"ingest/deadletters.py", "ingest/writer.py"},

@@ -218,6 +218,38 @@ def test_maintain_rolls_up_and_applies_retention(stack: Stack, database_url: str
 
 
 @pytest.mark.integration
+def test_maintain_stores_old_days_as_runs(stack: Stack, database_url: str) -> None:
+    day = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day -= dt.timedelta(days=5)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for i in range(10):  # an idle lift's readings, the same every 2 s
+            conn.execute(
+                "INSERT INTO telemetry (ts, device_id, seq, floor) VALUES (%s, 1, %s, 4)",
+                [day + dt.timedelta(hours=9, seconds=2 * i), i],
+            )
+    env = estate_env(
+        stack.settings.var_dir,
+        stack.settings.pg_port,
+        stack.settings.mqtt_port,
+        stack.settings.mqtt_device_port,
+    )
+    env["DATABASE_URL"] = database_url
+    done = run_estate(["maintain"], env)  # off by default
+    assert done.returncode == 0, done.stderr
+    assert "stored as" not in done.stdout
+    env["ESTATE_RUNS_AFTER_DAYS"] = "2"
+    done = run_estate(["maintain"], env)
+    assert done.returncode == 0, done.stderr
+    assert "runs: 10 readings of a day stored as 1 runs" in done.stdout
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM telemetry").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*), min(seq), max(seq) FROM telemetry_between(%s, %s)",
+            (day, day + dt.timedelta(days=1)),
+        ).fetchone() == (10, 0, 9)
+
+
+@pytest.mark.integration
 def test_apikey_add_list_revoke(stack: Stack, database_url: str) -> None:
     env = estate_env(
         stack.settings.var_dir,
