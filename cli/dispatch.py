@@ -137,7 +137,8 @@ def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
     """Dispatch, deadlines, escalation, look-back and notification delivery until stopped."""
     if args.cluster:
         # the local cluster's: its database (`estate cluster up` or DATABASE_URL), and its
-        # notifications published through node 1's MQTT as the service account
+        # notifications published through the cluster's MQTT (any live node) as the
+        # service account
         database_url = PrivateServices(settings).endpoints().database_url
         stop = threading.Event()
         with (

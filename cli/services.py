@@ -10,6 +10,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from cli import common
+from estate.cluster import LocalCluster
 from estate.services import (
     PrivateReplica,
     PrivateServices,
@@ -95,6 +96,9 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from api.app import create_app  # noqa: PLC0415
 
     with common.servers(settings, upgrade=True) as ep:
+        # beside the local cluster (estate cluster up) the live stream reads the changes
+        # its workers and supervisor publish there, from whichever node is up
+        mqtt_url = LocalCluster(settings).service_mqtt_url if args.cluster else ep.mqtt_url
         host, port = args.host or settings.api_host, args.port or settings.api_port
         common.echo(
             f"API on http://{host}:{port}/api/v1  (OpenAPI docs: http://{host}:{port}/docs)"
@@ -104,7 +108,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
                 ep.database_url,
                 token_ttl_s=settings.api_token_ttl_s,
                 session_max_s=settings.api_session_max_h * 3600,
-                mqtt_url=ep.mqtt_url,
+                mqtt_url=mqtt_url,
                 read_url=settings.database_read_url,
             ),
             host=host,
@@ -135,4 +139,6 @@ def register(sub: common.SubParsers) -> None:
     s = sub.add_parser("api", help="run the HTTP API (FastAPI under uvicorn) until stopped")
     s.add_argument("--host", help="default ESTATE_API_HOST (127.0.0.1)")
     s.add_argument("--port", type=int, help="default ESTATE_API_PORT (8700)")
+    s.add_argument("--cluster", action="store_true",
+                   help="the live stream from the local cluster (estate cluster up)")  # fmt: skip
     s.set_defaults(func=cmd_api)

@@ -334,9 +334,12 @@ class LocalCluster:
 
     @property
     def service_mqtt_url(self) -> str:
-        """Where the service's clients (the alert stage's output) connect: node 1's MQTT."""
+        """Where the service's clients connect (the alert stage's output, the supervisor's
+        notifications, the API's live stream): every node's MQTT, node 1 first; a client
+        moves to the next node when its node fails (``estate.mqtt.Address.nodes``)."""
         password = quote(self.service_password, safe="")
-        return f"mqtt://{SERVICE_ACCOUNT}:{password}@127.0.0.1:{self.nodes[0].mqtt_port}"
+        nodes = ",".join(f"127.0.0.1:{n.mqtt_port}" for n in self.nodes)
+        return f"mqtt://{SERVICE_ACCOUNT}:{password}@{nodes}"
 
     def _mqtt_streams(self, timeout: float) -> None:
         """NATS creates its MQTT streams at the first MQTT connection of the account."""

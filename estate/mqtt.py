@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 DEFAULT_PORT = 1883
 
@@ -37,27 +37,64 @@ class MqttError(RuntimeError):
 
 @dataclass(frozen=True)
 class Address:
-    """Where a broker is and who logs in: the parsed form of an MQTT URL."""
+    """Where a broker is and who logs in: the parsed form of an MQTT URL. ``others``: the
+    further nodes of a clustered broker, tried in turn when the current one fails."""
 
     host: str
     port: int = DEFAULT_PORT
     username: str | None = None
     password: str | None = None
+    others: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, url: str) -> Address:
-        """``mqtt://[user[:password]@]host[:port]``; percent-escapes in the login decoded."""
+        """``mqtt://[user[:password]@]host[:port][,host[:port]...]``; percent-escapes in
+        the login decoded. Several hosts (libpq's multi-host form) are one clustered
+        broker's nodes: clients connect to the first and fail over to the next."""
         u = urlsplit(url)
+        login, _, hosts = u.netloc.rpartition("@")
+        first, *rest = hosts.split(",")
+        head = urlsplit(f"mqtt://{login}@{first}" if login else f"mqtt://{first}")
+        others = []
+        for h in rest:
+            n = urlsplit(f"mqtt://{h}")
+            others.append((n.hostname or "127.0.0.1", n.port or DEFAULT_PORT))
         return cls(
-            host=u.hostname or "127.0.0.1",
-            port=u.port or DEFAULT_PORT,
-            username=unquote(u.username) if u.username else None,
-            password=unquote(u.password or "") if u.username else None,
+            host=head.hostname or "127.0.0.1",
+            port=head.port or DEFAULT_PORT,
+            username=unquote(head.username) if head.username else None,
+            password=unquote(head.password or "") if head.username else None,
+            others=tuple(others),
         )
 
     def login(self, username: str, password: str) -> Address:
         """The same broker with another login (a device's own)."""
-        return Address(self.host, self.port, username, password)
+        return Address(self.host, self.port, username, password, self.others)
+
+    @property
+    def nodes(self) -> tuple[tuple[str, int], ...]:
+        """Every (host, port) of the broker, the first first."""
+        return ((self.host, self.port), *self.others)
+
+
+class _FailoverClient(mqtt.Client):
+    """A paho client that, when (re)connecting to the current node fails, moves to the
+    next node of a clustered broker (paho itself reconnects to one host only). Sessions
+    are the cluster's, so a persistent session resumes on the next node."""
+
+    def __init__(self, *args: Any, nodes: tuple[tuple[str, int], ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._nodes = nodes
+        self._at = 0
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError:
+            # paho's host/port setters refuse while a lost connection is being retried
+            self._at = (self._at + 1) % len(self._nodes)
+            self._host, self._port = self._nodes[self._at]
+            raise
 
 
 def new_client(
@@ -69,13 +106,18 @@ def new_client(
     reconnect: tuple[int, int] = (1, 30),
 ) -> mqtt.Client:
     """A paho client (callback API 2, MQTT 3.1.1) with ``address``'s login set and
-    reconnection backing off between ``reconnect`` seconds; not connected yet."""
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=clean_session,
-        protocol=mqtt.MQTTv311,
-        manual_ack=manual_ack,
+    reconnection backing off between ``reconnect`` seconds, moving on to the next node
+    when ``address`` has several; not connected yet."""
+    options: dict[str, Any] = {
+        "client_id": client_id,
+        "clean_session": clean_session,
+        "protocol": mqtt.MQTTv311,
+        "manual_ack": manual_ack,
+    }
+    c = (
+        _FailoverClient(CallbackAPIVersion.VERSION2, nodes=address.nodes, **options)
+        if address.others
+        else mqtt.Client(CallbackAPIVersion.VERSION2, **options)
     )
     if address.username is not None:
         c.username_pw_set(address.username, address.password or "")

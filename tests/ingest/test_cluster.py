@@ -304,3 +304,55 @@ def test_a_database_restart_loses_nothing_on_the_cluster(
                     w.wait(60)
                 except subprocess.TimeoutExpired:
                     w.kill()
+
+
+def test_the_service_clients_move_to_another_node_when_theirs_dies(
+    cluster: tuple[LocalCluster, dict[str, str]], database_url: str, tmp_path: Path
+) -> None:
+    """The alert stage's output and a subscriber of the changes (as the API's live stream
+    and the supervisor connect: the service URL lists every node) both start on node 1;
+    node 1 is killed; an alert raised afterwards still reaches the subscriber."""
+    c, env = cluster
+    secret = load_secrets(c.settings.var_dir)["device_secret"]
+    address = Address.parse(c.service_mqtt_url)
+    assert [p for _, p in address.nodes] == [n.mqtt_port for n in c.nodes]
+    worker = start_worker(env, "w1", tmp_path / "w1.log")
+    seen: list[str] = []
+    got = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        seen.append(m.topic)
+        got.set()
+
+    sub = new_client(address, "test-alerts", clean_session=False)
+    sub.on_message = on_message
+    try:
+        connect_and_wait(sub, address, who="the alerts subscriber")
+        sub.subscribe("estate/v1/+/alerts/#", qos=1)
+        wait_for(lambda: sum(len(p) for p in held_partitions(database_url).values())
+                 == PARTITIONS, 60, "the worker holding every partition")  # fmt: skip
+        devices = [Device(c, secret, f"C{i:02d}", c.nodes[i % 3].mqtt_port) for i in (1, 2)]
+
+        def overspeed(d: Device) -> None:
+            event = contract.event(dt.datetime.now(dt.UTC), 1, "overspeed", {"mps": 2.4})
+            d.client.publish(
+                f"estate/v1/{d.estate}/elevator/L1/event", contract.dumps(event), qos=1
+            ).wait_for_publish(10)
+
+        overspeed(devices[1])  # through node 3; the worker's output is on node 1
+        assert got.wait(30), "no alert before the kill"
+        assert seen[-1].startswith("estate/v1/C02/alerts/")
+        got.clear()
+        c.stop_node(c.nodes[0], signal.SIGKILL)
+        overspeed(devices[0])  # through node 2
+        assert got.wait(60), f"the alert raised after node 1 died never arrived: {seen}"
+        assert seen[-1].startswith("estate/v1/C01/alerts/")
+        for d in devices:
+            close(d.client)
+    finally:
+        close(sub)
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
