@@ -143,8 +143,9 @@ class Settings(BaseSettings):
     `ESTATE_TS_MAX_PAST_S`"""
     runs_after_days: float = Field(default=0, ge=0)
     """raw telemetry days older than this are stored as runs: a device's unchanged
-    readings kept once with each repeat's time and sequence, losslessly (docs/scale.md);
-    `0` = never (the default); a city sets 2"""
+    readings kept once with each repeat's time and sequence, losslessly (on a
+    Timescale-licensed server: TimescaleDB's compression instead; docs/scale.md); `0` =
+    never (the default); a city sets 2"""
     retention_events_days: float = Field(default=365, ge=0)
     """device events kept"""
     retention_1m_days: float = Field(default=90, ge=0)

@@ -300,8 +300,12 @@ class Maintainer:
         return result
 
     def runs_round(self, conn: psycopg.Connection[tuple[Any, ...]], stop: threading.Event) -> int:
-        """Every due day as runs, one day (one transaction) at a time; days done."""
+        """Every due day as runs, one day (one transaction) at a time; days done. On a
+        Timescale-licensed server TimescaleDB's own compression policy does it instead."""
         after = dt.timedelta(days=self.config.retention.runs_after_days)
+        if runs.edition(conn) == "timescale":
+            runs.native_compression(conn, after)
+            return 0
         days = 0
         while not stop.is_set():
             made = runs.compact(conn, self.clock(), after)

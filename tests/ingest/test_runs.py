@@ -17,7 +17,14 @@ from ingest import contract
 from ingest.batch import DeviceRef, Incoming, Rows, decode_batch
 from ingest.contract import Bounds, Reason
 from ingest.rollup import Retention, apply_retention, roll_up
-from ingest.runs import compact, due_chunks
+from ingest.runs import (
+    NATIVE_POLICY,
+    NATIVE_SETUP,
+    compact,
+    due_chunks,
+    edition,
+    native_compression,
+)
 from ingest.worker import IngestConfig, Maintainer, Metrics
 from ingest.writer import Writer
 
@@ -284,3 +291,17 @@ def test_the_maintainer_keeps_old_days_as_runs(
         thread.join(10)
     assert conn.execute("SELECT count(*) FROM telemetry_runs").fetchone() == (1,)
     assert everything(conn) == stored
+
+
+def test_the_apache_edition_gets_runs_and_the_native_path_reaches_timescaledb(
+    conn: Conn,
+) -> None:
+    """This server is the Apache edition, so the maintainer makes runs. The native path
+    (for a Timescale-licensed server) cannot run here; its statements must still reach
+    TimescaleDB's license check, not fail as unknown functions or wrong arguments."""
+    assert edition(conn) == "apache"
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="license"):
+        native_compression(conn, AFTER)
+    for statement, args in ((NATIVE_SETUP, ()), (NATIVE_POLICY, (AFTER,))):
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="license"):
+            conn.execute(statement, args)
