@@ -305,3 +305,24 @@ def test_the_apache_edition_gets_runs_and_the_native_path_reaches_timescaledb(
     for statement, args in ((NATIVE_SETUP, ()), (NATIVE_POLICY, (AFTER,))):
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="license"):
             conn.execute(statement, args)
+
+
+def test_a_day_left_raw_after_the_horizon_moved_takes_no_duplicate(
+    conn: Conn, devices: dict[str, DeviceRef]
+) -> None:
+    """The compaction moves the horizon, then fails (a restart, a bug): the day is still
+    raw. A redelivery of one of its readings is not stored again as a run of one, and the
+    next compaction of the day still succeeds."""
+    t = DAY + dt.timedelta(hours=8)
+    write(conn, devices, [("L1", t + dt.timedelta(seconds=2 * i), i, IDLE) for i in range(10)])
+    roll_up(conn, LATER)
+    conn.execute("UPDATE telemetry_runs_horizon SET through = %s", (DAY + dt.timedelta(days=1),))
+    stored = everything(conn)
+    again = write(conn, devices, [("L1", t + dt.timedelta(seconds=8), 4, IDLE)])
+    assert again.telemetry == []
+    assert everything(conn) == stored
+    late = write(conn, devices, [("L1", t + dt.timedelta(seconds=21), 50, IDLE)])
+    assert len(late.telemetry) == 1
+    roll_up(conn, LATER)
+    assert compact(conn, LATER, AFTER).readings == 10
+    assert len(everything(conn)) == 11
