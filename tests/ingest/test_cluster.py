@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +72,10 @@ def cluster(stack: Stack, database_url: str) -> Iterator[tuple[LocalCluster, dic
         update={"cluster_port": free_base(), "cluster_partitions": PARTITIONS}
     )
     c = LocalCluster(settings)
+    # each test its own log: the stack's var dir outlives a test's database, and a log left
+    # by the test before would deliver that test's messages into this one's database (its
+    # seq 71 next to this test's seq 71: "stored twice")
+    shutil.rmtree(c.root, ignore_errors=True)
     env = {
         **os.environ, "DATABASE_URL": database_url, "ESTATE_VAR_DIR": str(settings.var_dir),
         "ESTATE_CLUSTER_PORT": str(settings.cluster_port),
@@ -81,6 +86,7 @@ def cluster(stack: Stack, database_url: str) -> Iterator[tuple[LocalCluster, dic
         yield c, env
     finally:
         c.down()
+        shutil.rmtree(c.root, ignore_errors=True)
 
 
 def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
