@@ -101,11 +101,11 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
         for table, n in apply_retention(conn, now, retention).items():
             common.echo(f"retention: {table}: {n} chunks dropped")
         after = settings.runs_after_days if args.runs_after_days is None else args.runs_after_days
-        while after:
-            made = runs.compact(conn, now, dt.timedelta(days=after))
-            if not made.days:
-                break
-            common.echo(f"runs: {made.readings} readings of a day stored as {made.runs} runs")
+        if after:
+            made = runs.keep_old_days(conn, now, dt.timedelta(days=after))
+            if made.days:
+                span = "a day" if made.days == 1 else f"{made.days} days"
+                common.echo(f"runs: {made.readings} readings of {span} stored as {made.runs} runs")
     return 0
 
 

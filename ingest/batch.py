@@ -50,6 +50,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
 BOOL_COLUMNS = frozenset(
     m.name for k in contract.KINDS.values() for m in k.metrics.values() if m.type == "boolean"
 )
+# the telemetry table's columns as the writer stages them; TELEMETRY_TYPES are their types
+TELEMETRY_COLUMNS: tuple[str, ...] = ("ts", "device_id", "seq", *METRIC_COLUMNS, "extra")
 TELEMETRY_TYPES: tuple[str, ...] = (
     "timestamptz",
     "int4",

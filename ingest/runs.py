@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from ingest.batch import METRIC_COLUMNS
+from ingest.batch import METRIC_COLUMNS, TELEMETRY_COLUMNS
 
 log = logging.getLogger("estate.runs")
 
-_COLS = ("ts", "device_id", "seq", *METRIC_COLUMNS, "extra")
+_COLS = TELEMETRY_COLUMNS
 _NAMES = ", ".join(_COLS)
-_VALUES = ", ".join((*METRIC_COLUMNS, "extra"))
+_VALUE_COLS = (*METRIC_COLUMNS, "extra")  # what a repeat must equal
+_VALUES = ", ".join(_VALUE_COLS)
 
 # The writer's insert of a batch (staged in _tel): readings at or after the horizon into
 # telemetry; earlier ones (late, for a compacted day) as runs of one unless a run holds
@@ -65,7 +67,7 @@ STORED_SQL = (
     " CROSS JOIN LATERAL telemetry_run_row(k.d, k.ts, k.s) r"
 )
 
-_FIRST = ", ".join(f"(array_agg({c}) FILTER (WHERE brk = 1))[1]" for c in _VALUES.split(", "))
+_FIRST = ", ".join(f"(array_agg({c}) FILTER (WHERE brk = 1))[1]" for c in _VALUE_COLS)
 
 # One slice of devices of one day, as runs. Stages: each row's break (its values, half
 # hour or sequence block differ from the device's previous row), the run number (a running
@@ -151,6 +153,28 @@ def native_compression(conn: psycopg.Connection[tuple[Any, ...]], after: dt.time
         if configured is None:
             conn.execute(NATIVE_SETUP)
         conn.execute(NATIVE_POLICY, (after,))
+
+
+def keep_old_days(
+    conn: psycopg.Connection[tuple[Any, ...]],
+    now: dt.datetime,
+    after: dt.timedelta,
+    *,
+    go_on: Callable[[], bool] = lambda: True,
+) -> Compacted:
+    """Raw days older than ``after``, the edition's way: on the Apache edition every due
+    day as runs, one day (one transaction) at a time while ``go_on()``; on a
+    Timescale-licensed server TimescaleDB's compression policy (``native_compression``)."""
+    if edition(conn) == "timescale":
+        native_compression(conn, after)
+        return Compacted(0, 0, 0)
+    days = readings = made_runs = 0
+    while go_on():
+        made = compact(conn, now, after)
+        if not made.days:
+            break
+        days, readings, made_runs = days + 1, readings + made.readings, made_runs + made.runs
+    return Compacted(days, readings, made_runs)
 
 
 class RunsMismatch(RuntimeError):

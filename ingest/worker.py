@@ -300,20 +300,11 @@ class Maintainer:
         return result
 
     def runs_round(self, conn: psycopg.Connection[tuple[Any, ...]], stop: threading.Event) -> int:
-        """Every due day as runs, one day (one transaction) at a time; days done. On a
-        Timescale-licensed server TimescaleDB's own compression policy does it instead."""
+        """Old days kept as runs (or compressed: ``runs.keep_old_days``); days done."""
         after = dt.timedelta(days=self.config.retention.runs_after_days)
-        if runs.edition(conn) == "timescale":
-            runs.native_compression(conn, after)
-            return 0
-        days = 0
-        while not stop.is_set():
-            made = runs.compact(conn, self.clock(), after)
-            if not made.days:
-                break
-            days += made.days
-            self.metrics.dropped_chunks.labels("telemetry_to_runs").inc(made.days)
-        return days
+        made = runs.keep_old_days(conn, self.clock(), after, go_on=lambda: not stop.is_set())
+        self.metrics.dropped_chunks.labels("telemetry_to_runs").inc(made.days)
+        return made.days
 
     def run(self, stop: threading.Event) -> None:
         if self.config.retention.runs_after_days:

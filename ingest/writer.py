@@ -22,11 +22,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ingest import runs
-from ingest.batch import METRIC_COLUMNS, TELEMETRY_TYPES, Incoming, Rows, dead_letter
+from ingest.batch import TELEMETRY_COLUMNS, TELEMETRY_TYPES, Incoming, Rows, dead_letter
 from ingest.contract import Reason, Topic, event_only
 from ingest.rollup import MARK_DIRTY
 
-_TEL_COLS = ", ".join(("ts", "device_id", "seq", *METRIC_COLUMNS, "extra"))
+_TEL_COLS = ", ".join(TELEMETRY_COLUMNS)
 
 _SETUP = (
     "CREATE TEMP TABLE IF NOT EXISTS _tel (LIKE telemetry) ON COMMIT DELETE ROWS",

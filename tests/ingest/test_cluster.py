@@ -97,6 +97,21 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
         )  # fmt: skip
 
 
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each worker still running; SIGKILL one that has not left within 60 s."""
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+            try:
+                w.wait(60)
+            except subprocess.TimeoutExpired:
+                w.kill()
+
+
+def every_partition_held(database_url: str) -> bool:
+    return sum(len(p) for p in held_partitions(database_url).values()) == PARTITIONS
+
+
 class Device:
     """One lift publishing numbered readings over QoS 1 to one node; ``acked`` holds the
     sequence numbers the node acknowledged."""
@@ -167,8 +182,8 @@ def test_every_acknowledged_message_survives_a_dead_node_and_a_dead_worker(
     secret = load_secrets(c.settings.var_dir)["device_secret"]
     workers = [start_worker(env, f"w{i}", tmp_path / f"w{i}.log") for i in (1, 2)]
     try:
-        wait_for(lambda: sum(len(p) for p in held_partitions(database_url).values())
-                 == PARTITIONS and len(held_partitions(database_url)) == 2, 60,
+        wait_for(lambda: every_partition_held(database_url)
+                 and len(held_partitions(database_url)) == 2, 60,
                  "both workers holding their share")  # fmt: skip
         # the devices: estates spread over the nodes (node 2 is the one to die)
         estates = [f"C{i:02d}" for i in range(ESTATES)]
@@ -253,13 +268,7 @@ def test_every_acknowledged_message_survives_a_dead_node_and_a_dead_worker(
         for d in devices:
             close(d.client)
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-                try:
-                    w.wait(60)
-                except subprocess.TimeoutExpired:
-                    w.kill()
+        stop_workers(workers)
 
 
 def test_a_database_restart_loses_nothing_on_the_cluster(
@@ -274,8 +283,8 @@ def test_a_database_restart_loses_nothing_on_the_cluster(
     workers = [start_worker(env, f"w{i}", tmp_path / f"w{i}.log") for i in (1, 2)]
     pg = PrivatePostgres(stack.settings, stack.services.runner)
     try:
-        wait_for(lambda: sum(len(p) for p in held_partitions(database_url).values())
-                 == PARTITIONS, 60, "the workers holding every partition")  # fmt: skip
+        wait_for(lambda: every_partition_held(database_url), 60,
+                 "the workers holding every partition")  # fmt: skip
         estates = [f"C{i:02d}" for i in range(ESTATES)]
         devices = [Device(c, secret, e, c.nodes[i % 3].mqtt_port) for i, e in enumerate(estates)]
         down = 0.0
@@ -295,21 +304,14 @@ def test_a_database_restart_loses_nothing_on_the_cluster(
         missing, twice, _ = stored_once(database_url, acked)
         assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
         assert not twice, f"stored more than once: {list(twice.items())[:5]}"
-        wait_for(lambda: sum(len(p) for p in held_partitions(database_url).values())
-                 == PARTITIONS, 60, "every partition held again")  # fmt: skip
+        wait_for(lambda: every_partition_held(database_url), 60, "every partition held again")
         logs = "".join((tmp_path / f"w{i}.log").read_text() for i in (1, 2))
         assert "lease lost" in logs  # they did see the outage
         for d in devices:
             close(d.client)
     finally:
         pg.start()  # no-op when it runs
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-                try:
-                    w.wait(60)
-                except subprocess.TimeoutExpired:
-                    w.kill()
+        stop_workers(workers)
 
 
 def test_the_service_clients_move_to_another_node_when_theirs_dies(
@@ -335,8 +337,8 @@ def test_the_service_clients_move_to_another_node_when_theirs_dies(
     try:
         connect_and_wait(sub, address, who="the alerts subscriber")
         sub.subscribe("estate/v1/+/alerts/#", qos=1)
-        wait_for(lambda: sum(len(p) for p in held_partitions(database_url).values())
-                 == PARTITIONS, 60, "the worker holding every partition")  # fmt: skip
+        wait_for(lambda: every_partition_held(database_url), 60,
+                 "the worker holding every partition")  # fmt: skip
         devices = [Device(c, secret, f"C{i:02d}", c.nodes[i % 3].mqtt_port) for i in (1, 2)]
 
         def overspeed(d: Device) -> None:
@@ -357,8 +359,4 @@ def test_the_service_clients_move_to_another_node_when_theirs_dies(
             close(d.client)
     finally:
         close(sub)
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_workers([worker])

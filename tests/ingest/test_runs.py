@@ -11,7 +11,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from estate import registry
 from estate.db import Conn
 from ingest import contract
 from ingest.batch import DeviceRef, Incoming, Rows, decode_batch
@@ -33,32 +32,8 @@ pytestmark = pytest.mark.integration
 DAY = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)  # midnight UTC: one day chunk
 LATER = DAY + dt.timedelta(days=3)
 AFTER = dt.timedelta(days=2)
-REGISTRY = """
-version: 1
-areas: [{code: C, name: c, level: city}]
-organisations:
-  - {code: EM, name: em, roles: [elevator_maintenance]}
-estates:
-  - code: RE
-    name: e
-    area: C
-    buildings:
-      - code: B1
-        name: b
-        floors: 10
-        devices:
-          - {code: L1, kind: elevator, subtype: passenger, maintenance: EM}
-          - {code: L2, kind: elevator, subtype: passenger, maintenance: EM}
-"""
 Reading = tuple[str, dt.datetime, int, dict[str, Any]]
 IDLE = {"floor": 3.0, "door_open": False, "speed_mps": 0.0, "running": False}
-
-
-@pytest.fixture
-def devices(conn: Conn) -> dict[str, DeviceRef]:
-    registry.load(conn, registry.parse(REGISTRY))
-    rows = conn.execute("SELECT id, estate_code, code, kind FROM devices").fetchall()
-    return {c: DeviceRef(i, e, c, k) for i, e, c, k in rows}
 
 
 def write(conn: Conn, devices: dict[str, DeviceRef], readings: list[Reading]) -> Rows:
